@@ -1,0 +1,240 @@
+"""The shared codebook(s): nearest-code lookup, the MM-EMA update and the dead-code reset."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COMMITMENT_COST = 0.25
+DECAY = 0.99
+EPSILON = 1e-5
+RESET_AFTER = 300  # batches without use before a code counts as dead
+ACTIVE_WITHIN = 100  # batches since last use for a code to count as active
+
+
+def squared_distances(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """‖e‖² + ‖x‖² − 2·x·e for flattened features [N, D] and a codebook [K, D] → [N, K].
+
+    Computed with `addmm` in the same order as the reference, so float64 argmins agree exactly.
+    """
+    return torch.addmm(
+        torch.sum(codebook**2, dim=1) + torch.sum(features**2, dim=1, keepdim=True),
+        features,
+        codebook.t(),
+        alpha=-2.0,
+        beta=1.0,
+    )
+
+
+def nearest_codes(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codeword for each row (argmin in float64; ties to the lowest index)."""
+    flat = features.detach().reshape(-1, codebook.shape[1])
+    distances = squared_distances(flat.to(codebook.dtype), codebook)
+    return torch.argmin(distances.double(), dim=-1)
+
+
+def quantize(features: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pure lookup: (codewords [..., D] exactly equal to codebook rows, indices [N] flattened)."""
+    indices = nearest_codes(features, codebook)
+    codewords = F.embedding(indices, codebook).reshape(*features.shape[:-1], codebook.shape[1])
+    return codewords, indices
+
+
+@dataclass
+class QuantizerOutput:
+    """What one training-mode quantizer call returns for the three modalities."""
+
+    quantized: dict[str, torch.Tensor]  # straight-through codewords [B, T, D] per modality
+    commitment: dict[str, torch.Tensor]  # commitment loss per modality
+    indices: dict[str, torch.Tensor]  # [B*T] per modality
+    cmcm_loss: torch.Tensor  # cross-modal code matching (zero for H-DCID levels)
+    equal_num: torch.Tensor  # items whose most frequent code agrees across modalities
+
+
+def _soft_code_distribution(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    batch, steps, width = features.shape
+    distances = squared_distances(features.reshape(-1, width), codebook)
+    # Clamp: the expanded form can be slightly negative, and sqrt of it is NaN (reference quirk 8).
+    probs = F.softmax(-torch.sqrt(distances.clamp_min(0.0)), dim=-1)
+    return probs.reshape(batch, steps, -1).mean(dim=1)
+
+
+def _pair_matching_loss(p_x: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
+    scores = p_x @ torch.log(p_y.t() + 1e-10) + p_y @ torch.log(p_x.t() + 1e-10)
+    shift = torch.max(-scores)
+    logits = scores + shift
+    positives = torch.diagonal(logits)
+    return -torch.mean(torch.log(torch.exp(positives) / (torch.exp(logits).sum(dim=1) + 1e-5)))
+
+
+def cross_modal_code_matching(features: dict[str, torch.Tensor], codebook: torch.Tensor) -> torch.Tensor:
+    """Lcmcm: contrastive agreement of clip-level soft code distributions, pairs (a,v),(a,t),(t,v)."""
+    dist = {name: _soft_code_distribution(x, codebook) for name, x in features.items()}
+    pairs = [("audio", "video"), ("audio", "text"), ("text", "video")]
+    terms = [_pair_matching_loss(dist[x], dist[y]) for x, y in pairs if x in dist and y in dist]
+    return 0.5 * torch.stack(terms).sum()
+
+
+def init_codebook(n_embeddings: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    bound = 1.0 / n_embeddings
+    return torch.empty(n_embeddings, width).uniform_(-bound, bound, generator=generator)
+
+
+class _QuantizerBase(nn.Module):
+    """MM-EMA training logic shared by the one-level and the multi-level quantizers."""
+
+    def __init__(
+        self,
+        modalities: tuple[str, ...],
+        commitment_cost: float = COMMITMENT_COST,
+        decay: float = DECAY,
+        epsilon: float = EPSILON,
+        reset_after: int = RESET_AFTER,
+        active_within: int = ACTIVE_WITHIN,
+        reset_noise_width: int | None = 256,
+    ):
+        super().__init__()
+        self.modalities = modalities
+        self.commitment_cost = commitment_cost
+        self.decay = decay
+        self.epsilon = epsilon
+        self.reset_after = reset_after
+        self.active_within = active_within
+        # The reference hard-codes 256 for the reset noise; None means "the code width".
+        self.reset_noise_width = reset_noise_width
+        self.python_random = random.Random(57)
+
+    # Subclasses expose per-level views of their buffers.
+    def _level_buffers(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _write_level(self, level: int, **buffers: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def codebook(self, level: int = 0) -> torch.Tensor:
+        return self._level_buffers(level)[0]
+
+    def _ema_update(self, level: int, one_hot: dict[str, torch.Tensor], flat: dict[str, torch.Tensor]) -> None:
+        embedding, ema_count, ema_weight, _ = self._level_buffers(level)
+        n_codes = embedding.shape[0]
+        names = [m for m in self.modalities if m in one_hot]
+        for name in names:
+            partners = [m for m in names if m != name]
+            counts = self.decay * ema_count + (1 - self.decay) * one_hot[name].sum(dim=0)
+            total = counts.sum()
+            counts = (counts + self.epsilon) / (total + n_codes * self.epsilon) * total
+            # Own features pull with weight 1/2, each partner's features at the same (b, t) with the
+            # rest split evenly (0.25 each for three modalities, as the reference).
+            pulled = 0.5 * one_hot[name].t() @ flat[name]
+            for partner in partners:
+                pulled = pulled + (0.5 / len(partners)) * one_hot[name].t() @ flat[partner]
+            ema_weight = self.decay * ema_weight + (1 - self.decay) * pulled
+            ema_count = counts
+            embedding = ema_weight / ema_count.unsqueeze(-1)
+        self._write_level(level, embedding=embedding, ema_count=ema_count, ema_weight=ema_weight)
+
+    def _reset_dead_codes(self, level: int, used: torch.Tensor) -> int:
+        embedding, _, _, unactivated = self._level_buffers(level)
+        unactivated = unactivated + 1
+        unactivated[used] = 0
+        dead_mask = unactivated > self.reset_after
+        active_mask = (~dead_mask) & (unactivated >= 0) & (unactivated < self.active_within)
+        unactivated = torch.where(dead_mask, torch.zeros_like(unactivated), unactivated)
+        dead = torch.nonzero(dead_mask).flatten().tolist()
+        active = torch.nonzero(active_mask).flatten().tolist()
+        embedding = embedding.clone()
+        if dead and active:
+            snapshot = embedding[active].clone()
+            width = embedding.shape[1] if self.reset_noise_width is None else self.reset_noise_width
+            for index in dead:
+                source = self.python_random.randint(0, len(active) - 1)
+                noise = torch.empty(width, dtype=embedding.dtype).uniform_(-1.0 / 1024, 1.0 / 1024)
+                embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
+        self._write_level(level, embedding=embedding, unactivated_count=unactivated)
+        return len(dead) if active else 0
+
+    def quantize_level(self, features: dict[str, torch.Tensor], level: int = 0, *, cmcm: bool = True) -> QuantizerOutput:
+        """One training-style call on semantic features [B, T, D] per modality (reference §3.3)."""
+        embedding = self.codebook(level)
+        n_codes, width = embedding.shape
+        flat = {m: x.detach().reshape(-1, width) for m, x in features.items()}
+        cmcm_loss = (
+            cross_modal_code_matching(features, embedding)
+            if cmcm and len(features) > 1
+            else embedding.new_zeros(())
+        )
+        indices = {m: torch.argmin(squared_distances(f, embedding).double(), dim=-1) for m, f in flat.items()}
+        one_hot = {m: F.one_hot(i, n_codes).to(embedding.dtype) for m, i in indices.items()}
+        codewords = {m: F.embedding(indices[m], embedding).view_as(features[m]) for m in features}
+        batch, steps = next(iter(features.values())).shape[:2]
+        modes = [torch.mode(indices[m].reshape(batch, steps), dim=-1).values for m in features]
+        equal = torch.ones(batch, dtype=torch.bool, device=embedding.device)
+        for mode in modes[1:]:
+            equal &= mode == modes[0]
+        if self.training:
+            self._ema_update(level, one_hot, flat)
+        used = torch.unique(torch.cat(list(indices.values())))
+        self._reset_dead_codes(level, used)
+        commitment = {}
+        for name, x in features.items():
+            own = F.mse_loss(x, codewords[name].detach())
+            others = [F.mse_loss(x, codewords[m].detach()) for m in features if m != name]
+            # β·(2·own + 0.5·Σ partners): the reference's weighting of its own and partner codewords.
+            loss = 2 * own + 0.5 * sum(others) if others else 2 * own
+            commitment[name] = self.commitment_cost * loss
+        quantized = {m: x + (codewords[m] - x).detach() for m, x in features.items()}
+        return QuantizerOutput(quantized, commitment, indices, cmcm_loss, equal.sum())
+
+
+class CrossQuantizer(_QuantizerBase):
+    """One shared codebook (DCID): buffers [K, D]."""
+
+    def __init__(self, n_embeddings: int = 400, embedding_dim: int = 256, modalities=("audio", "video", "text"), **kwargs):
+        super().__init__(tuple(modalities), **kwargs)
+        embedding = init_codebook(n_embeddings, embedding_dim)
+        self.register_buffer("embedding", embedding)
+        self.register_buffer("ema_count", torch.zeros(n_embeddings))
+        self.register_buffer("ema_weight", embedding.clone())
+        self.register_buffer("unactivated_count", -torch.ones(n_embeddings))
+
+    @property
+    def levels(self) -> int:
+        return 1
+
+    def _level_buffers(self, level: int):
+        if level != 0:
+            raise IndexError(f"a one-level quantizer has no level {level}")
+        return self.embedding, self.ema_count, self.ema_weight, self.unactivated_count
+
+    def _write_level(self, level: int, **buffers: torch.Tensor) -> None:
+        for name, value in buffers.items():
+            setattr(self, name, value)
+
+
+class MultiLevelQuantizer(_QuantizerBase):
+    """H-DCID: separate codebooks stacked on a leading level axis, buffers [L, K, D] (not residual)."""
+
+    def __init__(self, n_embeddings: int = 400, embedding_dim: int = 256, levels: int = 2, modalities=("audio", "video", "text"), **kwargs):
+        super().__init__(tuple(modalities), **kwargs)
+        embedding = torch.stack([init_codebook(n_embeddings, embedding_dim) for _ in range(levels)])
+        self.register_buffer("embedding", embedding)
+        self.register_buffer("ema_count", torch.zeros(levels, n_embeddings))
+        self.register_buffer("ema_weight", embedding.clone())
+        self.register_buffer("unactivated_count", -torch.ones(levels, n_embeddings))
+
+    @property
+    def levels(self) -> int:
+        return self.embedding.shape[0]
+
+    def _level_buffers(self, level: int):
+        return self.embedding[level], self.ema_count[level], self.ema_weight[level], self.unactivated_count[level]
+
+    def _write_level(self, level: int, **buffers: torch.Tensor) -> None:
+        # Stacked buffers are updated slice-wise; gradients never flow into them.
+        with torch.no_grad():
+            for name, value in buffers.items():
+                getattr(self, name)[level] = value

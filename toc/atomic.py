@@ -1,0 +1,61 @@
+"""Atomic file output: write to a temporary file beside the target, fsync, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from toc.errors import OutputExistsError, TocError
+
+
+def prepare_output(path: str | os.PathLike, *, force: bool = False, make_parents: bool = True) -> Path:
+    """Check that `path` may be written: refuse to clobber without `force`, create its folder."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target}: output exists; pass --force to overwrite it")
+    parent = target.parent
+    if not parent.exists():
+        if not make_parents:
+            raise TocError(f"{parent}: output directory does not exist")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TocError(f"{parent}: cannot create output directory ({exc.strerror})") from exc
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success rename it over `path`.
+
+    Readers see either the old file or the complete new one, never a partial file: a crash,
+    a kill or a full disk leaves the previous file untouched and removes the temporary one.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TocError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))

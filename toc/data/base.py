@@ -1,0 +1,57 @@
+"""The contract between on-disk loaders and the evaluation loop: feature sets and task data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Modality = Literal["audio", "video"]
+LabelKind = Literal["clip", "segment"]
+
+T_SEGMENTS = 10
+AUDIO_SHAPE = (T_SEGMENTS, 128)
+VIDEO_SHAPE = (T_SEGMENTS, 7, 7, 512)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The clips of one modality from one source, with their labels; features are read lazily.
+
+    Features of a real set do not fit in memory (AVE video is 8 GB in float64), so they are read
+    in batches through `read`, which returns float64 arrays `[len(rows), *feature_shape]`.
+    """
+
+    name: str  # cache key part, unique within a task, e.g. "ave/audio", "avvp-audio-csv/audio"
+    modality: Modality
+    ids: Sequence[str]  # one video id per row: the unit of the strict (video-level) split
+    labels: np.ndarray  # clip tasks: int64 [N]; segment tasks: float64 [N, T, C+1], background last
+    feature_shape: tuple[int, ...]
+    read: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    source: str = ""  # the file(s) the features come from, for messages
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Everything a task needs: its feature sets and which set trains / evaluates each direction.
+
+    `directions["v2a"] == (train_set_name, eval_set_name)`: the head is trained on the first set
+    (video) and evaluated on the second (audio). `predefined_splits` maps a set name to named row
+    index arrays (AVE: "train", "val", "test"); tasks without one get a seeded video-level split.
+    """
+
+    task: str
+    kind: LabelKind
+    class_names: list[str]  # foreground classes, in label-column / class-index order
+    sets: dict[str, FeatureSet]
+    directions: dict[str, tuple[str, str]]
+    predefined_splits: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
