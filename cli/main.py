@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
@@ -54,6 +55,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """cmg-toc: TOC channel selection, H-DCID training and cross-modal evaluation for CMG codebooks."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if hasattr(signal, "SIGXFSZ"):
+        # Past a file-size limit (ulimit -f) the default action kills the process; ignoring the
+        # signal turns it into an EFBIG write error that we report in one line.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 for _name in COMMAND_MODULES:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,12 +45,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
+        # h5py reports low-level write failures (disk full, file-size limit) as RuntimeError.
         tmp.unlink(missing_ok=True)
-        raise TocError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+        raise TocError(f"{target}: cannot write ({reason})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_space(path: str | os.PathLike, needed_bytes: int) -> None:
+    """Refuse early when `needed_bytes` cannot fit: free disk space or the file-size limit (ulimit -f)."""
+    target = Path(path)
+    try:
+        free = shutil.disk_usage(target.parent).free
+    except OSError:
+        free = None
+    if free is not None and needed_bytes > free:
+        raise TocError(f"{target}: not enough disk space (needs about {needed_bytes:,} bytes, {free:,} free)")
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and needed_bytes > soft:
+        raise TocError(f"{target}: output would exceed the file-size limit (about {needed_bytes:,} bytes, limit {soft:,})")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

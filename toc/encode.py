@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import torch
 
-from toc.atomic import atomic_path
+from toc.atomic import atomic_path, check_space
 from toc.checkpoint import Checkpoint
 from toc.errors import ConfigError, DataError
 
@@ -244,6 +244,8 @@ def encode_file(
         session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)
         n, steps = features.shape[0], features.shape[1]
         widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
+        itemsize = 8 if dtype == "float64" else 4
+        check_space(output_path, sum(n * steps * (8 + w * itemsize) for w in widths) + (1 << 16))
         with atomic_path(output_path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as out:
                 out.attrs["checkpoint_sha256"] = checkpoint.sha256
