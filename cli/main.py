@@ -12,7 +12,13 @@ from hdcid.errors import CmgError
 
 # One module per command family. Each module exposes COMMANDS: a list of click commands.
 COMMAND_MODULES = [
+    "cli.commands.train",
     "cli.commands.encode",
+    "cli.commands.report",
+    "cli.commands.synth",
+    "cli.commands.codebook",
+    "cli.commands.eval",
+    "cli.commands.corpus",
 ]
 
 

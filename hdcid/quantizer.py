@@ -107,6 +107,9 @@ class _QuantizerBase(nn.Module):
         # The reference hard-codes 256 for the reset noise; None means "the code width".
         self.reset_noise_width = reset_noise_width
         self.python_random = random.Random(57)
+        # Remedy (off in the reference): also set a reset code's EMA weight to codeword · count so
+        # the next EMA step keeps the reset instead of undoing it (reference quirk 6).
+        self.reset_updates_ema = False
 
     # Subclasses expose per-level views of their buffers.
     def _level_buffers(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,7 +141,7 @@ class _QuantizerBase(nn.Module):
         self._write_level(level, embedding=embedding, ema_count=ema_count, ema_weight=ema_weight)
 
     def _reset_dead_codes(self, level: int, used: torch.Tensor) -> int:
-        embedding, _, _, unactivated = self._level_buffers(level)
+        embedding, ema_count, ema_weight, unactivated = self._level_buffers(level)
         unactivated = unactivated + 1
         unactivated[used] = 0
         dead_mask = unactivated > self.reset_after
@@ -154,6 +157,10 @@ class _QuantizerBase(nn.Module):
                 source = self.python_random.randint(0, len(active) - 1)
                 noise = torch.empty(width, dtype=embedding.dtype).uniform_(-1.0 / 1024, 1.0 / 1024)
                 embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
+            if self.reset_updates_ema:
+                ema_weight = ema_weight.clone()
+                ema_weight[dead] = embedding[dead] * ema_count[dead].unsqueeze(-1)
+                self._write_level(level, ema_weight=ema_weight)
         self._write_level(level, embedding=embedding, unactivated_count=unactivated)
         return len(dead) if active else 0
 

@@ -1,0 +1,58 @@
+"""`toc train` end to end on a VGGSound-layout fixture: layout, toc loading, resume, bad data."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from tests.datafixtures import write_pretrain
+
+ARGS = ["--levels", "2", "--audio-output-dim", "32", "--video-output-dim", "64", "--text-output-dim", "32",
+        "--n-embeddings", "64", "--embedding-dim", "32", "--batch-size", "2", "--seed", "1",
+        "--epochs", "2", "--diagnostics-clips", "4", "--level2-start", "0"]
+
+
+def _steps(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+
+
+def test_train_cli_layout_and_resume(tmp_path):
+    from toc.checkpoint import load_checkpoint
+
+    root = tmp_path / "data"
+    write_pretrain(root)
+    runner = CliRunner()
+    full = runner.invoke(cli, ["train", "--data-root", str(root), *ARGS, "--max-steps", "3", "-o", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    summary = json.loads(full.stdout.strip().splitlines()[-1])
+    assert summary["total_step"] == 3
+    loaded = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert loaded.family == "hdcid-avt"
+    assert (loaded.sizes.audio_output_dim, loaded.sizes.video_output_dim, loaded.sizes.text_output_dim) == (32, 64, 32)
+    assert loaded.sizes.n_embeddings == 64 and (tmp_path / "full" / "epoch-0.pt").exists()
+    part = runner.invoke(cli, ["train", "--data-root", str(root), *ARGS, "--max-steps", "2", "-o", str(tmp_path / "part")])
+    assert part.exit_code == 0, part.output
+    resumed = runner.invoke(cli, ["train", "--data-root", str(root), "--epochs", "2", "--max-steps", "3",
+                                  "--diagnostics-clips", "4", "--resume", str(tmp_path / "part")])
+    assert resumed.exit_code == 0, resumed.output
+    assert _steps(tmp_path / "part") == _steps(tmp_path / "full")
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["Encoder_parameters"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["Encoder_parameters"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    changed = runner.invoke(cli, ["train", "--data-root", str(root), "--epochs", "2", "--lr", "0.1",
+                                  "--resume", str(tmp_path / "part")])
+    assert changed.exit_code == 1 and "--lr" in changed.output
+
+
+def test_train_cli_missing_zip_is_one_line_error(tmp_path):
+    root = tmp_path / "data"
+    write_pretrain(root)
+    next(root.rglob("qqqqqqqqqqq.zip")).unlink()
+    result = CliRunner().invoke(cli, ["train", "--data-root", str(root), *ARGS, "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    lines = [x for x in result.output.splitlines() if x.startswith("Error")]
+    assert len(lines) == 1 and "qqqqqqqqqqq" in lines[0]
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.pt"))

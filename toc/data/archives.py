@@ -1,0 +1,201 @@
+"""Zip-wrapped pickled feature arrays, read with a restricted unpickler that admits numpy only."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from toc.data.base import T_SEGMENTS
+from toc.errors import DataError
+
+# A real member is at most a few MB ([T,7,7,512] float64 is 2 MB per 10 s); refuse absurd ones
+# before inflating them, so a zip bomb cannot exhaust memory.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def _numpy_global(modern: str, legacy: str, name: str):
+    import importlib
+
+    for module_name in (modern, legacy):
+        try:
+            return getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+_RECONSTRUCT = _numpy_global("numpy._core.multiarray", "numpy.core.multiarray", "_reconstruct")
+_FROMBUFFER = _numpy_global("numpy._core.numeric", "numpy.core.numeric", "_frombuffer")
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for something outside the numpy-array allow-list."""
+
+
+def _encode_latin1(text, encoding="latin1"):
+    # Protocol <= 2 pickles of arrays carry their bytes as a str passed through _codecs.encode;
+    # this stand-in does only that, with no codec lookup by a name the file chooses.
+    if not isinstance(text, str) or encoding != "latin1":
+        raise _Refused("_codecs.encode is admitted only as str -> latin1 bytes")
+    return text.encode("latin1")
+
+
+# Every global a pickled numpy ndarray needs, under numpy 1.x and 2.x module names; nothing else.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("_codecs", "encode"): _encode_latin1,
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Resolves only the numpy globals an ndarray pickle needs; any other global is refused."""
+
+    def find_class(self, module: str, name: str):
+        target = _ALLOWED_GLOBALS.get((module, name))
+        if target is None:
+            raise _Refused(f"global '{module}.{name}' is not allowed")
+        return target
+
+    def persistent_load(self, pid):
+        raise _Refused("persistent ids are not allowed")
+
+
+def loads_ndarray(data: bytes, *, file: str | Path, key: str) -> np.ndarray:
+    """Un-pickle `data` admitting numpy arrays only; anything else raises DataError, unexecuted."""
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except _Refused as exc:
+        raise DataError(f"refused pickle: {exc}", file=file, key=key) from None
+    except Exception as exc:  # any failure on a corrupt stream is a data error, not a crash
+        raise DataError(
+            f"unreadable pickle ({type(exc).__name__}: {exc})", file=file, key=key
+        ) from None
+    if not isinstance(obj, np.ndarray):
+        raise DataError(
+            "pickle is not a numpy array", file=file, key=key,
+            expected="numpy.ndarray", actual=type(obj).__name__,
+        )
+    if obj.dtype.kind not in "biuf":
+        raise DataError(
+            "array has a non-numeric dtype", file=file, key=key,
+            expected="a numeric dtype", actual=str(obj.dtype),
+        )
+    return obj
+
+
+def read_zip_array(path: str | Path) -> tuple[np.ndarray, str]:
+    """The array of `path`: every member whose name contains '.pkl' is un-pickled, last wins.
+
+    Returns the array and the name of the member it came from (for messages).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("missing feature file", file=path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if ".pkl" in info.filename]
+            if not members:
+                raise DataError(
+                    "zip holds no pickle member", file=path, key="*.pkl",
+                    expected="a member whose name contains '.pkl'",
+                    actual=f"members {[i.filename for i in archive.infolist()]}",
+                )
+            array: np.ndarray | None = None
+            for info in members:
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise DataError(
+                        "zip member too large", file=path, key=info.filename,
+                        expected=f"<= {MAX_MEMBER_BYTES} bytes", actual=f"{info.file_size} bytes",
+                    )
+                array = loads_ndarray(archive.read(info), file=path, key=info.filename)
+            assert array is not None
+            return array, members[-1].filename
+    except DataError:
+        raise
+    except Exception as exc:  # zlib/lzma/CRC/encryption failures of an untrusted archive
+        raise DataError(f"unreadable zip ({type(exc).__name__}: {exc})", file=path) from None
+
+
+def pad_last_trunc(array: np.ndarray, length: int = T_SEGMENTS) -> np.ndarray:
+    """Rule pad-last/trunc-10 on axis 0: repeat the last row up to `length`, or keep the first."""
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise ValueError("cannot pad an empty array")
+    steps = array.shape[0]
+    if steps >= length:
+        return array[:length]
+    tail = np.repeat(array[-1:], length - steps, axis=0)
+    return np.concatenate([array, tail], axis=0)
+
+
+def _shape_text(shape: Sequence[int | str]) -> str:
+    return "[" + ",".join(str(s) for s in shape) + "]"
+
+
+def load_feature(
+    path: str | Path, frame_shape: tuple[int, ...], *, pad: bool, what: str = ""
+) -> np.ndarray:
+    """One clip's float64 features `[10, *frame_shape]` from a zip, checked for shape and NaN/Inf.
+
+    With `pad`, any length T >= 1 is brought to 10 by pad-last/trunc-10; without it T must be 10.
+    """
+    array, member = read_zip_array(path)
+    label = f" ({what})" if what else ""
+    if array.ndim != 1 + len(frame_shape) or tuple(array.shape[1:]) != frame_shape or (
+        not pad and array.shape[0] != T_SEGMENTS
+    ) or array.shape[0] == 0:
+        expected = _shape_text(["T>=1" if pad else T_SEGMENTS, *frame_shape])
+        raise DataError(
+            f"wrong feature shape{label}", file=path, key=member,
+            expected=expected, actual=_shape_text(array.shape),
+        )
+    if pad:
+        array = pad_last_trunc(array)
+    out = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(out).all():
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise DataError(f"{bad} NaN/Inf values in features{label}", file=path, key=member)
+    return out
+
+
+def zip_reader(
+    directory: str | Path, keys: Sequence[str], frame_shape: tuple[int, ...], *, pad: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A `FeatureSet.read`: rows -> float64 `[len(rows), 10, *frame_shape]` from `<dir>/<key>.zip`."""
+    directory = Path(directory)
+    keys = list(keys)
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), T_SEGMENTS, *frame_shape), dtype=np.float64)
+        for i, row in enumerate(rows):
+            if row < 0 or row >= len(keys):
+                raise IndexError(f"row {int(row)} outside 0..{len(keys) - 1}")
+            key = keys[int(row)]
+            out[i] = load_feature(directory / f"{key}.zip", frame_shape, pad=pad, what=key)
+        return out
+
+    return read
+
+
+def check_zips_exist(directory: str | Path, keys: Sequence[str], *, listed_in: str | Path) -> None:
+    """Fail early, naming the first missing `<dir>/<key>.zip` and the file that listed it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError("missing feature directory", file=directory)
+    present = {p.name for p in directory.iterdir()}
+    for key in keys:
+        if f"{key}.zip" not in present:
+            raise DataError(
+                f"missing feature zip for video id '{key}' listed in {listed_in}",
+                file=directory / f"{key}.zip",
+            )

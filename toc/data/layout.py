@@ -1,0 +1,245 @@
+"""Where each task's files are: the reference layout under `--data-root`, overridable from TOML."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from toc.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    try:
+        import tomli as tomllib
+    except ImportError:  # the config file is optional, so is its parser on 3.10
+        tomllib = None
+
+
+@dataclass(frozen=True)
+class AvePaths:
+    """AVE (§1.1): h5 features and labels under `AVE-ECCV18-master/data/`."""
+
+    visual_features: Path
+    audio_features: Path
+    labels: Path
+    train_order: Path
+    val_order: Path
+    test_order: Path
+
+
+@dataclass(frozen=True)
+class AvvpPaths:
+    """AVVP (§2.1): class list, the two combined TSVs, per-video feature zips."""
+
+    categories: Path
+    audio_csv: Path
+    visual_csv: Path
+    audio_dir: Path
+    video_dir: Path
+
+
+@dataclass(frozen=True)
+class AveAvvpPaths:
+    """AVE→AVVP (§3.1): AVE features with 12-class labels; AVVP features with 12-class TSVs."""
+
+    visual_features: Path
+    audio_features: Path
+    labels: Path
+    order: Path
+    categories: Path
+    audio_csv: Path
+    visual_csv: Path
+    audio_dir: Path
+    video_dir: Path
+
+
+@dataclass(frozen=True)
+class UcfVggsoundPaths:
+    """UCF101↔VGGSound (§4.1): the aligned 16-class lists, two CSVs, two zip directories."""
+
+    ucf_classes: Path
+    vggsound_classes: Path
+    ucf_csv: Path
+    vggsound_csv: Path
+    ucf_video_dir: Path
+    vggsound_audio_dir: Path
+
+
+@dataclass(frozen=True)
+class PretrainPaths:
+    """VGGSound-AVEL pretraining (§8.1) plus the precomputed text-feature h5 (not in the layout)."""
+
+    csv: Path
+    audio_dir: Path
+    video_dir: Path
+    text_features: Path
+
+
+TaskPaths = AvePaths | AvvpPaths | AveAvvpPaths | UcfVggsoundPaths | PretrainPaths
+
+_AVE = "AVE-ECCV18-master/data"
+_EXTRACTOR = "feature_extractor/feature_extractor"
+
+# Per section: field -> candidate paths relative to the data root; the first existing one wins,
+# else the first (so a missing file is reported under its reference name).
+_DEFAULTS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
+    "ave": (AvePaths, {
+        "visual_features": (f"{_AVE}/visual_feature.h5",),
+        "audio_features": (f"{_AVE}/audio_feature.h5",),
+        "labels": (f"{_AVE}/labels.h5",),
+        "train_order": (f"{_AVE}/train_order.h5",),
+        "val_order": (f"{_AVE}/val_order.h5",),
+        "test_order": (f"{_AVE}/test_order.h5",),
+    }),
+    "avvp": (AvvpPaths, {
+        "categories": ("AVVP/data/AVVP_Categories.txt",),
+        "audio_csv": ("AVVP/data/AVVP_eval_audio_checked_combined.csv",),
+        "visual_csv": ("AVVP/data/AVVP_eval_visual_checked_combined.csv",),
+        "audio_dir": ("AVVP/feature/audio/zip",),
+        "video_dir": ("AVVP/feature/video/zip",),
+    }),
+    "ave-avvp": (AveAvvpPaths, {
+        "visual_features": (f"{_AVE}/visual_feature.h5",),
+        "audio_features": (f"{_AVE}/audio_feature.h5",),
+        "labels": ("AVE_AVVP/ave_avvp_labels.h5",),
+        "order": ("AVE_AVVP/ave_avvp_order.h5",),
+        "categories": ("AVE_AVVP/AVE_AVVP_Categories.txt",),
+        "audio_csv": ("AVE_AVVP/AVE_AVVP_eval_audio_checked_combined.csv",),
+        "visual_csv": ("AVE_AVVP/AVE_AVVP_eval_visual_checked_combined.csv",),
+        "audio_dir": ("AVVP/feature/audio/zip",),
+        "video_dir": ("AVVP/feature/video/zip",),
+    }),
+    "ucf-vggsound": (UcfVggsoundPaths, {
+        "ucf_classes": (f"{_EXTRACTOR}/UCF101sameVGGSound.txt",),
+        "vggsound_classes": (f"{_EXTRACTOR}/VGGSoundsameUCF101.txt",),
+        "ucf_csv": (f"{_EXTRACTOR}/ucf2vggsound.csv",),
+        "vggsound_csv": (f"{_EXTRACTOR}/vggsound2ucf.csv",),
+        "ucf_video_dir": ("UCF101/feature/video/zip",),
+        "vggsound_audio_dir": ("vggsound40k/feature/audio/zip",),
+    }),
+    "pretrain": (PretrainPaths, {
+        # The README's corrected 40k CSV goes to vggsound40k/data/; prefer it when present.
+        "csv": ("vggsound40k/data/vggsound-avel40k.csv", f"{_EXTRACTOR}/vggsound-avel40k.csv"),
+        "audio_dir": ("vggsound40k/feature/audio/zip",),
+        "video_dir": ("vggsound40k/feature/video/zip",),
+        "text_features": ("vggsound40k/data/text_features.h5",),
+    }),
+}
+
+# A field left unset in a section falls back to the same file set in another section, so the
+# shared AVE h5 files and AVVP zip directories are configured once.
+_INHERIT: dict[str, dict[str, tuple[str, str]]] = {
+    "ave-avvp": {
+        "visual_features": ("ave", "visual_features"),
+        "audio_features": ("ave", "audio_features"),
+        "audio_dir": ("avvp", "audio_dir"),
+        "video_dir": ("avvp", "video_dir"),
+    },
+    "pretrain": {"audio_dir": ("ucf-vggsound", "vggsound_audio_dir")},
+}
+
+SECTIONS = tuple(_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A parsed config file: optional data root and per-section path overrides (absolute)."""
+
+    source: Path | None
+    data_root: Path | None
+    sections: dict[str, dict[str, Path]]
+
+
+def load_config(path: str | Path) -> DataConfig:
+    """Parse a TOML data config; relative paths are taken relative to the file's directory."""
+    path = Path(path)
+    if tomllib is None:
+        raise ConfigError(f"{path}: reading TOML on Python 3.10 needs the 'tomli' package")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with path.open("rb") as handle:
+            raw: dict[str, Any] = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    base = path.resolve().parent
+
+    def as_path(value: Any, where: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: key '{where}' must be a non-empty string path")
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else base / candidate
+
+    data_root = None
+    sections: dict[str, dict[str, Path]] = {}
+    for key, value in raw.items():
+        if key == "data_root":
+            data_root = as_path(value, key)
+        elif key in _DEFAULTS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: '{key}' must be a table ([{key}])")
+            allowed = _DEFAULTS[key][1]
+            section: dict[str, Path] = {}
+            for name, item in value.items():
+                if name not in allowed:
+                    raise ConfigError(
+                        f"{path}: unknown key '{key}.{name}' (expected one of {sorted(allowed)})"
+                    )
+                section[name] = as_path(item, f"{key}.{name}")
+            sections[key] = section
+        else:
+            raise ConfigError(
+                f"{path}: unknown key '{key}' (expected data_root or one of {list(SECTIONS)})"
+            )
+    return DataConfig(source=path, data_root=data_root, sections=sections)
+
+
+def resolve_paths(
+    section: str,
+    *,
+    data_root: str | Path | None = None,
+    config: str | Path | DataConfig | None = None,
+    overrides: Mapping[str, str | Path | None] | None = None,
+) -> TaskPaths:
+    """Resolve every path of `section` (a task name or "pretrain").
+
+    Precedence: `overrides` (command-line options; None entries ignored) > the config file's
+    section > a section it inherits from > the reference layout (§9) under `data_root`
+    (the argument, else the config file's `data_root`).
+    """
+    if section not in _DEFAULTS:
+        raise ConfigError(f"unknown data section '{section}' (expected one of {list(SECTIONS)})")
+    cls, defaults = _DEFAULTS[section]
+    parsed = load_config(config) if isinstance(config, (str, Path)) else config
+    root = Path(data_root).expanduser() if data_root is not None else (
+        parsed.data_root if parsed is not None else None
+    )
+    given = {k: Path(v).expanduser() for k, v in (overrides or {}).items() if v is not None}
+    for name in given:
+        if name not in defaults:
+            raise ConfigError(f"unknown path '{name}' for '{section}' (expected {sorted(defaults)})")
+    from_config = parsed.sections.get(section, {}) if parsed is not None else {}
+    resolved: dict[str, Path] = {}
+    for field in fields(cls):
+        name = field.name
+        if name in given:
+            resolved[name] = given[name]
+            continue
+        if name in from_config:
+            resolved[name] = from_config[name]
+            continue
+        parent = _INHERIT.get(section, {}).get(name)
+        if parent is not None and parsed is not None and parent[1] in parsed.sections.get(parent[0], {}):
+            resolved[name] = parsed.sections[parent[0]][parent[1]]
+            continue
+        if root is None:
+            raise ConfigError(
+                f"no path for '{section}.{name}': give --data-root or set it in a config file"
+            )
+        candidates = [root / rel for rel in defaults[name]]
+        resolved[name] = next((c for c in candidates if c.exists()), candidates[0])
+    return cls(**resolved)
