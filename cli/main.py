@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "cli.commands.codebook",
     "cli.commands.eval",
     "cli.commands.corpus",
+    "cli.commands.demo",
 ]
 
 

@@ -35,7 +35,9 @@ REFERENCE_KEYS = (
     "optimizer_audio_mi_net",
     "epoch",
     "total_step",
+    "Input_normalization",
 )
+NORMALIZATION_KEY = "Input_normalization"
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -134,6 +136,8 @@ class Checkpoint:
     epoch: int | None = None
     total_step: int | None = None
     extra_keys: list[str] = field(default_factory=list)
+    # Per-channel input statistics stored by `toc train --standardize-inputs`; re-applied on encode.
+    input_normalization: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def levels(self) -> int:
@@ -308,6 +312,23 @@ def _unwrap(raw, path: Path) -> tuple[dict, dict]:
     raise CheckpointError(f"unknown checkpoint layout: top level is a {type(raw).__name__}, not a dict", file=path)
 
 
+def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, torch.Tensor]:
+    if not isinstance(stats, dict):
+        raise CheckpointError("not a dict", file=path, key=NORMALIZATION_KEY, expected="dict", actual=type(stats).__name__)
+    widths = {"audio": sizes.audio_dim, "video": sizes.video_dim}
+    out = {}
+    for name, value in stats.items():
+        modality = str(name).split("_")[0]
+        if modality not in widths or not torch.is_tensor(value) or value.dtype not in FLOAT_DTYPES:
+            raise CheckpointError("unexpected entry", file=path, key=f"{NORMALIZATION_KEY}.{name}")
+        if tuple(value.shape) != (widths[modality],):
+            raise CheckpointError("wrong shape", file=path, key=f"{NORMALIZATION_KEY}.{name}", expected=[widths[modality]], actual=list(value.shape))
+        if not torch.isfinite(value).all() or (name.endswith("_std") and (value <= 0).any()):
+            raise CheckpointError("non-finite or non-positive statistics", file=path, key=f"{NORMALIZATION_KEY}.{name}")
+        out[str(name)] = value.double()
+    return out
+
+
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
     """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint."""
     path = Path(path)
@@ -321,6 +342,9 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Chec
             raise CheckpointError("not an LSTM state_dict", file=path, key="Text_ar_lstm_parameters")
         text_state = _strip_prefixes(text_state)
         _check_tensors(text_state, path, "Text_ar_lstm_parameters")
+    normalization = container.get(NORMALIZATION_KEY) if container else None
+    if normalization is not None:
+        normalization = _check_normalization(normalization, path, sizes)
     epoch = container.get("epoch") if container else None
     total_step = container.get("total_step") if container else None
     checkpoint = Checkpoint(
@@ -333,6 +357,7 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Chec
         epoch=int(epoch) if isinstance(epoch, (int, np.integer)) or (torch.is_tensor(epoch) and epoch.numel() == 1) else None,
         total_step=int(total_step) if isinstance(total_step, (int, np.integer)) else None,
         extra_keys=sorted(str(k) for k in container if k not in REFERENCE_KEYS) if container else [],
+        input_normalization=normalization,
     )
     # Fail now, with key names, rather than later inside the encoder build.
     load_state_strict(CmgEncoder(sizes), encoder_state, path, "Encoder_parameters")

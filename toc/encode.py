@@ -92,7 +92,12 @@ class EncodingSession:
     def encode_batch(self, modality: str, features: np.ndarray, *, needs_lstm: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per level: (codes int64 [B, T], quantized [B, T, D] in the session dtype)."""
         self.calls += 1
-        batch = torch.from_numpy(np.array(features, dtype=np.float64)).to(device=self.device, dtype=self.dtype)
+        batch = torch.from_numpy(np.array(features, dtype=np.float64))
+        stats = self.checkpoint.input_normalization
+        if stats and f"{modality}_mean" in stats:
+            # The checkpoint was trained on standardised inputs: apply the same statistics here.
+            batch = (batch - stats[f"{modality}_mean"]) / stats[f"{modality}_std"]
+        batch = batch.to(device=self.device, dtype=self.dtype)
         if needs_lstm:
             from hdcid.modules import run_text_lstm
 

@@ -1,0 +1,189 @@
+"""The main job on built-in data: synthesise → train DCID and H-DCID → TOC → evaluate → report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdcid.train import RECIPES, TrainConfig, train
+from toc.atomic import prepare_output, write_text_atomic
+from toc.checkpoint import file_sha256
+from toc.data.layout import resolve_paths
+from toc.data.vggsound import load_pretrain
+from toc.errors import ConfigError
+
+LogFn = Callable[[str], None]
+TASKS = ("ave", "avvp", "ave-avvp", "ucf-vggsound")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """CPU-sized defaults: the whole demo fits in minutes on 2 cores."""
+
+    scale: float = 1.0
+    seed: int = 0
+    epochs: int = 4
+    batch_size: int = 16
+    seeds: tuple[int, ...] = (0, 1, 2)
+    heads: tuple[str, ...] = ("prototype", "linear")
+    head_epochs: int = 30
+    recipe: str = "reference"
+    output_dims: int = 32  # audio / video / text specific widths (published: 256 / 2048 / 256)
+    n_embeddings: int = 64
+    hdcid_width: int = 64
+    dcid_channels: int = 128  # of 256 (DCID's code width is fixed at 256)
+    hdcid_channels: int = 32  # per level, of hdcid_width
+    tasks: tuple[str, ...] = TASKS
+
+    @staticmethod
+    def quick() -> DemoSettings:
+        return DemoSettings(scale=0.25, epochs=2, seeds=(0, 1), head_epochs=10)
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    report_files: list[Path]
+    checkpoints: dict[str, Path]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _PairedClips:
+    """The trainer's data protocol over the pretraining corpus (audio, video, category text)."""
+
+    def __init__(self, corpus):
+        self.corpus = corpus
+        self.labels = corpus.labels
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def read(self, rows):
+        out = self.corpus.read(rows)
+        out["text"] = self.corpus.text_for(rows)
+        return out
+
+
+def _train_config(settings: DemoSettings, levels: int) -> TrainConfig:
+    return TrainConfig(
+        levels=levels,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        level2_start=max(1, settings.epochs // 2) if levels == 2 else 3,
+        n_embeddings=settings.n_embeddings,
+        embedding_dim=256 if levels == 1 else settings.hdcid_width,
+        audio_output_dim=settings.output_dims,
+        video_output_dim=settings.output_dims,
+        text_output_dim=settings.output_dims,
+        diagnostics_clips=256,
+        remedies=RECIPES[settings.recipe],
+    )
+
+
+def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[dict]:
+    sha = file_sha256(checkpoint)
+    lines = []
+    for level in diagnostics:
+        lines.append(
+            {
+                "kind": "health",
+                "family": family,
+                "checkpoint": str(checkpoint),
+                "checkpoint_sha256": sha,
+                "level": level.level,
+                "n_codes": level.n_codes,
+                "codes_used": level.codes_used_any,
+                "codes_used_common": level.codes_used_common,
+                "perplexity": round(level.perplexity_all, 4),
+                "agreement": round(100.0 * level.agreement_mean, 4),
+                "probe_accuracy": {k: round(100.0 * v, 4) for k, v in sorted(level.probe_accuracy.items())},
+            }
+        )
+    return lines
+
+
+def _plan_text(settings: DemoSettings, data_root: Path, checkpoints: dict[str, Path]) -> str:
+    lines = [
+        f'data_root = "{data_root}"',
+        f"tasks = {json.dumps(list(settings.tasks))}",
+        'directions = ["v2a", "a2v"]',
+        'variants = ["dcid", "dcid+toc", "hdcid", "hdcid+toc"]',
+        f"heads = {json.dumps(list(settings.heads))}",
+        f"seeds = {json.dumps(list(settings.seeds))}",
+        'protocol = "strict"',
+        f"epochs = {settings.head_epochs}",
+        "",
+        "[checkpoints]",
+        f'dcid = "{checkpoints["dcid"]}"',
+        f'hdcid = "{checkpoints["hdcid"]}"',
+        "",
+    ]
+    for task in settings.tasks:
+        lines += [
+            f'[selection."{task}".dcid]',
+            f"channels = {settings.dcid_channels}",
+            "max_num = 1",
+            "min_num = 1",
+            f'[selection."{task}".hdcid]',
+            f"channels = {settings.hdcid_channels}",
+            "max_num = 1",
+            "min_num = 1",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, force: bool = False, log: LogFn | None = None) -> DemoResult:
+    """Run the whole pipeline into `out_dir` (data/, runs/, report files)."""
+    from toc.report import dumps_results, load_plan, run_plan, write_report
+    from toc.synth import synthesize
+
+    say = log or (lambda _message: None)
+    out = Path(out_dir)
+    if settings.recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {settings.recipe!r}; choose from {', '.join(RECIPES)}")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(f"{out}: output folder is not empty; pass --force to replace the demo in it")
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+
+    start = time.monotonic()
+    say(f"demo: synthesising the corpus (scale {settings.scale}, seed {settings.seed})")
+    data_root = out / "data"
+    synthesize(data_root, scale=settings.scale, seed=settings.seed, force=True)
+    seconds["synth"] = time.monotonic() - start
+
+    corpus = _PairedClips(load_pretrain(resolve_paths("pretrain", data_root=data_root)))
+    checkpoints: dict[str, Path] = {}
+    health: list[dict] = []
+    for family, levels in (("dcid", 1), ("hdcid", 2)):
+        start = time.monotonic()
+        say(f"demo: training {family.upper()} ({settings.epochs} epochs, {len(corpus)} clips, recipe {settings.recipe})")
+        run_dir = out / "runs" / family
+        result = train(
+            _train_config(settings, levels), corpus, run_dir,
+            on_epoch=lambda metrics, diagnostics, family=family: say(
+                f"demo: {family} epoch {metrics.get('epoch')}: "
+                + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
+            ),
+        )
+        checkpoints[family] = result.last_checkpoint
+        health += _health_lines(family, result.last_checkpoint, result.diagnostics)
+        seconds[f"train_{family}"] = time.monotonic() - start
+
+    start = time.monotonic()
+    plan_path = out / "plan.toml"
+    write_text_atomic(plan_path, _plan_text(settings, data_root.resolve(), {k: v.resolve() for k, v in checkpoints.items()}))
+    records = run_plan(load_plan(plan_path), out, log=say)
+    seconds["evaluate"] = time.monotonic() - start
+
+    results_path = out / "results.jsonl"
+    prepare_output(results_path, force=True)
+    write_text_atomic(results_path, dumps_results(health + records))
+    say("demo: writing the report")
+    written = write_report([results_path], out, force=True, selection_files=sorted(out.glob("toc-*.json")))
+    return DemoResult(out_dir=out, report_files=list(written.files), checkpoints=checkpoints, seconds=seconds)
