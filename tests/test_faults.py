@@ -53,3 +53,44 @@ def test_file_size_limit_gives_one_line_and_keeps_the_old_output(tmp_path, dcid_
     assert len(result.stderr.strip().splitlines()) == 1
     assert out.read_bytes() == b"previous complete file"
     assert not list(tmp_path.glob(".codes.h5.*"))
+
+
+TRAIN_ARGS = ["--levels", "2", "--audio-output-dim", "16", "--video-output-dim", "16", "--text-output-dim", "16",
+              "--n-embeddings", "16", "--embedding-dim", "16", "--batch-size", "2", "--seed", "3",
+              "--epochs", "2", "--diagnostics-clips", "4", "--level2-start", "0", "--save-every", "1"]
+
+
+def test_sigkill_during_train_then_resume_gives_the_uninterrupted_checkpoint(tmp_path):
+    import torch
+
+    from tests.datafixtures import write_pretrain
+
+    root = tmp_path / "data"
+    write_pretrain(root)
+    steps = "8"
+    full = subprocess.run([sys.executable, "-m", "cli", "train", "--data-root", str(root), *TRAIN_ARGS, "--max-steps", steps, "-o", str(tmp_path / "full")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-2000:]
+    process = _toc("train", "--data-root", root, *TRAIN_ARGS, "--max-steps", steps, "-o", tmp_path / "killed")
+    try:
+        deadline = time.monotonic() + 300
+        # Kill once a mid-run last.pt exists (written every step), before the run can finish.
+        while time.monotonic() < deadline and process.poll() is None:
+            metrics = tmp_path / "killed" / "metrics.jsonl"
+            if (tmp_path / "killed" / "last.pt").exists() and metrics.exists() and metrics.read_text().count('"step"') >= 3:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = subprocess.run([sys.executable, "-m", "cli", "train", "--data-root", str(root), "--epochs", "2", "--max-steps", steps,
+                              "--diagnostics-clips", "4", "--resume", str(tmp_path / "killed")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    killed_log = (tmp_path / "killed" / "metrics.jsonl").read_text()
+    assert a["total_step"] == b["total_step"], killed_log
+    for key in ("Encoder_parameters", "Decoder_parameters", "CPC_parameters"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
