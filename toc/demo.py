@@ -12,7 +12,7 @@ from hdcid.train import RECIPES, TrainConfig, train
 from toc.atomic import prepare_output, write_text_atomic
 from toc.checkpoint import file_sha256
 from toc.data.layout import resolve_paths
-from toc.data.vggsound import load_pretrain
+from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError
 
 LogFn = Callable[[str], None]
@@ -26,7 +26,7 @@ class DemoSettings:
 
     scale: float = 1.0
     seed: int = 0
-    epochs: int = 3
+    epochs: int = 6  # the published DCID n_epoch
     batch_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
     heads: tuple[str, ...] = ("prototype", "linear")
@@ -50,22 +50,6 @@ class DemoResult:
     report_files: list[Path]
     checkpoints: dict[str, Path]
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-class _PairedClips:
-    """The trainer's data protocol over the pretraining corpus (audio, video, category text)."""
-
-    def __init__(self, corpus):
-        self.corpus = corpus
-        self.labels = corpus.labels
-
-    def __len__(self) -> int:
-        return len(self.corpus)
-
-    def read(self, rows):
-        out = self.corpus.read(rows)
-        out["text"] = self.corpus.text_for(rows)
-        return out
 
 
 def _train_config(settings: DemoSettings, levels: int) -> TrainConfig:
@@ -158,7 +142,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
     synthesize(data_root, scale=settings.scale, seed=settings.seed, force=True)
     seconds["synth"] = time.monotonic() - start
 
-    corpus = _PairedClips(load_pretrain(resolve_paths("pretrain", data_root=data_root)))
+    corpus = PairedClips(load_pretrain(resolve_paths("pretrain", data_root=data_root)))
     checkpoints: dict[str, Path] = {}
     health: list[dict] = []
     for family, levels in (("dcid", 1), ("hdcid", 2)):

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from hdcid.diagnostics import format_summary
 from hdcid.train import RECIPES, Remedies, TrainConfig, Trainer
 from toc.data.layout import resolve_paths
-from toc.data.vggsound import PretrainCorpus, load_pretrain
+from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError, OutputExistsError
 
 # Options that define the model / recipe; they may not change when resuming.
@@ -22,22 +22,6 @@ _FIXED_ON_RESUME = (
     "lr", "mi_lr", "clip", "recipe", "standardize_inputs", "codebook_init", "reset_patience",
     "ema_consistent", "align_weight", "warmup_steps",
 )
-
-
-class _PairedClips:
-    """The trainer's data protocol over a `PretrainCorpus`: audio, video and category text per row."""
-
-    def __init__(self, corpus: PretrainCorpus):
-        self.corpus = corpus
-        self.labels = corpus.labels
-
-    def __len__(self) -> int:
-        return len(self.corpus)
-
-    def read(self, rows):
-        out = self.corpus.read(rows)
-        out["text"] = self.corpus.text_for(rows)
-        return out
 
 
 def _remedies(recipe: str, **overrides) -> Remedies:
@@ -142,7 +126,7 @@ def train(ctx: click.Context, levels, data_root, csv_path, audio_dir, video_dir,
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available")
-    corpus = _PairedClips(load_pretrain(paths))
+    corpus = PairedClips(load_pretrain(paths))
     bar = tqdm(desc="train", unit="step", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
 
     def on_step(record: dict) -> None:

@@ -183,3 +183,19 @@ def load_pretrain(paths: PretrainPaths) -> PretrainCorpus:
         _read_audio=zip_reader(paths.audio_dir, ids, AUDIO_SHAPE[1:], pad=True),
         _read_video=zip_reader(paths.video_dir, ids, VIDEO_SHAPE[1:], pad=False),
     )
+
+
+class PairedClips:
+    """The trainer's data protocol over a `PretrainCorpus`: audio, video and category text per row."""
+
+    def __init__(self, corpus: PretrainCorpus):
+        self.corpus = corpus
+        self.labels = corpus.labels
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def read(self, rows):
+        out = self.corpus.read(rows)
+        out["text"] = self.corpus.text_for(rows)
+        return out
