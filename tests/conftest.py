@@ -13,7 +13,7 @@ REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" /
 def reference_file(name: str) -> Path:
     path = REFERENCE / name
     if not path.exists():
-        pytest.skip(f"reference fixture {path} is not available")
+        pytest.skip(f"reference fixture {path} is not available", allow_module_level=True)
     return path
 
 
