@@ -176,9 +176,8 @@ class Checkpoint:
         return lstm.to(device=device, dtype=dtype).eval()
 
 
-def load_state_strict(module: nn.Module, state: dict, path: Path, where: str) -> None:
-    """`load_state_dict(strict=True)` with missing / unexpected / mis-shaped keys named in one line."""
-    expected = module.state_dict()
+def check_state(expected: dict[str, torch.Tensor], state: dict, path: Path, where: str) -> None:
+    """Missing / unexpected / mis-shaped keys of `state` against `expected`, named in one line."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -196,6 +195,12 @@ def load_state_strict(module: nn.Module, state: dict, path: Path, where: str) ->
             raise CheckpointError(
                 "wrong shape", file=path, key=f"{where}.{key}", expected=list(tensor.shape), actual=list(value.shape)
             )
+
+
+def load_state_strict(module: nn.Module, state: dict, path: Path, where: str) -> None:
+    """`load_state_dict(strict=True)` with missing / unexpected / mis-shaped keys named in one line."""
+    expected = module.state_dict()
+    check_state(expected, state, path, where)
     converted = {k: v.to(expected[k].dtype) if v.dtype != expected[k].dtype else v for k, v in state.items()}
     module.load_state_dict(converted, strict=True)
 
@@ -332,7 +337,10 @@ def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, to
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
     """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint."""
     path = Path(path)
-    raw = _read_raw(path, trust_checkpoint)
+    return _checkpoint_from_raw(_read_raw(path, trust_checkpoint), path)
+
+
+def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
     encoder_state, container = _unwrap(raw, path)
     _check_tensors(encoder_state, path, "Encoder_parameters")
     sizes = infer_sizes(encoder_state, path)
@@ -359,8 +367,11 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Chec
         extra_keys=sorted(str(k) for k in container if k not in REFERENCE_KEYS) if container else [],
         input_normalization=normalization,
     )
-    # Fail now, with key names, rather than later inside the encoder build.
-    load_state_strict(CmgEncoder(sizes), encoder_state, path, "Encoder_parameters")
+    # Fail now, with key names, rather than later inside the encoder build; the meta device
+    # gives the expected keys and shapes without allocating or initialising any weights.
+    with torch.device("meta"):
+        expected = CmgEncoder(sizes).state_dict()
+    check_state(expected, encoder_state, path, "Encoder_parameters")
     return checkpoint
 
 
@@ -413,7 +424,7 @@ def load_codebooks(path: str | Path, *, trust_checkpoint: bool = False) -> Loade
             path=path, sha256=file_sha256(path), family="codebook", codebooks=levels, ema_counts=None,
             epoch=None, sizes={"levels": len(levels), "n_embeddings": int(bare.shape[-2]), "embedding_dim": int(bare.shape[-1])},
         )
-    checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    checkpoint = _checkpoint_from_raw(raw, path)
     return LoadedCodebooks(
         path=path, sha256=checkpoint.sha256, family=checkpoint.family, codebooks=checkpoint.codebooks,
         ema_counts=checkpoint.ema_counts, epoch=checkpoint.epoch, sizes=checkpoint.sizes.as_dict(),
