@@ -130,15 +130,22 @@ def info_nce(
     y: torch.Tensor,
     temperature: float = 0.1,
     positives: torch.Tensor | None = None,
+    distance: str = "cosine",
 ) -> torch.Tensor:
-    """Symmetric InfoNCE between paired rows of x [N, D] and y [N, D] (cosine / temperature).
+    """Symmetric InfoNCE between paired rows of x [N, D] and y [N, D].
 
-    `positives` [N, N] (bool) marks extra pairs that must not count as negatives (e.g. clips of
-    one category sharing the same text); by default only the diagonal is positive.
+    `distance` "cosine": logits = cos / temperature. "euclidean": logits = −‖x − y‖² / (2·τ·s²)
+    with s² the (detached) mean squared norm of the rows — the same as cosine for unit vectors,
+    but it also pulls paired rows to the same *point*, which is what a nearest-code quantizer
+    needs for two modalities to pick one code. `positives` [N, N] (bool) marks extra pairs that
+    must not count as negatives (e.g. clips of one category sharing the same text); by default
+    only the diagonal is positive.
     """
-    x = F.normalize(x, dim=-1)
-    y = F.normalize(y, dim=-1)
-    logits = x @ y.t() / temperature
+    if distance == "euclidean":
+        scale = 0.5 * (x.pow(2).sum(-1).mean() + y.pow(2).sum(-1).mean()).detach().clamp_min(1e-12)
+        logits = -torch.cdist(x, y).pow(2) / (2 * temperature * scale)
+    else:
+        logits = F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).t() / temperature
     if positives is None:
         target = torch.arange(x.shape[0], device=x.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
@@ -159,8 +166,9 @@ def alignment_loss(
     semantic: dict[str, torch.Tensor],
     temperature: float = 0.1,
     same_text: torch.Tensor | None = None,
+    distance: str = "cosine",
 ) -> torch.Tensor:
-    """InfoNCE alignment between modalities' semantic features [B, T, D].
+    """InfoNCE alignment between modalities' semantic features [B, T, D] (`distance`: see info_nce).
 
     Audio–video: segment level (each second against every other second of the batch), since the
     seconds are paired. Pairs with text: clip level (mean over T), because text slots are words,
@@ -171,12 +179,31 @@ def alignment_loss(
     if "audio" in semantic and "video" in semantic:
         a = semantic["audio"].reshape(-1, semantic["audio"].shape[-1])
         v = semantic["video"].reshape(-1, semantic["video"].shape[-1])
-        terms.append(info_nce(a, v, temperature))
+        terms.append(info_nce(a, v, temperature, distance=distance))
     if "text" in semantic:
         text = semantic["text"]
         for other in ("audio", "video"):
             if other in semantic:
-                terms.append(info_nce(semantic[other].mean(dim=1), text.mean(dim=1), temperature, same_text))
+                terms.append(info_nce(semantic[other].mean(dim=1), text.mean(dim=1), temperature, same_text, distance))
+    if not terms:
+        return next(iter(semantic.values())).new_zeros(())
+    return torch.stack(terms).mean()
+
+
+def modality_gap_loss(semantic: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared distance between the batch centroids of every modality pair's semantic features
+    [B, T, D], relative to their mean squared norm (detached): the diagnostics' centroid gap, squared.
+
+    InfoNCE is nearly blind to a constant offset between two modalities (it cancels in the
+    softmax), yet a nearest-code quantizer sends offset modalities to disjoint codes.
+    """
+    names = [m for m in ("audio", "video", "text") if m in semantic]
+    flat = {m: semantic[m].reshape(-1, semantic[m].shape[-1]) for m in names}
+    terms = []
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            scale = 0.5 * (flat[x].pow(2).sum(-1).mean() + flat[y].pow(2).sum(-1).mean()).detach().clamp_min(1e-12)
+            terms.append((flat[x].mean(0) - flat[y].mean(0)).pow(2).sum() / scale)
     if not terms:
         return next(iter(semantic.values())).new_zeros(())
     return torch.stack(terms).mean()

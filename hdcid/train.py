@@ -19,7 +19,13 @@ from torch import nn
 from hdcid.decoders import DecoderSizes, build_decoder
 from hdcid.diagnostics import LevelDiagnostics, level_diagnostics
 from hdcid.errors import CmgError, ModelError
-from hdcid.losses import CLUBSampleGroup, CrossCPC, alignment_loss, identical_rows
+from hdcid.losses import (
+    CLUBSampleGroup,
+    CrossCPC,
+    alignment_loss,
+    identical_rows,
+    modality_gap_loss,
+)
 from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
 from hdcid.quantizer import ACTIVE_WITHIN, RESET_AFTER, quantize
@@ -32,6 +38,7 @@ MILESTONES = (10, 20, 30)
 GAMMA = 0.5
 NORMALIZATION_KEY = "Input_normalization"
 TRAINER_KEY = "Trainer_state"
+SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
 CONFIG_KEY = "Train_config"
 
 
@@ -62,25 +69,71 @@ class Remedies:
     ema_consistent: bool = False  # EMA counts/weights start (and are reset) consistent with the codes
     align_weight: float = 0.0  # weight of the InfoNCE alignment between modalities' semantic features
     align_temperature: float = 0.1
+    align_distance: str = "cosine"  # cosine | euclidean (pulls paired features to one point)
+    gap_weight: float = 0.0  # weight of the modality-gap term (squared centroid distance / norm²)
     warmup_steps: int = 0  # linear warm-up of the CLUB and commitment loss weights
 
 
-RECIPES: dict[str, Remedies] = {
-    "reference": Remedies(),
-    "small-corpus": Remedies(
-        standardize_inputs=True,
-        codebook_init="kmeans",
-        reset_patience="auto",
-        ema_consistent=True,
-        align_weight=1.0,
-        warmup_steps=100,
+@dataclass(frozen=True)
+class Recipe:
+    """A named training preset: the remedies plus the batch size, specific-feature widths and
+    schedule they were measured with. Explicit options override any of them."""
+
+    name: str
+    remedies: Remedies
+    batch_size: int
+    audio_output_dim: int
+    video_output_dim: int
+    text_output_dim: int
+    epochs: dict[int, int]  # levels → epochs, when the corpus size does not decide
+    step_budget: int | None = None  # if set: epochs = enough to reach this many steps (capped)
+    max_epochs: int = 30
+
+    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None) -> int:
+        """Epochs when none are given: the published counts, or a step budget on a small corpus."""
+        if self.step_budget is None:
+            return self.epochs[levels]
+        steps_per_epoch = max(1, math.ceil(n_clips / (batch_size or self.batch_size)))
+        return max(self.epochs[levels], min(self.max_epochs, math.ceil(self.step_budget / steps_per_epoch)))
+
+    def config_values(self) -> dict[str, Any]:
+        """The TrainConfig fields this recipe sets (epochs excluded: see default_epochs)."""
+        return {
+            "remedies": self.remedies, "batch_size": self.batch_size,
+            "audio_output_dim": self.audio_output_dim, "video_output_dim": self.video_output_dim,
+            "text_output_dim": self.text_output_dim,
+        }
+
+
+RECIPES: dict[str, Recipe] = {
+    # The published DCID / H-DCID pretraining: sizes of the released checkpoints, batch 80,
+    # 6 DCID / 5 H-DCID epochs, no remedies.
+    "reference": Recipe(
+        "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
+        text_output_dim=256, epochs={1: 6, 2: 5},
+    ),
+    # Recommended (the default): every remedy on (benchmarks/results/small_corpus.md); the shared
+    # codebook keeps the published 400 x 256 shape, but the modality-specific branches, which
+    # only feed reconstruction and CLUB, shrink to 64 wide — the published 2048-wide video branch
+    # costs about a minute per batch of 80 on a 2-core CPU. Batch 16 and a step budget give a
+    # few hundred clips enough optimizer steps.
+    "small-corpus": Recipe(
+        "small-corpus",
+        Remedies(
+            standardize_inputs=True, codebook_init="kmeans", reset_patience="auto",
+            ema_consistent=True, align_weight=1.0, warmup_steps=100,
+        ),
+        batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
+        epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
     ),
 }
+DEFAULT_RECIPE = "small-corpus"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a pretraining run (reference hyper-parameters are the defaults)."""
+    """Everything that defines a pretraining run. The field defaults are the published recipe;
+    `TrainConfig.from_recipe()` (what `toc train` uses) starts from the recommended preset."""
 
     levels: int = 1
     epochs: int = 6
@@ -104,6 +157,7 @@ class TrainConfig:
     mi_iters: int = 5
     diagnostics_clips: int = 1024  # clips used for the per-epoch diagnostics (0: none)
     remedies: Remedies = field(default_factory=Remedies)
+    recipe: str = ""  # the preset the run started from (informational; the fields above decide)
 
     # Fields that may change between a run and its resumption.
     RESUMABLE_CHANGES = ("epochs", "max_steps", "save_every", "device", "diagnostics_clips")
@@ -133,6 +187,10 @@ class TrainConfig:
             raise ModelError(f"codebook_init must be uniform, sample or kmeans, got {r.codebook_init!r}")
         if r.reset_patience not in ("reference", "auto") and not str(r.reset_patience).isdigit():
             raise ModelError(f"reset_patience must be reference, auto or an integer, got {r.reset_patience!r}")
+        if r.align_distance not in ("cosine", "euclidean"):
+            raise ModelError(f"align_distance must be cosine or euclidean, got {r.align_distance!r}")
+        if r.gap_weight < 0:
+            raise ModelError(f"gap_weight must be >= 0, got {r.gap_weight}")
         if r.align_temperature <= 0:
             raise ModelError(f"align_temperature must be > 0, got {r.align_temperature}")
 
@@ -142,6 +200,20 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @staticmethod
+    def from_recipe(
+        recipe: str = DEFAULT_RECIPE, *, n_clips: int, levels: int = 2, epochs: int | None = None, **overrides: Any
+    ) -> TrainConfig:
+        """A config from a named preset (RECIPES) for a corpus of `n_clips` clips; keyword
+        arguments (TrainConfig fields, `None` = not given) override the preset."""
+        if recipe not in RECIPES:
+            raise ModelError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        preset = RECIPES[recipe]
+        values = {**preset.config_values(), **{k: v for k, v in overrides.items() if v is not None}}
+        if epochs is None:
+            epochs = preset.default_epochs(levels, n_clips, values["batch_size"])
+        return TrainConfig(levels=levels, epochs=epochs, recipe=recipe, **values)
 
     @staticmethod
     def from_dict(data: dict) -> TrainConfig:
@@ -168,9 +240,17 @@ class TrainResult:
 # ---------------------------------------------------------------------- file helpers
 
 
+def _plain_mode(fd: int) -> None:
+    # mkstemp creates 0600 files; give outputs the mode a plain open() would (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside `path`, fsync, then rename over it."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _plain_mode(fd)
     os.close(fd)
     try:
         with open(tmp_name, "wb") as handle:
@@ -185,6 +265,7 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _plain_mode(fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -399,7 +480,10 @@ class Trainer:
         init_from: str | Path | None = None,
         on_step: Callable[[dict], None] | None = None,
         on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
+        keep_saved: Sequence[str] = (),
     ):
+        """`keep_saved`: on resume, resumable fields (e.g. "epochs") to keep from the saved run
+        instead of taking them from `config`."""
         self.run_dir = Path(run_dir)
         self.data = data
         self.on_step = on_step
@@ -409,7 +493,7 @@ class Trainer:
         saved = None
         if resume:
             saved = self._read_last()
-            config = self._merge_resumed_config(TrainConfig.from_dict(saved[CONFIG_KEY]), config)
+            config = self._merge_resumed_config(TrainConfig.from_dict(saved[CONFIG_KEY]), config, keep_saved)
         config.validate()
         self.config = config
         self.device = torch.device(config.device)
@@ -463,8 +547,8 @@ class Trainer:
             raise CmgError(f"{path}: cannot resume: not a checkpoint written by this trainer (no {TRAINER_KEY})")
         return saved
 
-    def _merge_resumed_config(self, saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
-        changes = {name: getattr(requested, name) for name in TrainConfig.RESUMABLE_CHANGES}
+    def _merge_resumed_config(self, saved: TrainConfig, requested: TrainConfig, keep_saved: Sequence[str]) -> TrainConfig:
+        changes = {name: getattr(requested, name) for name in TrainConfig.RESUMABLE_CHANGES if name not in keep_saved}
         return replace(saved, **changes)
 
     def _configure_quantizer(self) -> None:
@@ -698,9 +782,13 @@ class Trainer:
                 metrics[f"commit{suffix}_{m}"] = float(q.commitment[m].detach())
                 metrics[f"mi{suffix}_{m}"] = float(mi[m].detach())
             if c.remedies.align_weight > 0:
-                align = alignment_loss(semantic, c.remedies.align_temperature, same_text)
+                align = alignment_loss(semantic, c.remedies.align_temperature, same_text, c.remedies.align_distance)
                 loss = loss + c.remedies.align_weight * align
                 metrics[f"align{suffix}"] = float(align.detach())
+            if c.remedies.gap_weight > 0:
+                gap = modality_gap_loss(semantic)
+                loss = loss + c.remedies.gap_weight * gap
+                metrics[f"gap{suffix}"] = float(gap.detach())
             metrics[f"nce{suffix}"] = float(cpc.nce.detach())
             metrics[f"cmcm{suffix}"] = float(q.cmcm_loss.sum().detach())
             metrics[f"equal_num{suffix}"] = float(q.equal_num)

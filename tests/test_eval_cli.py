@@ -54,6 +54,18 @@ def eval_lines(workspace, *args: str) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def test_variant_defaults_to_the_checkpoints_own(workspace, tmp_path):
+    (hdcid,) = eval_lines(workspace, "ave", "--head", "prototype", "--direction", "v2a")
+    assert hdcid["variant"] == "hdcid"
+    (selected,) = eval_lines(workspace, "ave", "--head", "prototype", "--direction", "v2a", "--channels", "8")
+    assert selected["variant"] == "hdcid+toc"
+    dcid = save_reference_checkpoint(tmp_path / "dcid.pt", "dcid-avt")
+    result = invoke("eval", "ave", "--checkpoint", dcid, "--data-root", workspace["data"], "--head", "prototype",
+                    "--direction", "v2a")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["variant"] for line in result.stdout.splitlines() if line.startswith("{")] == ["dcid"]
+
+
 def test_prototype_accuracy_equals_toc_encode_computation(workspace, tmp_path):
     (record,) = eval_lines(workspace, "ave", "--variant", "hdcid", "--head", "prototype", "--direction", "v2a")
     # Independent: `toc encode` both modalities, then the prototype definition in numpy.

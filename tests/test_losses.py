@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from hdcid.losses import CLUBSampleGroup, CrossCPC, alignment_loss, identical_rows, info_nce
+from hdcid.losses import (
+    CLUBSampleGroup,
+    CrossCPC,
+    alignment_loss,
+    identical_rows,
+    info_nce,
+    modality_gap_loss,
+)
 from hdcid.quantizer import CrossQuantizer
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "reference-model.md"
@@ -101,6 +108,24 @@ def test_info_nce_rewards_alignment_and_masks_duplicates():
     assert torch.isfinite(loss)
     loss.backward()
     assert all(v.grad.abs().sum() > 0 for v in semantic.values())
+
+
+def test_euclidean_info_nce_equals_cosine_on_unit_vectors_but_sees_offsets_only_via_gap_term():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    y = torch.nn.functional.normalize(x + 0.3 * torch.randn(8, 16), dim=-1)
+    # ‖x − y‖² = 2 − 2 cos for unit rows, and s² = 1: the logits differ by a constant only.
+    assert torch.allclose(info_nce(x, y, 0.1, distance="euclidean"), info_nce(x, y, 0.1), atol=1e-5)
+    # A constant offset between the modalities barely moves InfoNCE, which is why the gap term exists.
+    shifted = y + 3.0
+    semantic = {"audio": x.reshape(2, 4, 16), "video": y.reshape(2, 4, 16)}
+    offset = {"audio": x.reshape(2, 4, 16), "video": shifted.reshape(2, 4, 16)}
+    assert float(modality_gap_loss(semantic)) < 0.1 < float(modality_gap_loss(offset))
+    same = {"audio": x.reshape(2, 4, 16), "video": x.reshape(2, 4, 16).clone()}
+    assert float(modality_gap_loss(same)) == 0.0
+    grad_in = {m: v.clone().requires_grad_(True) for m, v in offset.items()}
+    modality_gap_loss(grad_in).backward()
+    assert grad_in["video"].grad.abs().sum() > 0
 
 
 def test_mm_ema_update_equals_formula_on_hand_example():

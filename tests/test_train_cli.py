@@ -35,13 +35,15 @@ def test_train_cli_layout_and_resume(tmp_path):
     assert loaded.sizes.n_embeddings == 64 and (tmp_path / "full" / "epoch-0.pt").exists()
     part = runner.invoke(cli, ["train", "--data-root", str(root), *ARGS, "--max-steps", "2", "-o", str(tmp_path / "part")])
     assert part.exit_code == 0, part.output
-    resumed = runner.invoke(cli, ["train", "--data-root", str(root), "--epochs", "2", "--max-steps", "3",
+    # No --epochs on resume: the saved run's 2 epochs stand (not the default recipe's budget).
+    resumed = runner.invoke(cli, ["train", "--data-root", str(root), "--max-steps", "3",
                                   "--diagnostics-clips", "4", "--resume", str(tmp_path / "part")])
     assert resumed.exit_code == 0, resumed.output
     assert _steps(tmp_path / "part") == _steps(tmp_path / "full")
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["Encoder_parameters"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["Encoder_parameters"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["epoch"] == summary["epoch"]
     changed = runner.invoke(cli, ["train", "--data-root", str(root), "--epochs", "2", "--lr", "0.1",
                                   "--resume", str(tmp_path / "part")])
     assert changed.exit_code == 1 and "--lr" in changed.output
@@ -56,3 +58,28 @@ def test_train_cli_missing_zip_is_one_line_error(tmp_path):
     lines = [x for x in result.output.splitlines() if x.startswith("Error")]
     assert len(lines) == 1 and "qqqqqqqqqqq" in lines[0]
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.pt"))
+
+
+def test_default_recipe_is_the_small_corpus_one_and_is_recorded(tmp_path):
+    import os
+
+    from hdcid.train import NORMALIZATION_KEY, RECIPES
+
+    root = tmp_path / "data"
+    write_pretrain(root)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data-root", str(root), "--levels", "1", "--max-steps", "1",
+                                      "--diagnostics-clips", "4", "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    recipe = RECIPES["small-corpus"]
+    assert config["recipe"] == "small-corpus"
+    assert (config["batch_size"], config["video_output_dim"], config["n_embeddings"]) == (16, 64, 400)
+    assert config["remedies"] == recipe.remedies.__dict__
+    assert config["epochs"] == recipe.max_epochs  # a 1-step-per-epoch corpus: the budget caps at 30
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert NORMALIZATION_KEY in saved and saved["Encoder_parameters"]["Cross_quantizer.embedding"].shape == (400, 256)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "last.pt", "metrics.jsonl"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -8,6 +8,7 @@ import time
 
 import click
 
+from hdcid.train import DEFAULT_RECIPE, RECIPES
 from toc.demo import DemoSettings, run_demo
 
 
@@ -15,14 +16,14 @@ from toc.demo import DemoSettings, run_demo
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="toc-demo", help="Folder for data, runs and the report.")
 @click.option("--quick", is_flag=True, default=False, help="A smaller corpus, fewer epochs and seeds (about 2 minutes).")
 @click.option("--seed", type=int, default=0, help="Seed of the corpus and of training.")
-@click.option("--recipe", type=click.Choice(["reference", "small-corpus"]), default=None, help="Training recipe (default: the demo default, see docs/demo.md).")
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE, help="Remedies of this `toc train` recipe (the demo keeps its own CPU-sized widths, batch and epochs); reference = the published recipe.")
 @click.option("--force", is_flag=True, default=False, help="Replace an earlier demo in the output folder.")
 def demo(out_dir, quick, seed, recipe, force):
     """Synthesise a corpus in the real layouts, train DCID and H-DCID, select channels with TOC,
     evaluate DCID / DCID+TOC / H-DCID / H-DCID+TOC on AVE, AVVP, AVE→AVVP and UCF↔VGGSound in both
     directions with several seeds (strict protocol, both heads), and write OUT/report.md."""
     settings = DemoSettings.quick() if quick else DemoSettings()
-    settings = dataclasses.replace(settings, seed=seed, **({"recipe": recipe} if recipe else {}))
+    settings = dataclasses.replace(settings, seed=seed, recipe=recipe)
     start = time.monotonic()
     result = run_demo(out_dir, settings, force=force, log=lambda m: click.echo(m, err=True))
     summary = {

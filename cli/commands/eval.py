@@ -45,8 +45,9 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the reference data layout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML file with data paths.")
 @click.option(
-    "--variant", "variants", multiple=True, required=True,
-    help=f"One of {', '.join(VARIANT_NAMES)}; repeat or comma-separate to compare several on one cache.",
+    "--variant", "variants", multiple=True,
+    help=f"One of {', '.join(VARIANT_NAMES)}; repeat or comma-separate to compare several on one cache "
+    "[default: the checkpoint's own: dcid for one codebook level, hdcid for two; +toc with --selection / --channels].",
 )
 @click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON for the +toc variants.")
 @click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
@@ -92,10 +93,10 @@ def eval_command(
         raise click.UsageError("give --data-root DIR or --config FILE (or both)")
     variant_names = _split_names(variants, VARIANT_NAMES, "--variant")
     head_names = _split_names(heads, ("linear", "prototype"), "--head")
-    if not variant_names:
-        raise click.UsageError("--variant needs at least one name")
     seed_list = _parse_seeds(seeds)
-    wants_toc = any(name.endswith("+toc") for name in variant_names)
+    wants_toc = any(name.endswith("+toc") for name in variant_names) or (
+        not variant_names and (selection_path is not None or channels is not None)
+    )
     if selection_path is not None and channels is not None:
         raise click.UsageError("--selection and --channels are alternatives; give one")
     if channels is None and (max_num is not None or min_num is not None):
@@ -119,6 +120,10 @@ def eval_command(
     elif channels is not None:
         selection = InlineSelection(channels, max_num, min_num)
     loaded = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
+    if not variant_names:
+        variant_names = ["hdcid" if loaded.levels == 2 else "dcid"]
+        if wants_toc:
+            variant_names = [variant_names[0] + "+toc"]
     data = load_task(task, data_root=data_root, config=config_path)
     source = CheckpointCodeSource(loaded, device=device)
     cache = CodeCache(
