@@ -14,7 +14,7 @@ from toc.demo import DemoSettings, run_demo
 
 @click.command("demo")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="toc-demo", help="Folder for data, runs and the report.")
-@click.option("--quick", is_flag=True, default=False, help="A smaller corpus, fewer epochs and seeds (about 2 minutes).")
+@click.option("--quick", is_flag=True, default=False, help="A smaller corpus, fewer epochs and seeds (under a minute on 2 cores).")
 @click.option("--seed", type=int, default=0, help="Seed of the corpus and of training.")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=DEFAULT_RECIPE, help="Remedies of this `toc train` recipe (the demo keeps its own CPU-sized widths, batch and epochs); reference = the published recipe.")
 @click.option("--force", is_flag=True, default=False, help="Replace an earlier demo in the output folder.")
