@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from torch import nn
 from hdcid.decoders import DecoderSizes, build_decoder
 from hdcid.diagnostics import LevelDiagnostics, level_diagnostics
 from hdcid.errors import CmgError, ModelError
+from hdcid.files import commit_temporary, temporary_beside
 from hdcid.losses import (
     CLUBSampleGroup,
     CrossCPC,
@@ -240,40 +239,24 @@ class TrainResult:
 # ---------------------------------------------------------------------- file helpers
 
 
-def _plain_mode(fd: int) -> None:
-    # mkstemp creates 0600 files; give outputs the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-
-
 def _save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside `path`, fsync, then rename over it."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _plain_mode(fd)
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
-        with open(tmp_name, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        torch.save(obj, tmp)
+        commit_temporary(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _plain_mode(fd)
+    tmp = temporary_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        tmp.write_text(text, encoding="utf-8")
+        commit_temporary(tmp, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -943,15 +926,6 @@ class Trainer:
         )
 
 
-def train(
-    config: TrainConfig,
-    data: PretrainData,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    init_from: str | Path | None = None,
-    on_step: Callable[[dict], None] | None = None,
-    on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
-) -> TrainResult:
-    """Train (or resume) a DCID / H-DCID model into RUN_DIR; see `Trainer`."""
-    return Trainer(config, data, run_dir, resume=resume, init_from=init_from, on_step=on_step, on_epoch=on_epoch).run()
+def train(config: TrainConfig, data: PretrainData, run_dir: str | Path, **options: Any) -> TrainResult:
+    """Train (or resume) a DCID / H-DCID model into RUN_DIR; `options` are `Trainer`'s keywords."""
+    return Trainer(config, data, run_dir, **options).run()

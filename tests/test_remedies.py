@@ -32,6 +32,19 @@ def _quantization_error(trainer: Trainer) -> tuple[float, int]:
     return float(distances.min(-1).values.mean()), len(torch.unique(distances.argmin(-1)))
 
 
+def _train_and_embed(trainer: Trainer, corpus, steps: int = 6):
+    """Run `steps` train steps; return the last step's metrics and the level-1 semantic features
+    of every clip for audio and video (eval mode)."""
+    for step in range(steps):
+        metrics = trainer.train_step([(4 * step + i) % 8 for i in range(4)])
+    inputs = trainer._tensors(corpus.read(range(8)))
+    with torch.no_grad():
+        trainer.model.eval()
+        audio = trainer.model.encoder.semantic_features("audio", inputs["audio"])[0]
+        video = trainer.model.encoder.semantic_features("video", inputs["video"])[0]
+    return metrics, audio, video
+
+
 def test_published_recipe_is_every_remedy_off_and_the_default_turns_them_all_on():
     assert RECIPES["reference"].remedies == Remedies()
     on = RECIPES[DEFAULT_RECIPE].remedies
@@ -127,14 +140,8 @@ def test_alignment_term_pulls_paired_audio_and_video_together(corpus, tmp_path):
     similarity = {}
     for weight in (0.0, 1.0):
         trainer = _trainer(corpus, tmp_path, f"align-{weight}", align_weight=weight, align_temperature=0.1)
-        for step in range(6):
-            metrics = trainer.train_step([(4 * step + i) % 8 for i in range(4)])
+        metrics, audio, video = _train_and_embed(trainer, corpus)
         assert ("align" in metrics) == (weight > 0)
-        inputs = trainer._tensors(corpus.read(range(8)))
-        with torch.no_grad():
-            trainer.model.eval()
-            audio = trainer.model.encoder.semantic_features("audio", inputs["audio"])[0]
-            video = trainer.model.encoder.semantic_features("video", inputs["video"])[0]
         similarity[weight] = float(torch.nn.functional.cosine_similarity(audio, video, dim=-1).mean())
     assert similarity[1.0] > similarity[0.0] + 0.05
 
@@ -145,14 +152,8 @@ def test_gap_term_shrinks_the_distance_between_modality_centroids(corpus, tmp_pa
     gaps = {}
     for weight in (0.0, 10.0):
         trainer = _trainer(corpus, tmp_path, f"gap-{weight}", gap_weight=weight)
-        for step in range(6):
-            metrics = trainer.train_step([(4 * step + i) % 8 for i in range(4)])
+        metrics, audio, video = _train_and_embed(trainer, corpus)
         assert ("gap" in metrics) == (weight > 0)
-        inputs = trainer._tensors(corpus.read(range(8)))
-        with torch.no_grad():
-            trainer.model.eval()
-            audio = trainer.model.encoder.semantic_features("audio", inputs["audio"])[0]
-            video = trainer.model.encoder.semantic_features("video", inputs["video"])[0]
         gaps[weight] = centroid_gap(audio, video)
     assert gaps[10.0] < 0.5 * gaps[0.0]
 

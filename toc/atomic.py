@@ -6,10 +6,10 @@ import contextlib
 import os
 import resource
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from hdcid.files import commit_temporary, temporary_beside
 from toc.errors import OutputExistsError, TocError
 
 
@@ -37,18 +37,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     a kill or a full disk leaves the previous file untouched and removes the temporary one.
     """
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give the output the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = temporary_beside(target)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        commit_temporary(tmp, target)
     except (OSError, RuntimeError) as exc:
         # h5py reports low-level write failures (disk full, file-size limit) as RuntimeError.
         tmp.unlink(missing_ok=True)
