@@ -1,6 +1,6 @@
 """Linear CCA baseline for cross-modal transfer on the spoken-digits corpus (issue 6, item 4).
 
-For each seed: build the spoken-digits corpus (toc.spoken_digits), fit a linear CCA (32
+For each seed: build the spoken-digits corpus (toc.corpora.spoken_digits), fit a linear CCA (32
 components) on the *unlabelled* audio–video segment pairs of its pretraining clips, then on the
 AVE-layout task set train a head on one modality's train-split clips and test it on the other
 modality's test-split clips (v2a: train on video, test on audio; a2v: the reverse). Heads:
@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from toc import spoken_digits as sd  # noqa: E402
-from toc.atomic import write_text_atomic  # noqa: E402
+from cmg_base.files import write_text_atomic  # noqa: E402
+from toc.corpora import spoken_digits as sd  # noqa: E402
 from toc.data.layout import resolve_paths  # noqa: E402
-from toc.data.registry import load_task  # noqa: E402
 from toc.data.vggsound import load_pretrain  # noqa: E402
+from toc.eval.tasks import load_task  # noqa: E402
 
 N_COMPONENTS = 32
 # Added to the diagonals of the z-scored covariances. 1e-3 overfits the few hundred clips'

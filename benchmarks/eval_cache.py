@@ -22,11 +22,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toc.cache import CheckpointCodeSource, CodeCache  # noqa: E402
-from toc.checkpoint import load_checkpoint  # noqa: E402
+from toc.codebook.checkpoint import load_checkpoint  # noqa: E402
+from toc.codebook.encode import EncodingSession  # noqa: E402
 from toc.data.base import FeatureSet  # noqa: E402
-from toc.encode import EncodingSession  # noqa: E402
-from toc.heads import LinearHeadConfig, train_linear_head  # noqa: E402
+from toc.eval.cache import CheckpointCodeSource, CodeCache  # noqa: E402
+from toc.eval.heads import LinearHeadConfig, train_linear_head  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT.parent / "shared" / "fixtures" / "cmg-reference" / "dcid_small.pt"
 

@@ -28,8 +28,8 @@ from hdcid.errors import CmgError  # noqa: E402
 from tests import datafixtures  # noqa: E402
 from tests.checkpoints import save_reference_checkpoint  # noqa: E402
 from toc.data.layout import resolve_paths  # noqa: E402
-from toc.data.registry import load_task  # noqa: E402
 from toc.data.vggsound import load_pretrain  # noqa: E402
+from toc.eval.tasks import load_task  # noqa: E402
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:

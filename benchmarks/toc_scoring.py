@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toc.scoring import default_chunk_rows, score_channels  # noqa: E402
-from toc.selection import select_channels  # noqa: E402
+from toc.codebook.scoring import default_chunk_rows, score_channels  # noqa: E402
+from toc.codebook.selection import select_channels  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "toc_scoring.md"
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "cmg-reference" / "codebook_400x256.pt"

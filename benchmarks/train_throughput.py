@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdcid.train import TrainConfig, Trainer  # noqa: E402
+from hdcid.training import TrainConfig, Trainer  # noqa: E402
 
 
 class RandomClips:

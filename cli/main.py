@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 
 import click
 
-from hdcid.errors import CmgError
-
-# One module per command family. Each module exposes COMMANDS: a list of click commands.
-COMMAND_MODULES = [
-    "cli.commands.train",
-    "cli.commands.encode",
-    "cli.commands.report",
-    "cli.commands.synth",
-    "cli.commands.codebook",
-    "cli.commands.eval",
-    "cli.commands.corpus",
-    "cli.commands.demo",
-]
+from cli.commands import COMMANDS
+from cli.options import flag
+from cmg_base.errors import CmgError
 
 
 class TocGroup(click.Group):
@@ -34,7 +23,7 @@ class TocGroup(click.Group):
         except CmgError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.render(flag)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
@@ -68,6 +57,5 @@ def cli(ctx: click.Context, debug: bool) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-for _name in COMMAND_MODULES:
-    for _command in importlib.import_module(_name).COMMANDS:
-        cli.add_command(_command)
+for _command in COMMANDS:
+    cli.add_command(_command)

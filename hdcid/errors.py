@@ -1,11 +1,26 @@
-"""The root error type shared by the model library and the toolkit built on it."""
+"""The errors of the model library, on the toolkit's shared root error.
+
+`CmgError` (and `SettingsError`, for settings that cannot be used) come from `cmg_base.errors`
+and are re-exported here, so `from hdcid.errors import CmgError` keeps working.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 
-class CmgError(Exception):
-    """Base of every error reported to a user as one line (the CLI exits with code 1)."""
+from cmg_base.errors import CmgError, OutputExistsError, SettingsError
+
+__all__ = ["CmgError", "ModelError", "OutputExistsError", "SettingsError", "TrainDataError", "literal"]
+
+
+def literal(value: Any) -> str:
+    """`value` as text for a message that also holds `{}` setting placeholders (braces doubled)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
 
 
 class ModelError(CmgError):
-    """A state_dict or tensor that does not fit the model it is meant for."""
+    """A state_dict, tensor or model setting that does not fit the model it is meant for."""
+
+
+class TrainDataError(CmgError):
+    """The pretraining data returned arrays of the wrong keys, shapes or values."""

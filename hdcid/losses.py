@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODALITIES = ("audio", "video", "text")
+from hdcid.families import MODALITIES
+
 # Ordered (true-future modality, predicting modality) pairs of the reference loss; the
 # same-modality pairs are weighted 0.1.
 CROSS_PAIRS = (

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from hdcid.families import FAMILIES, FAMILY_MODALITIES, levels_of
 from hdcid.modules import (
     AudioEncoder,
     InternalTemporalRelationModule,
@@ -17,13 +18,7 @@ from hdcid.modules import (
 )
 from hdcid.quantizer import CrossQuantizer, MultiLevelQuantizer, QuantizerOutput, quantize
 
-FAMILIES = ("dcid-avt", "dcid-av", "dcid-at", "hdcid-avt")
-FAMILY_MODALITIES = {
-    "dcid-avt": ("audio", "video", "text"),
-    "dcid-av": ("audio", "video"),
-    "dcid-at": ("audio", "text"),
-    "hdcid-avt": ("audio", "video", "text"),
-}
+__all__ = ["FAMILIES", "FAMILY_MODALITIES", "CmgEncoder", "EncoderOutput", "EncoderSizes"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class EncoderSizes:
 
     @property
     def levels(self) -> int:
-        return 2 if self.family.startswith("hdcid") else 1
+        return levels_of(self.family)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -163,7 +158,11 @@ class CmgEncoder(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, audio=None, video=None, text=None, *, cmcm: bool = True) -> EncoderOutput:
-        """Training forward (reference §2.5 / §6.2 order): semantic + specific features, quantizer step."""
+        """Training forward: semantic + specific features, then the quantizer step.
+
+        Modules run in the published encoder's order (video branch, video / text / audio
+        semantic features, text and audio specific features): dropout draws follow it.
+        """
         specific: dict[str, torch.Tensor] = {}
         semantic: dict[str, torch.Tensor] = {}
         if video is not None:
@@ -193,12 +192,8 @@ class CmgEncoder(nn.Module):
             specific_2["audio"] = self.Audio_encoder_2(specific["audio"])
             semantic_2["audio"] = self.audio_self_att_2.forward_batch_first(specific["audio"])
         ordered_2 = {m: semantic_2[m] for m in ("audio", "video", "text") if m in semantic_2}
-        # H-DCID has no cross-modal code matching at either level (reference §6.3).
+        # The published H-DCID quantizer computes no cross-modal code matching at either level.
         level_1 = self.Cross_quantizer.quantize_level(ordered, 0, cmcm=False)
         level_2 = self.Cross_quantizer.quantize_level(ordered_2, 1, cmcm=False)
         return EncoderOutput([ordered, ordered_2], [level_1, level_2], specific, specific_2)
 
-
-def build_encoder(sizes: EncoderSizes = EncoderSizes(), dtype: torch.dtype = torch.float64) -> CmgEncoder:
-    """Build an encoder (random weights) in the given dtype, eval mode."""
-    return CmgEncoder(sizes).to(dtype).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,8 @@ class QuantizerOutput:
 def _soft_code_distribution(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     batch, steps, width = features.shape
     distances = squared_distances(features.reshape(-1, width), codebook)
-    # Clamp: the expanded form can be slightly negative, and sqrt of it is NaN (reference quirk 8).
+    # Clamp: the expanded form can be slightly negative, and sqrt of it is NaN (the reference
+    # takes the sqrt unclamped and can produce NaN).
     probs = F.softmax(-torch.sqrt(distances.clamp_min(0.0)), dim=-1)
     return probs.reshape(batch, steps, -1).mean(dim=1)
 
@@ -84,6 +86,15 @@ def init_codebook(n_embeddings: int, width: int, generator: torch.Generator | No
     return torch.empty(n_embeddings, width).uniform_(-bound, bound, generator=generator)
 
 
+class LevelState(NamedTuple):
+    """The buffers of one codebook level (views: read them, change them through the methods)."""
+
+    embedding: torch.Tensor  # [K, D] the codewords
+    ema_count: torch.Tensor  # [K] EMA of how many features each code took
+    ema_weight: torch.Tensor  # [K, D] EMA of the features pulled to each code
+    unactivated_count: torch.Tensor  # [K] batches since each code was last used (-1: never)
+
+
 class _QuantizerBase(nn.Module):
     """MM-EMA training logic shared by the one-level and the multi-level quantizers."""
 
@@ -96,20 +107,29 @@ class _QuantizerBase(nn.Module):
         reset_after: int = RESET_AFTER,
         active_within: int = ACTIVE_WITHIN,
         reset_noise_width: int | None = 256,
+        reset_updates_ema: bool = False,
     ):
         super().__init__()
         self.modalities = modalities
         self.commitment_cost = commitment_cost
         self.decay = decay
         self.epsilon = epsilon
-        self.reset_after = reset_after
-        self.active_within = active_within
         # The reference hard-codes 256 for the reset noise; None means "the code width".
         self.reset_noise_width = reset_noise_width
+        # Seeds the choice of the active code a dead code is reset to (the reference's `random`).
         self.python_random = random.Random(57)
-        # Remedy (off in the reference): also set a reset code's EMA weight to codeword · count so
-        # the next EMA step keeps the reset instead of undoing it (reference quirk 6).
-        self.reset_updates_ema = False
+        self.set_reset_policy(reset_after, active_within, updates_ema=reset_updates_ema)
+
+    def set_reset_policy(self, reset_after: int, active_within: int, *, updates_ema: bool = False) -> None:
+        """When the dead-code reset fires: a code unused for more than `reset_after` batches is
+        dead, and is reset to a code used within the last `active_within` batches.
+
+        `updates_ema` (a remedy, off in the reference): also set a reset code's EMA weight to
+        codeword · count, so the next EMA step keeps the reset instead of undoing it.
+        """
+        self.reset_after = int(reset_after)
+        self.active_within = int(active_within)
+        self.reset_updates_ema = bool(updates_ema)
 
     # Subclasses expose per-level views of their buffers.
     def _level_buffers(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,6 +140,29 @@ class _QuantizerBase(nn.Module):
 
     def codebook(self, level: int = 0) -> torch.Tensor:
         return self._level_buffers(level)[0]
+
+    def level_state(self, level: int = 0) -> LevelState:
+        """The codewords and EMA statistics of one level."""
+        return LevelState(*self._level_buffers(level))
+
+    @torch.no_grad()
+    def replace_codes(self, level: int, codes: torch.Tensor) -> None:
+        """Put new codewords [K, D] in place (e.g. a data-dependent initialisation).
+
+        The EMA weight follows the codes so the next EMA step starts from them: codes · count
+        where codes already have counts, the codes themselves while every count is zero.
+        """
+        counts = self._level_buffers(level)[1]
+        ema_weight = codes * counts.unsqueeze(-1) if counts.abs().sum() > 0 else codes.clone()
+        self._write_level(level, embedding=codes, ema_weight=ema_weight)
+
+    @torch.no_grad()
+    def start_uniform_counts(self, level: int, count: float) -> None:
+        """Give every code the EMA count `count` and the matching weight codeword · count, so
+        the EMA statistics are consistent with the codes (unused codes then stay in place)."""
+        embedding = self._level_buffers(level)[0]
+        counts = torch.full((embedding.shape[0],), count, dtype=embedding.dtype, device=embedding.device)
+        self._write_level(level, ema_count=counts, ema_weight=embedding * count)
 
     def _ema_update(self, level: int, one_hot: dict[str, torch.Tensor], flat: dict[str, torch.Tensor]) -> None:
         embedding, ema_count, ema_weight, _ = self._level_buffers(level)
@@ -165,7 +208,8 @@ class _QuantizerBase(nn.Module):
         return len(dead) if active else 0
 
     def quantize_level(self, features: dict[str, torch.Tensor], level: int = 0, *, cmcm: bool = True) -> QuantizerOutput:
-        """One training-style call on semantic features [B, T, D] per modality (reference §3.3)."""
+        """One training-style call on semantic features [B, T, D] per modality: nearest codes,
+        the MM-EMA update (train mode), the dead-code reset, commitment and code-matching losses."""
         embedding = self.codebook(level)
         n_codes, width = embedding.shape
         flat = {m: x.detach().reshape(-1, width) for m, x in features.items()}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.checkpoints import save_reference_checkpoint, tiny_encoder
-from toc.checkpoint import load_checkpoint, load_codebooks
+from toc.codebook.checkpoint import load_checkpoint, load_codebooks
 from toc.errors import CheckpointError
 
 
@@ -79,7 +79,7 @@ def test_pickle_payload_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"Encoder_parameters": {}, "x": _Payload(str(marker))}, path)
-    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+    with pytest.raises(CheckpointError, match="pass trust_checkpoint only if"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError):
         load_codebooks(path)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from tests.conftest import reference_file
-from toc.selection import read_selection
+from toc.codebook.selection import read_selection
 
 
 def run(*args: str):

@@ -20,8 +20,8 @@ from datafixtures import (
     write_lines,
 )
 
-from toc.data.registry import load_task
 from toc.errors import DataError
+from toc.eval.tasks import load_task
 
 AUDIO_CSV = "AVVP/data/AVVP_eval_audio_checked_combined.csv"
 VISUAL_CSV = "AVVP/data/AVVP_eval_visual_checked_combined.csv"

@@ -11,9 +11,9 @@ from toc.data.layout import (
     load_config,
     resolve_paths,
 )
-from toc.data.registry import TASKS, load_task
 from toc.data.vggsound import load_pretrain
 from toc.errors import ConfigError
+from toc.eval.tasks import TASKS, load_task
 
 
 def test_reference_layout(tmp_path):

@@ -21,9 +21,9 @@ from datafixtures import (
 )
 
 from toc.data.layout import resolve_paths
-from toc.data.registry import load_task
 from toc.data.vggsound import load_pretrain
 from toc.errors import DataError
+from toc.eval.tasks import load_task
 
 
 @pytest.fixture(scope="module")

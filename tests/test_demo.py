@@ -8,7 +8,7 @@ from dataclasses import replace
 from click.testing import CliRunner
 
 from cli.main import cli
-from toc.demo import DemoSettings, run_demo
+from toc.pipeline.demo import DemoSettings, run_demo
 
 
 def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tmp_path):

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.checkpoints import tiny_encoder
-from toc.checkpoint import load_checkpoint
-from toc.encode import EncodingSession
+from toc.codebook.checkpoint import load_checkpoint
+from toc.codebook.encode import EncodingSession
 
 _ENCODER = tiny_encoder("hdcid-avt", seed=3)
 

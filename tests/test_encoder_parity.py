@@ -9,7 +9,7 @@ import torch
 
 from hdcid.models import CmgEncoder, EncoderSizes
 from tests.conftest import load_reference, reference_file
-from toc.checkpoint import load_checkpoint
+from toc.codebook.checkpoint import load_checkpoint
 
 MANIFEST_FAMILIES = {
     "AVT_VQVAE_Encoder(128,512,256,256,2048,256,400,256)": "dcid-avt",

@@ -14,8 +14,8 @@ from datafixtures import AVE_DIR, write_ave, write_avvp, write_ucf_vggsound
 from evalfixtures import single_thread
 
 from cli.main import cli
-from toc.checkpoint import load_checkpoint
-from toc.selection import TocSettings, dumps_document, select_level, selection_document
+from toc.codebook.checkpoint import load_checkpoint
+from toc.codebook.selection import SelectionFile, TocSettings, select_level
 
 N_AVE = 24
 
@@ -95,7 +95,7 @@ def test_prototype_accuracy_equals_toc_encode_computation(workspace, tmp_path):
 
 
 def test_linear_reruns_identical_and_cache_reused(workspace, tmp_path, monkeypatch):
-    from toc.encode import EncodingSession
+    from toc.codebook.encode import EncodingSession
 
     calls = []
     original = EncodingSession.encode_rows
@@ -120,10 +120,9 @@ def test_selection_file_and_reference_protocol(workspace, tmp_path):
     checkpoint = load_checkpoint(workspace["ckpt"])
     settings = TocSettings(channels=6, max_num=1, min_num=1)
     selections = [select_level(cb, settings, level) for level, cb in enumerate(checkpoint.codebooks)]
-    document = selection_document(selections, checkpoint_path=workspace["ckpt"], checkpoint_sha256=checkpoint.sha256,
-                                  family=checkpoint.family, parameters=settings.as_dict())
-    path = tmp_path / "sel.json"
-    path.write_text(dumps_document(document))
+    document = SelectionFile.from_selections(selections, checkpoint_path=workspace["ckpt"], checkpoint_sha256=checkpoint.sha256,
+                                             family=checkpoint.family, parameters=settings.as_dict())
+    path = document.save(tmp_path / "sel.json").path
     rows = eval_lines(workspace, "ave", "--variant", "dcid+toc,hdcid+toc", "--selection", path, "--head", "linear",
                       "--protocol", "reference", "--epochs", "5", "--direction", "a2v", "-o", tmp_path / "r.jsonl")
     assert rows == []  # written to the file instead

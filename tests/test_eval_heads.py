@@ -7,7 +7,7 @@ import pytest
 import torch
 from evalfixtures import single_thread
 
-from toc.heads import (
+from toc.eval.heads import (
     ClipHead,
     ClipPrototypePredictor,
     ExpLogLoss,

@@ -9,13 +9,29 @@ import numpy as np
 import pytest
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 
-from toc.cache import CodeCache
+from toc.codebook.selection import (
+    LevelSelection,
+    SelectionFile,
+    TocSettings,
+    select_channels,
+    select_levels,
+)
 from toc.errors import ConfigError
-from toc.evaluate import EvalRequest, run_evaluation
-from toc.protocols import epochs_to_train, plan_direction
-from toc.variants import FileSelection, InlineSelection, parse_variants, resolve_view
+from toc.eval.cache import CodeCache
+from toc.eval.loop import EvalRequest, run_evaluation
+from toc.eval.protocols import epochs_to_train, plan_direction
+from toc.eval.variants import default_variants, get_variant, resolve_view
 
-SELECTION = FileSelection(path="sel.json", levels={0: (3, 1, 7, 5), 1: (0, 2, 4)})
+
+def selection_file(levels: dict[int, tuple[int, ...]], width: int = 8) -> SelectionFile:
+    """A selection artifact naming these channels per level (scores are irrelevant here)."""
+    return SelectionFile(
+        checkpoint_path="ckpt.pt", checkpoint_sha256="", family="hdcid-avt", parameters={},
+        levels=tuple(LevelSelection(level, (16, width), list(idx), [0.0 for _ in idx]) for level, idx in levels.items()),
+    )
+
+
+SELECTION = selection_file({0: (3, 1, 7, 5), 1: (0, 2, 4)})
 
 
 @pytest.fixture(autouse=True)
@@ -152,22 +168,24 @@ def test_variant_errors():
     one_level = codebooks(levels=1)
     with pytest.raises(ConfigError, match="needs 2 codebook levels"):
         resolve_view("hdcid", one_level, None)
-    with pytest.raises(ConfigError, match="needs --selection"):
+    with pytest.raises(ConfigError, match="needs selection FILE or channels"):
         resolve_view("dcid+toc", one_level, None)
     with pytest.raises(ConfigError, match="level 1"):
-        resolve_view("hdcid+toc", codebooks(), FileSelection("s.json", {0: (1, 2)}))
+        resolve_view("hdcid+toc", codebooks(), selection_file({0: (1, 2)}))
     with pytest.raises(ConfigError, match="selects channel 40"):
-        resolve_view("dcid+toc", one_level, FileSelection("s.json", {0: (40,)}))
+        resolve_view("dcid+toc", one_level, selection_file({0: (40,)}))
     with pytest.raises(ConfigError, match="unknown variant"):
-        parse_variants(["dcid,bogus"])
-    assert parse_variants(["dcid,hdcid", "dcid", "hdcid+toc"]) == ["dcid", "hdcid", "hdcid+toc"]
+        get_variant("bogus")
+    assert default_variants(1, with_toc=False) == ["dcid"] and default_variants(2, with_toc=True) == ["hdcid+toc"]
 
 
 def test_inline_selection_uses_toc():
-    from toc.selection import select_channels
-
     cbs = codebooks()
-    view = resolve_view("hdcid+toc", cbs, InlineSelection(channels=6, max_num=1, min_num=1))
+    made = SelectionFile.from_selections(
+        select_levels(cbs, TocSettings(channels=6)), checkpoint_path="c.pt", checkpoint_sha256="",
+        family="hdcid-avt", parameters={},
+    )
+    view = resolve_view("hdcid+toc", cbs, made)
     assert [list(c) for c in view.channels] == [select_channels(cb, 6, 1, 1).tolist() for cb in cbs]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toc.metrics import clip_accuracy, reference_segment_prf, segment_metrics, segment_scores
+from toc.eval.metrics import clip_accuracy, reference_segment_prf, segment_metrics, segment_scores
 
 
 def test_clip_accuracy_percent():

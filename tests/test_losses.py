@@ -162,7 +162,7 @@ def test_mm_ema_update_equals_formula_on_hand_example():
 
 def test_dead_code_reset_revives_a_parked_code():
     q = CrossQuantizer(n_embeddings=3, embedding_dim=256).double().eval()
-    q.reset_after, q.active_within = 3, 2
+    q.set_reset_policy(reset_after=3, active_within=2)
     base = torch.zeros(256, dtype=torch.float64)
     q.embedding = torch.stack([base, base + 1.0, base + 500.0])  # code 2 parked far away
     features = {"audio": torch.zeros(1, 2, 256, dtype=torch.float64) + 0.01}
@@ -181,8 +181,7 @@ def test_dead_code_reset_revives_a_parked_code():
 
 def test_reset_can_keep_ema_consistent():
     q = CrossQuantizer(n_embeddings=3, embedding_dim=4, reset_noise_width=None).double().train()
-    q.reset_after, q.active_within = 2, 2
-    q.reset_updates_ema = True
+    q.set_reset_policy(reset_after=2, active_within=2, updates_ema=True)
     q.embedding = torch.tensor([[0.0] * 4, [1.0] * 4, [500.0] * 4], dtype=torch.float64)
     q.ema_weight = q.embedding.clone()
     q.ema_count = torch.ones(3, dtype=torch.float64)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hdcid.quantizer import CrossQuantizer, squared_distances
-from hdcid.train import DEFAULT_RECIPE, RECIPES, Remedies, TrainConfig, Trainer
+from hdcid.training import DEFAULT_RECIPE, RECIPES, Remedies, TrainConfig, Trainer
 from tests.train_corpus import PlantedCorpus
 
 SMALL = dict(
@@ -126,8 +126,8 @@ def test_consistent_ema_keeps_unused_codes_in_place(corpus, tmp_path):
 
 
 def test_consistent_ema_makes_resets_stick():
-    quantizer = CrossQuantizer(n_embeddings=4, embedding_dim=8, modalities=("audio", "video"), reset_after=1, active_within=1)
-    quantizer.reset_updates_ema = True
+    quantizer = CrossQuantizer(n_embeddings=4, embedding_dim=8, modalities=("audio", "video"), reset_after=1,
+                               active_within=1, reset_updates_ema=True)
     quantizer.ema_count.fill_(3.0)
     quantizer.ema_weight.copy_(quantizer.embedding * 3.0)
     quantizer.unactivated_count.fill_(5)

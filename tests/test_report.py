@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from scipy import stats as scipy_stats
 
 from cli.main import cli
+from toc.codebook.selection import TocSettings, selection_for
 from toc.errors import ConfigError, DataError, OutputExistsError
+from toc.pipeline.plan import load_plan
 from toc.report import (
     SPLIT_EVALUATION,
     SPLIT_VALIDATION,
@@ -28,7 +30,7 @@ from toc.report import (
     render_summary,
     write_report,
 )
-from toc.stats import paired_difference, summarize, t_critical
+from toc.report.stats import paired_difference, summarize, t_critical
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -371,8 +373,6 @@ hdcid = "sel/avvp-hdcid.json"
 
 
 def test_plan_expands_into_one_job_per_task_and_checkpoint(tmp_path):
-    from toc.report import InlineToc, load_plan
-
     plan = load_plan(_plan(tmp_path, PLAN))
     assert plan.data_root == tmp_path / "data" and plan.cache_dir is None and plan.device == "cpu"
     jobs = {(j.task, j.family): j for j in plan.jobs}
@@ -382,8 +382,8 @@ def test_plan_expands_into_one_job_per_task_and_checkpoint(tmp_path):
     assert ave_dcid.directions == ("v2a", "a2v") and ave_dcid.heads == ("prototype",) and ave_dcid.seeds == (0, 1)
     assert ave_dcid.protocol == "strict" and ave_dcid.epochs is None
     # Task tables override the defaults key by key; a family entry may name a selection file.
-    assert ave_dcid.selection == InlineToc(channels=224, max_num=1, min_num=1)
-    assert jobs[("avvp", "dcid")].selection == InlineToc(channels=128, max_num=1, min_num=0)
+    assert ave_dcid.selection == TocSettings(channels=224, max_num=1, min_num=1)
+    assert jobs[("avvp", "dcid")].selection == TocSettings(channels=128, max_num=1, min_num=0)
     assert jobs[("avvp", "hdcid")].selection == tmp_path / "sel/avvp-hdcid.json"
     assert jobs[("avvp", "hdcid")].checkpoint == Path("/abs/hdcid.pt")
     only_plain = load_plan(_plan(tmp_path, PLAN.replace('seeds = [0, 1]', 'seeds = [0, 1]\nvariants = ["hdcid"]')))
@@ -409,8 +409,6 @@ def test_plan_expands_into_one_job_per_task_and_checkpoint(tmp_path):
     ],
 )
 def test_plan_errors_name_the_file_and_key(tmp_path, edit, fragment):
-    from toc.report import load_plan
-
     body = PLAN.replace(*edit)
     assert body != PLAN
     with pytest.raises(ConfigError) as info:
@@ -419,8 +417,6 @@ def test_plan_errors_name_the_file_and_key(tmp_path, edit, fragment):
 
 
 def test_plan_toc_variant_without_settings_is_refused(tmp_path):
-    from toc.report import load_plan
-
     body = PLAN.split("[selection]")[0]
     with pytest.raises(ConfigError, match=r"dcid\+toc on task ave needs TOC settings"):
         load_plan(_plan(tmp_path, body))
@@ -472,19 +468,17 @@ def test_selection_of_a_present_checkpoint_gets_the_full_toc_figure(tmp_path):
     import struct
 
     from tests.checkpoints import save_reference_checkpoint
-    from toc.checkpoint import load_checkpoint
-    from toc.report import InlineToc, _inline_selection_document
-    from toc.selection import dumps_document
+    from toc.codebook.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(save_reference_checkpoint(tmp_path / "dcid.pt", "dcid-avt", seed=3))
-    document = _inline_selection_document(checkpoint, InlineToc(channels=6, max_num=2, min_num=1))
-    assert [len(level["indices"]) for level in document["levels"]] == [6]
-    (tmp_path / "sel.json").write_text(dumps_document(document))
+    document = selection_for(checkpoint, TocSettings(channels=6, max_num=2, min_num=1))
+    assert [len(level.indices) for level in document.levels] == [6]
+    document.save(tmp_path / "sel.json")
     results = _write_jsonl(tmp_path / "r.jsonl", [_record(seed=0)])
     write_report([results], tmp_path / "out", selection_files=[tmp_path / "sel.json"])
     png = (tmp_path / "out" / "selection-sel.png").read_bytes()
     width = struct.unpack(">I", png[16:20])[0]
-    assert width == 1500  # toc.plot's three-panel figure; the fallback bar chart is 700 px wide
+    assert width == 1500  # toc.figures's three-panel figure; the fallback bar chart is 700 px wide
     (tmp_path / "dcid.pt").write_bytes(b"moved away")  # checkpoint changed: the fallback is drawn
     write_report([results], tmp_path / "out2", selection_files=[tmp_path / "sel.json"])
     assert struct.unpack(">I", (tmp_path / "out2" / "selection-sel.png").read_bytes()[16:20])[0] == 700

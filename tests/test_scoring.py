@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toc.scoring import ScoringError, score_channels
+from toc.codebook.scoring import ScoringError, score_channels
 
 
 def brute_force(codebook: torch.Tensor, sim_weight: float = 0.7, var_weight: float = 0.3):

@@ -12,19 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_reference, reference_file
-from toc.errors import ConfigError, DataError
-from toc.scoring import ChannelScores, score_channels
-from toc.selection import (
+from toc.codebook.scoring import ChannelScores, score_channels
+from toc.codebook.selection import (
+    SelectionFile,
     ShortSelectionWarning,
     TocSettings,
-    apply_selections,
-    dumps_document,
     plan_budget,
     read_selection,
     select_channels,
     select_levels,
-    selection_document,
 )
+from toc.errors import ConfigError, DataError
 
 
 def reference_codebooks() -> dict[str, torch.Tensor]:
@@ -69,10 +67,10 @@ def test_hdcid_levels_match_reference_and_concatenate_level0_first():
     assert [s.level for s in selections] == [0, 1]
     assert selections[0].indices.tolist() == expected["hdcid_small_level0"][key]
     assert selections[1].indices.tolist() == expected["hdcid_small_level1"][key]
-    features = [torch.arange(64.0).expand(2, 3, 64), 100 + torch.arange(64.0).expand(2, 3, 64)]
-    combined = apply_selections(features, list(reversed(selections)))
-    assert combined.shape == (2, 3, 112)
-    assert combined[0, 0].tolist() == [float(i) for i in selections[0].indices] + [100.0 + i for i in selections[1].indices]
+    document = SelectionFile.from_selections(
+        list(reversed(selections)), checkpoint_path="h.pt", checkpoint_sha256="", family="hdcid-avt", parameters={},
+    )
+    assert [level.level for level in document.levels] == [0, 1]  # the order features are concatenated in
 
 
 def test_per_level_settings():
@@ -164,7 +162,7 @@ def test_selections_are_distinct_valid_indices_of_the_promised_count(d, max_num,
 
 
 def _document(selections):
-    return selection_document(
+    return SelectionFile.from_selections(
         selections, checkpoint_path="ckpt.pt", checkpoint_sha256="ab" * 32, family="hdcid-avt",
         parameters={"channels": 6, "max_num": 1, "min_num": 1},
     )
@@ -172,8 +170,8 @@ def _document(selections):
 
 def test_selection_file_round_trip_is_byte_identical(tmp_path):
     codebooks = [torch.randn(12, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
-    text = dumps_document(_document(select_levels(codebooks, TocSettings(6))))
-    assert text == dumps_document(_document(select_levels(codebooks, TocSettings(6))))
+    text = _document(select_levels(codebooks, TocSettings(6))).dumps()
+    assert text == _document(select_levels(codebooks, TocSettings(6))).dumps()
     raw = json.loads(text)
     assert list(raw) == sorted(raw)
     assert raw["tool"] == "cmg-toc" and raw["checkpoint"]["family"] == "hdcid-avt"
@@ -203,7 +201,7 @@ def test_selection_file_round_trip_is_byte_identical(tmp_path):
 )
 def test_bad_selection_files_get_one_line_errors(tmp_path, mutate, match):
     codebooks = [torch.randn(12, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
-    raw = json.loads(dumps_document(_document(select_levels(codebooks, TocSettings(6)))))
+    raw = json.loads(_document(select_levels(codebooks, TocSettings(6))).dumps())
     mutate(raw)
     path = tmp_path / "sel.json"
     path.write_text(json.dumps(raw))
@@ -219,3 +217,25 @@ def test_unreadable_selection_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         read_selection(bad)
+
+
+def test_selection_artifact_saves_loads_and_refuses_newer_versions(tmp_path):
+    codebooks = [torch.randn(12, 8, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    made = _document(select_levels(codebooks, TocSettings(6, exact_budget=True)))
+    saved = made.save(tmp_path / "sel.json")
+    assert saved.path == tmp_path / "sel.json"
+    loaded = SelectionFile.load(saved.path)
+    assert loaded.levels == made.levels and loaded.parameters == made.parameters
+    assert loaded.dumps() == saved.path.read_text()  # what is read back writes the same bytes
+    raw = json.loads(saved.path.read_text())
+    raw["version"] = "99.0.0"
+    (tmp_path / "new.json").write_text(json.dumps(raw))
+    with pytest.raises(DataError, match="written by a newer cmg-toc"):
+        SelectionFile.load(tmp_path / "new.json")
+
+
+def test_settings_are_validated_once_with_their_names():
+    with pytest.raises(ConfigError, match=r"max_num \+ min_num must be at least 1"):
+        TocSettings(4, 0, 0)
+    with pytest.raises(ConfigError, match="sim_weight must be a finite number"):
+        TocSettings(4, sim_weight=float("nan"))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toc import spoken_digits as sd
+from toc.corpora import spoken_digits as sd
 from toc.errors import OutputExistsError
 
 HAVE_TOOLS = shutil.which("espeak-ng") is not None
@@ -176,7 +176,7 @@ def test_same_seed_gives_identical_arrays_and_another_seed_differs(corpus, tmp_p
 
 @needs_tools
 def test_existing_output_is_refused_and_force_replaces_only_a_corpus(corpus, tmp_path):
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="pass force to replace"):
         sd.build_spoken_digits(corpus, TINY)
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -246,8 +246,8 @@ def test_audio_features_tell_a_tone_from_noise():
 @needs_tools
 def test_real_loaders_read_the_corpus_from_data_root(corpus):
     from toc.data.layout import resolve_paths
-    from toc.data.registry import load_task
     from toc.data.vggsound import load_pretrain
+    from toc.eval.tasks import load_task
 
     pretrain = load_pretrain(resolve_paths("pretrain", data_root=corpus))
     assert len(pretrain) == TINY.pretrain_clips and pretrain.category_names == list(sd.DIGIT_NAMES)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from toc import synth
+from toc.corpora import synthetic as synth
 from toc.errors import ConfigError, OutputExistsError
 
 TINY = 0.01  # every set at its floor (synth.MIN_COUNTS): ~50 clips, ~1 s
@@ -265,7 +265,7 @@ def test_library_refuses_bad_arguments(tmp_path):
 
 
 def test_every_synthetic_task_set_passes_through_the_real_loaders(corpus):
-    registry = pytest.importorskip("toc.data.registry")
+    registry = pytest.importorskip("toc.eval.tasks")
     vggsound = pytest.importorskip("toc.data.vggsound")
     layout = pytest.importorskip("toc.data.layout")
     root, summary = corpus

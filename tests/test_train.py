@@ -7,14 +7,18 @@ import json
 import pytest
 import torch
 
+from hdcid.checkpoint_keys import module_keys
 from hdcid.errors import ModelError
-from hdcid.train import (
+from hdcid.families import MODALITIES
+from hdcid.training import (
     NORMALIZATION_KEY,
     PretrainModel,
     Remedies,
     TrainConfig,
     TrainDataError,
     Trainer,
+    loss_weights,
+    metric_name,
     train,
 )
 from tests.conftest import reference_file
@@ -50,6 +54,7 @@ def test_encoder_parameters_match_reference_manifest_at_default_sizes(levels):
     if levels == 2:
         expected |= {"CPC_2_parameters", "Video_mi_net_2_parameters", "Text_mi_net_2_parameters", "Audio_mi_net_2_parameters"}
     assert set(states) == expected
+    assert tuple(states) == module_keys(levels)  # the one key table, in the order checkpoints store them
 
 
 def test_dcid_rejects_other_code_width():
@@ -58,7 +63,7 @@ def test_dcid_rejects_other_code_width():
 
 
 def test_hdcid_run_writes_published_layout_and_loads_in_toc(corpus, tmp_path):
-    from toc.checkpoint import load_checkpoint
+    from toc.codebook.checkpoint import load_checkpoint
 
     config = TrainConfig(levels=2, epochs=1, embedding_dim=32, level2_start=0, **SMALL)
     result = train(config, corpus, tmp_path / "run")
@@ -120,6 +125,13 @@ def test_resume_reproduces_an_uninterrupted_run(corpus, tmp_path):
         a, b = full_raw[key]["state"], part_raw[key]["state"]
         assert a.keys() == b.keys()
         assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+
+
+def test_the_same_run_writes_byte_identical_checkpoints(corpus, tmp_path):
+    config = TrainConfig(levels=1, epochs=1, **SMALL)
+    first = train(config, corpus, tmp_path / "a").last_checkpoint
+    second = train(config, corpus, tmp_path / "b").last_checkpoint
+    assert first.read_bytes() == second.read_bytes()
 
 
 def test_resume_without_checkpoint_is_one_line_error(corpus, tmp_path):
@@ -195,3 +207,29 @@ def test_reference_forwards_runs_the_encoder_six_times(corpus, tmp_path):
     default.model.encoder.register_forward_hook(lambda *args: calls.append(1))
     default.train_step([0, 1, 2, 3])
     assert len(calls) == 1
+
+
+def test_loss_terms_times_weights_sum_to_the_logged_totals(corpus, tmp_path):
+    remedies = Remedies(align_weight=0.5, gap_weight=0.25, warmup_steps=4)
+    config = TrainConfig(levels=2, epochs=1, embedding_dim=32, level2_start=0, remedies=remedies, **SMALL)
+    trainer = Trainer(config, corpus, tmp_path)
+    metrics = trainer.train_step([0, 1, 2, 3])
+    weights = loss_weights(remedies, metrics["loss_weight_warmup"])
+    assert metrics["loss_weight_warmup"] == 0.25 and weights["commit"] == weights["mi"] == 0.25
+    assert (weights["align"], weights["gap"]) == (0.5, 0.25)
+    level_totals = []
+    for level, terms in enumerate(trainer.last_step.terms):
+        assert set(terms) == {metric_name(t, level) for t in ("nce", "cmcm", "align", "gap")} | {
+            metric_name(t, level, m) for t in ("recon", "commit", "mi") for m in MODALITIES
+        }
+        total = None
+        for name, term in terms.items():
+            assert term.weight == weights[name.split("_")[0]], name
+            assert metrics[name] == float(term.value), name  # what is logged is the term itself
+            part = term.value if term.weight is None else term.weight * term.value
+            total = part if total is None else total + part
+        # Same values, same order, same dtype: the sum is exactly the logged level loss.
+        assert float(total) == metrics[f"loss_level{level + 1}"]
+        level_totals.append(total)
+    assert len(level_totals) == 2
+    assert float(level_totals[0] + config.level2_weight * level_totals[1]) == metrics["loss"]

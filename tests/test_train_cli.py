@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
+from hdcid.training import SETTINGS, Trainer
 from tests.datafixtures import write_pretrain
 
 ARGS = ["--levels", "2", "--audio-output-dim", "32", "--video-output-dim", "64", "--text-output-dim", "32",
@@ -20,7 +21,7 @@ def _steps(run):
 
 
 def test_train_cli_layout_and_resume(tmp_path):
-    from toc.checkpoint import load_checkpoint
+    from toc.codebook.checkpoint import load_checkpoint
 
     root = tmp_path / "data"
     write_pretrain(root)
@@ -35,6 +36,11 @@ def test_train_cli_layout_and_resume(tmp_path):
     assert loaded.sizes.n_embeddings == 64 and (tmp_path / "full" / "epoch-0.pt").exists()
     part = runner.invoke(cli, ["train", "--data-root", str(root), *ARGS, "--max-steps", "2", "-o", str(tmp_path / "part")])
     assert part.exit_code == 0, part.output
+    # Resumed without --max-steps, the saved cap of 2 stands: nothing more is trained.
+    capped = runner.invoke(cli, ["train", "--data-root", str(root), "--diagnostics-clips", "4", "--resume", str(tmp_path / "part")])
+    assert capped.exit_code == 0, capped.output
+    assert json.loads(capped.stdout.strip().splitlines()[-1])["total_step"] == 2
+    assert len(_steps(tmp_path / "part")) == 2
     # No --epochs on resume: the saved run's 2 epochs stand (not the default recipe's budget).
     resumed = runner.invoke(cli, ["train", "--data-root", str(root), "--max-steps", "3",
                                   "--diagnostics-clips", "4", "--resume", str(tmp_path / "part")])
@@ -46,7 +52,8 @@ def test_train_cli_layout_and_resume(tmp_path):
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epoch"] == summary["epoch"]
     changed = runner.invoke(cli, ["train", "--data-root", str(root), "--epochs", "2", "--lr", "0.1",
                                   "--resume", str(tmp_path / "part")])
-    assert changed.exit_code == 1 and "--lr" in changed.output
+    # A changed setting is a usage error naming the flag with its saved and given value.
+    assert changed.exit_code == 2 and "--lr (saved 0.0004, given 0.1)" in changed.output
 
 
 def test_train_cli_missing_zip_is_one_line_error(tmp_path):
@@ -63,7 +70,7 @@ def test_train_cli_missing_zip_is_one_line_error(tmp_path):
 def test_default_recipe_is_the_small_corpus_one_and_is_recorded(tmp_path):
     import os
 
-    from hdcid.train import NORMALIZATION_KEY, RECIPES
+    from hdcid.training import NORMALIZATION_KEY, RECIPES
 
     root = tmp_path / "data"
     write_pretrain(root)
@@ -83,3 +90,44 @@ def test_default_recipe_is_the_small_corpus_one_and_is_recorded(tmp_path):
     os.umask(umask)
     for name in ("config.json", "last.pt", "metrics.jsonl"):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+# Every setting given explicitly, in the spellings a user would type (4e-4, 1, auto...).
+EXPLICIT = [*ARGS, "--recipe", "small-corpus", "--level2-weight", "0.3", "--lr", "4e-4", "--mi-lr", "0.001",
+            "--clip", "0.5", "--dtype", "float32", "--device", "cpu", "--standardize-inputs", "--codebook-init",
+            "kmeans", "--reset-patience", "auto", "--ema-consistent", "--align-weight", "1", "--align-distance",
+            "cosine", "--gap-weight", "0", "--warmup-steps", "100", "--save-every", "1"]
+
+
+def test_rerunning_the_same_command_with_resume_continues_exactly(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_pretrain(root)
+    runner = CliRunner()
+    full = runner.invoke(cli, ["train", "--data-root", str(root), *EXPLICIT, "-o", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    real_step = Trainer.train_step
+    done = []
+
+    def interrupted_step(self, rows):
+        if len(done) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C after three steps (last.pt is saved every step)
+        done.append(rows)
+        return real_step(self, rows)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    command = ["train", "--data-root", str(root), *EXPLICIT, "-o", str(tmp_path / "run")]
+    stopped = runner.invoke(cli, command)
+    assert stopped.exit_code == 130 and len(_steps(tmp_path / "run")) == 3
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    resumed = runner.invoke(cli, [*command, "--resume", str(tmp_path / "run")])
+    assert resumed.exit_code == 0, resumed.output
+    assert _steps(tmp_path / "run") == _steps(tmp_path / "full")
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["Encoder_parameters"]
+    b = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["Encoder_parameters"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_non_path_option_is_a_library_setting():
+    paths = {"data_root", "csv_path", "audio_dir", "video_dir", "text_features", "output", "resume", "init_from", "force", "help"}
+    names = {p.name for p in cli.commands["train"].params}
+    assert names - paths <= set(SETTINGS)

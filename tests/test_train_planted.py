@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hdcid.train import TrainConfig, Trainer
+from hdcid.training import TrainConfig, Trainer
 from tests.train_corpus import PlantedCorpus
 
 

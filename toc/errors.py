@@ -1,45 +1,36 @@
-"""Typed errors: library code raises these; the CLI turns them into one line and an exit code."""
+"""Typed errors of the toolkit: library code raises these; the CLI turns them into one line.
+
+All are `cmg_base.errors.CmgError`s, so each can name the file, key, expected and actual value,
+and the settings involved (see `CmgError`).
+"""
 
 from __future__ import annotations
 
-from hdcid.errors import CmgError
+from cmg_base.errors import CmgError, OutputError, OutputExistsError
+from cmg_base.errors import SettingsError as BaseSettingsError
+
+__all__ = [
+    "CheckpointError", "CmgError", "ConfigError", "DataError", "OutputError", "OutputExistsError",
+    "SettingsError", "TocError",
+]
 
 
 class TocError(CmgError):
-    """Base class for every error the toolkit reports to a user (exit code 1 in the CLI)."""
-
-
-def _describe(message: str, *, file=None, key=None, expected=None, actual=None) -> str:
-    parts = []
-    if file is not None:
-        parts.append(f"{file}")
-    if key is not None:
-        parts.append(f"key '{key}'")
-    head = ": ".join([", ".join(parts), message]) if parts else message
-    if expected is not None or actual is not None:
-        head += f" (expected {expected}, got {actual})"
-    return head
+    """Base class of the toolkit's own errors (exit code 1 in the CLI)."""
 
 
 class CheckpointError(TocError):
     """A checkpoint or codebook file that cannot be loaded safely or is not what it claims."""
 
-    def __init__(self, message: str, *, file=None, key=None, expected=None, actual=None):
-        self.file, self.key, self.expected, self.actual = file, key, expected, actual
-        super().__init__(_describe(message, file=file, key=key, expected=expected, actual=actual))
-
 
 class DataError(TocError):
     """A feature file, label file or index that is missing, malformed or of the wrong shape."""
 
-    def __init__(self, message: str, *, file=None, key=None, expected=None, actual=None):
-        self.file, self.key, self.expected, self.actual = file, key, expected, actual
-        super().__init__(_describe(message, file=file, key=key, expected=expected, actual=actual))
-
 
 class ConfigError(TocError):
-    """Parameters that are individually valid but cannot be used together or with this input."""
+    """Parameters that are individually valid but cannot be used with this input."""
 
 
-class OutputExistsError(TocError):
-    """An output file exists and overwriting was not requested."""
+class SettingsError(ConfigError, BaseSettingsError):
+    """Settings that cannot be used as given, alone or together: the CLI reports a usage error
+    (exit code 2) and spells the settings as its flags."""

@@ -6,12 +6,12 @@ import json
 
 import click
 
-from cli.options import force_option
-from cli.progress import progress_bar
-from toc.spoken_digits import SpokenDigitsConfig, build_spoken_digits
+from cli.options import command, force_option
+from cli.progress import bars
+from toc.corpora.spoken_digits import SpokenDigitsConfig, build_spoken_digits
 
 
-@click.command("synth-spoken-digits")
+@command("synth-spoken-digits")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--clips", type=click.IntRange(min=10), default=500, help="Pretraining clips (VGGSound-AVEL layout).")
 @click.option("--ave-clips", type=click.IntRange(min=10), default=None,
@@ -31,8 +31,7 @@ def synth_spoken_digits(directory, clips, ave_clips, text_width, seed, force):
     """
     n_ave = ave_clips if ave_clips is not None else max(10, round(0.6 * clips))
     config = SpokenDigitsConfig(pretrain_clips=clips, ave_clips=n_ave, seed=seed, text_width=text_width)
-    with progress_bar(total=clips + n_ave, desc="spoken digits", unit="clip") as advance:
-        summary = build_spoken_digits(directory, config, force=force, progress=advance)
+    summary = build_spoken_digits(directory, config, force=force, progress=bars(unit="clip"))
     click.echo(json.dumps(summary.to_dict(), sort_keys=True))
 
 

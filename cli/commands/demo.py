@@ -8,11 +8,13 @@ import time
 
 import click
 
-from hdcid.train import DEFAULT_RECIPE, RECIPES
-from toc.demo import DemoSettings, run_demo
+from cli.options import command
+from cli.progress import log
+from hdcid.training import DEFAULT_RECIPE, RECIPES
+from toc.pipeline.demo import DemoSettings, run_demo
 
 
-@click.command("demo")
+@command("demo")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="toc-demo", help="Folder for data, runs and the report.")
 @click.option("--quick", is_flag=True, default=False, help="A smaller corpus, fewer epochs and seeds (under a minute on 2 cores).")
 @click.option("--seed", type=int, default=0, help="Seed of the corpus and of training.")
@@ -25,7 +27,7 @@ def demo(out_dir, quick, seed, recipe, force):
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings = dataclasses.replace(settings, seed=seed, recipe=recipe)
     start = time.monotonic()
-    result = run_demo(out_dir, settings, force=force, log=lambda m: click.echo(m, err=True))
+    result = run_demo(out_dir, settings, force=force, log=log)
     summary = {
         "out_dir": str(result.out_dir),
         "report": str(result.out_dir / "report.md"),

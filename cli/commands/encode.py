@@ -6,20 +6,21 @@ import json
 
 import click
 
-from cli.options import device_option, force_option, trust_option
-from cli.progress import progress_bar
-from toc.atomic import prepare_output
-from toc.checkpoint import load_checkpoint
-from toc.encode import encode_file, open_features
+from cli.options import command, device_option, force_option, trust_option
+from cli.progress import bars
+from cmg_base.files import prepare_output
+from hdcid.families import DTYPES, MODALITIES
+from toc.codebook.checkpoint import load_checkpoint
+from toc.codebook.encode import encode_file
 
 
-@click.command("encode")
+@command("encode")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--modality", type=click.Choice(["audio", "video", "text"]), required=True, help="Which encoder to run.")
+@click.option("--modality", type=click.Choice(MODALITIES), required=True, help="Which encoder to run.")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), required=True, help="Features: .npy or .h5, shaped [N, T, ...].")
 @click.option("--key", default=None, help="Dataset name inside an .h5 input (default: its only dataset).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Output .h5 file.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", help="Compute dtype; float64 is bit-faithful to the reference.")
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float32", help="Compute dtype; float64 is bit-faithful to the reference.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Clips per forward pass.")
 @device_option
 @trust_option
@@ -32,14 +33,10 @@ def encode(checkpoint, modality, input_path, key, output, dtype, batch_size, dev
     """
     target = prepare_output(output, force=force)
     loaded = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
-    features = open_features(input_path, key)
-    n_clips = features.shape[0]
-    features.close()
-    with progress_bar(total=n_clips, desc=f"encode {modality}", unit="clip") as advance:
-        summary = encode_file(
-            loaded, modality, input_path, target, key=key, dtype=dtype, batch_size=batch_size,
-            device=device, progress=advance,
-        )
+    summary = encode_file(
+        loaded, modality, input_path, target, key=key, dtype=dtype, batch_size=batch_size,
+        device=device, progress=bars(unit="clip"),
+    )
     click.echo(json.dumps(summary, sort_keys=True))
 
 

@@ -7,13 +7,14 @@ import sys
 
 import click
 
-from cli.options import device_option, force_option, trust_option
-from cli.progress import progress_bar
-from toc.atomic import atomic_path, prepare_output
-from toc.protocols import DEFAULT_EPOCHS
-
-TASKS = ("ave", "avvp", "ave-avvp", "ucf-vggsound")
-VARIANT_NAMES = ("dcid", "dcid+toc", "hdcid", "hdcid+toc")
+from cli.options import command, device_option, force_option, trust_option
+from cli.progress import bars, log
+from cmg_base.files import atomic_path, prepare_output
+from toc.eval.heads import HEADS
+from toc.eval.protocols import DIRECTIONS, PROTOCOLS
+from toc.eval.tasks import TASK_REGISTRY, TASKS
+from toc.eval.variants import VARIANT_NAMES
+from toc.pipeline.session import EvalOptions, TocOptions, evaluate_task
 
 
 def _split_names(values: tuple[str, ...], allowed: tuple[str, ...], option: str) -> list[str]:
@@ -39,7 +40,7 @@ def _parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-@click.command("eval")
+@command("eval")
 @click.argument("task", type=click.Choice(TASKS))
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID checkpoint.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the reference data layout.")
@@ -53,13 +54,16 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
 @click.option("--max-num", type=click.IntRange(min=0), default=None, help="Inline TOC: top-block weight (default 1).")
 @click.option("--min-num", type=click.IntRange(min=0), default=None, help="Inline TOC: bottom-block weight (default 1).")
-@click.option("--direction", type=click.Choice(["v2a", "a2v", "both"]), default="both", help="v2a: train on video, test on audio.")
-@click.option("--head", "heads", multiple=True, default=("linear",), help="linear and/or prototype (repeat or comma-separate).")
-@click.option("--protocol", type=click.Choice(["strict", "reference"]), default="strict", help="strict: held-out evaluation; reference: the published quirks.")
+@click.option("--exact-budget", is_flag=True, default=False, help="Inline TOC: return exactly --channels channels.")
+@click.option("--sim-weight", type=float, default=None, help="Inline TOC: weight of the pairwise similarity (default 0.7).")
+@click.option("--var-weight", type=float, default=None, help="Inline TOC: weight of the variance (default 0.3).")
+@click.option("--direction", type=click.Choice([*DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
+@click.option("--head", "heads", multiple=True, default=("linear",), help=f"{' and/or '.join(HEADS)} (repeat or comma-separate).")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="strict: held-out evaluation; reference: the published quirks.")
 @click.option("--seeds", default="0", help="Comma-separated seeds; one output line per seed.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None,
-    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()) + "].",
+    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items()) + "].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
@@ -72,9 +76,9 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the JSON lines to FILE instead of stdout.")
 @force_option
 def eval_command(
-    task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, direction,
-    heads, protocol, seeds, epochs, batch_size, head_threads, split_seed, cache_dir, dtype, encode_batch_size, device,
-    trust_checkpoint, output, force,
+    task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
+    sim_weight, var_weight, direction, heads, protocol, seeds, epochs, batch_size, head_threads, split_seed,
+    cache_dir, dtype, encode_batch_size, device, trust_checkpoint, output, force,
 ):
     """Train heads on one modality's codes and test them on the other's.
 
@@ -83,64 +87,21 @@ def eval_command(
     `same_modality`, `val_metrics`, sizes, channels and the checkpoint's sha256. Each feature set
     is encoded once and reused by every variant, head and seed. See docs/evaluation.md.
     """
-    from toc.cache import CheckpointCodeSource, CodeCache
-    from toc.checkpoint import load_checkpoint
-    from toc.data.registry import load_task
-    from toc.evaluate import EvalRequest, run_evaluation
-    from toc.variants import InlineSelection, load_selection_file
-
-    if data_root is None and config_path is None:
-        raise click.UsageError("give --data-root DIR or --config FILE (or both)")
-    variant_names = _split_names(variants, VARIANT_NAMES, "--variant")
-    head_names = _split_names(heads, ("linear", "prototype"), "--head")
-    seed_list = _parse_seeds(seeds)
-    wants_toc = any(name.endswith("+toc") for name in variant_names) or (
-        not variant_names and (selection_path is not None or channels is not None)
+    options = EvalOptions(
+        task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
+        variants=_split_names(variants, VARIANT_NAMES, "--variant"),
+        toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num,
+                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight),
+        directions=DIRECTIONS if direction == "both" else (direction,),
+        heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
+        epochs=epochs, batch_size=batch_size, head_threads=head_threads, split_seed=split_seed,
+        cache_dir=cache_dir, dtype=dtype, encode_batch_size=encode_batch_size, device=device,
+        trust_checkpoint=trust_checkpoint,
     )
-    if selection_path is not None and channels is not None:
-        raise click.UsageError("--selection and --channels are alternatives; give one")
-    if channels is None and (max_num is not None or min_num is not None):
-        raise click.UsageError("--max-num / --min-num need --channels")
-    if (selection_path is not None or channels is not None) and not wants_toc:
-        raise click.UsageError("--selection / --channels apply only to the +toc variants; none was requested")
-    if wants_toc and selection_path is None and channels is None:
-        raise click.UsageError("the +toc variants need --selection FILE or --channels C [--max-num A --min-num B]")
-    if channels is not None:
-        max_num = 1 if max_num is None else max_num
-        min_num = 1 if min_num is None else min_num
-        if max_num + min_num == 0:
-            raise click.UsageError("--max-num + --min-num must be at least 1")
-    if "linear" not in head_names and epochs is not None:
-        raise click.UsageError("--epochs applies only to --head linear")
+    options.check()
     target = prepare_output(output, force=force) if output else None
-
-    selection = None
-    if selection_path is not None:
-        selection = load_selection_file(selection_path)
-    elif channels is not None:
-        selection = InlineSelection(channels, max_num, min_num)
-    loaded = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
-    if not variant_names:
-        variant_names = ["hdcid" if loaded.levels == 2 else "dcid"]
-        if wants_toc:
-            variant_names = [variant_names[0] + "+toc"]
-    data = load_task(task, data_root=data_root, config=config_path)
-    source = CheckpointCodeSource(loaded, device=device)
-    cache = CodeCache(
-        source, cache_dir, batch_size=encode_batch_size,
-        progress=lambda description, total: progress_bar(total, description, unit="clip", min_total=64),
-    )
-    request = EvalRequest(
-        variants=variant_names, directions=("v2a", "a2v") if direction == "both" else (direction,),
-        heads=head_names, protocol=protocol, seeds=seed_list, epochs=epochs, batch_size=batch_size,
-        dtype=dtype, selection=selection, split_seed=split_seed, head_threads=head_threads,
-    )
-
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
     lines = []
-    for record in run_evaluation(data, cache, request, log=log):
+    for record in evaluate_task(options, progress=bars(unit="clip", min_total=64), log=log):
         line = json.dumps(record.to_json(), sort_keys=True)
         if target is None:
             click.echo(line)

@@ -6,8 +6,9 @@ import json
 
 import click
 
-from cli.options import force_option
-from toc.report import compare as run_comparison
+from cli.options import command, force_option
+from cli.progress import log
+from toc.pipeline.compare import compare as run_comparison
 from toc.report import write_report
 
 
@@ -17,7 +18,7 @@ def _metric_choice(value: str) -> str:
     return value
 
 
-@click.command("report")
+@command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", help="Output directory.")
 @click.option(
@@ -46,7 +47,7 @@ def report(results, out_dir, metric, selections, no_charts, force):
     click.echo(json.dumps({"out_dir": str(written.out_dir), "files": list(written.files)}, sort_keys=True))
 
 
-@click.command("compare")
+@command("compare")
 @click.option("--config", "plan", type=click.Path(dir_okay=False), required=True, help="Comparison plan (TOML); see docs/report.md.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", help="Output directory.")
 @click.option("--no-charts", is_flag=True, default=False, help="Write no PNG files.")
@@ -59,7 +60,7 @@ def compare(plan, out_dir, no_charts, force):
     `toc report` files beside it. Progress on stderr; the list of files as JSON on stdout.
     """
     written = run_comparison(
-        plan, out_dir, force=force, log=lambda message: click.echo(message, err=True), charts=not no_charts
+        plan, out_dir, force=force, log=log, charts=not no_charts
     )
     for note in written.notes:
         click.echo(f"note: {note}", err=True)

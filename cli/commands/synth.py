@@ -6,15 +6,12 @@ import json
 
 import click
 
-from toc.synth import DEFAULT_TEXT_DIM, synthesize
+from cli.options import command
+from cli.progress import stage_lines
+from toc.corpora.synthetic import DEFAULT_TEXT_DIM, synthesize
 
 
-def _log_stage(stage: str, done: int, total: int) -> None:
-    if done >= total:
-        click.echo(f"synth: {stage} {done}/{total}", err=True)
-
-
-@click.command("synth")
+@command("synth")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
               help="Size multiplier: 1.0 is demo-sized (~1.2k clips, ~170 MB), 0.1 is a tiny CI set.")
@@ -31,7 +28,7 @@ def synth(directory: str, scale: float, seed: int, text_dim: int, force: bool) -
     and relative paths) on stdout; the same summary, with class names, is written to DIR/synth.json.
     """
     summary = synthesize(directory, scale=scale, seed=seed, text_dim=text_dim, force=force,
-                         progress=_log_stage)
+                         progress=stage_lines("synth"))
     payload = summary.to_dict()
     payload.pop("class_names")
     click.echo(json.dumps(payload, sort_keys=True))

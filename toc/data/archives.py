@@ -1,7 +1,9 @@
-"""Zip-wrapped pickled feature arrays, read with a restricted unpickler that admits numpy only."""
+"""Zip-wrapped pickled feature arrays: read with a restricted unpickler that admits numpy only,
+and written (for the built-in corpora) with fixed metadata so files are byte-identical."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import zipfile
@@ -19,8 +21,6 @@ MAX_MEMBER_BYTES = 1 << 30
 
 
 def _numpy_global(modern: str, legacy: str, name: str):
-    import importlib
-
     for module_name in (modern, legacy):
         try:
             return getattr(importlib.import_module(module_name), name)
@@ -199,3 +199,23 @@ def check_zips_exist(directory: str | Path, keys: Sequence[str], *, listed_in: s
                 f"missing feature zip for video id '{key}' listed in {listed_in}",
                 file=directory / f"{key}.zip",
             )
+
+
+# ---------------------------------------------------------------------- the writer (corpora)
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamp: byte-identical archives
+ZIP_LEVEL = 1
+
+
+def pkl_zip_bytes(key: str, array: np.ndarray) -> bytes:
+    """A zip holding `<key>.pkl` = a pickled ndarray, with fixed metadata: what the readers above
+    read, as the published feature extractors wrote it."""
+    buffer = io.BytesIO()
+    info = zipfile.ZipInfo(f"{key}.pkl", date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, pickle.dumps(np.ascontiguousarray(array), protocol=4),
+                         compress_type=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL)
+    return buffer.getvalue()

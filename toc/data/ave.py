@@ -1,4 +1,4 @@
-"""AVE (§1): h5 features, per-segment labels reduced to a clip class, train/val/test order files."""
+"""AVE: h5 features, per-segment labels reduced to a clip class, train/val/test order files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from toc.errors import DataError
 FEATURE_KEY = "avadataset"
 ORDER_KEY = "order"
 
-# Label-column order of labels.h5 (§1.1); column 28 is background. Names 21-27 come from the
+# Label-column order of labels.h5; column 28 is background. Names 21-27 come from the
 # original AVE release; the reference code never uses names.
 AVE_CLASSES = [
     "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",

@@ -1,4 +1,4 @@
-"""AVE→AVVP (§3): train on AVE h5 features with 12-class labels, test on AVVP zipped features."""
+"""AVE→AVVP: train on AVE h5 features with 12-class labels, test on AVVP zipped features."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def load_ave_avvp(paths: AveAvvpPaths) -> TaskData:
     n_columns = len(class_names) + 1
     n_features = check_ave_features(paths.visual_features, paths.audio_features)
     label_shape = h5_dataset_shape(paths.labels, FEATURE_KEY, (None, T_SEGMENTS, n_columns))
-    # The labels are indexed by the global AVE row, like the features (§3.1).
+    # The labels are indexed by the global AVE row, like the features.
     n_rows = min(n_features, label_shape[0])
     order = read_order(paths.order, n_rows, ORDER_KEY)
     all_labels = read_h5(paths.labels, FEATURE_KEY, (None, T_SEGMENTS, n_columns))

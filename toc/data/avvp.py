@@ -1,4 +1,4 @@
-"""AVVP (§2): class list, combined tab-separated event CSVs, per-video zipped features."""
+"""AVVP: class list, combined tab-separated event CSVs, per-video zipped features."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _int_list(text: str, *, file: Path, line: int, column: str) -> list[int]:
 
 
 def read_segment_table(path: str | Path, class_names: list[str]) -> SegmentTable:
-    """Parse and validate a combined event CSV into per-segment labels (rule of §2.1)."""
+    """Parse and validate a combined event CSV into per-segment labels (the segment rule in docs/data.md)."""
     path = Path(path)
     rows = read_table(path, CSV_COLUMNS, delimiter="\t")
     index = {name: i for i, name in enumerate(class_names)}

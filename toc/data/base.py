@@ -11,9 +11,14 @@ import numpy as np
 Modality = Literal["audio", "video"]
 LabelKind = Literal["clip", "segment"]
 
+# The published feature shapes: 10 one-second segments per clip, VGGish audio (128 per second)
+# and VGG19 pool5 video (a 7 x 7 grid of 512 channels per second).
 T_SEGMENTS = 10
-AUDIO_SHAPE = (T_SEGMENTS, 128)
-VIDEO_SHAPE = (T_SEGMENTS, 7, 7, 512)
+AUDIO_DIM = 128
+VIDEO_GRID = 7
+VIDEO_CHANNELS = 512
+AUDIO_SHAPE = (T_SEGMENTS, AUDIO_DIM)
+VIDEO_SHAPE = (T_SEGMENTS, VIDEO_GRID, VIDEO_GRID, VIDEO_CHANNELS)
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-from toc.errors import DataError
+from toc.errors import ConfigError, DataError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    try:
+        import tomli as tomllib
+    except ImportError:  # config files are optional, so is their parser on 3.10
+        tomllib = None
 
 Shape = Sequence[int | None]  # None: any size along that axis
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file (data configs, comparison plans) with one-line errors naming it."""
+    path = Path(path)
+    if tomllib is None:
+        raise ConfigError(f"{path}: reading TOML on Python 3.10 needs the 'tomli' package")
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
 def shape_text(shape: Sequence[int | str | None]) -> str:

@@ -1,27 +1,19 @@
-"""Where each task's files are: the reference layout under `--data-root`, overridable from TOML."""
+"""Where each task's files are: the reference layout under a data root, overridable from TOML."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from toc.data.files import read_toml
 from toc.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError:  # the config file is optional, so is its parser on 3.10
-        tomllib = None
 
 
 @dataclass(frozen=True)
 class AvePaths:
-    """AVE (§1.1): h5 features and labels under `AVE-ECCV18-master/data/`."""
+    """AVE: h5 features and labels under `AVE-ECCV18-master/data/`."""
 
     visual_features: Path
     audio_features: Path
@@ -33,7 +25,7 @@ class AvePaths:
 
 @dataclass(frozen=True)
 class AvvpPaths:
-    """AVVP (§2.1): class list, the two combined TSVs, per-video feature zips."""
+    """AVVP: class list, the two combined TSVs, per-video feature zips."""
 
     categories: Path
     audio_csv: Path
@@ -44,7 +36,7 @@ class AvvpPaths:
 
 @dataclass(frozen=True)
 class AveAvvpPaths:
-    """AVE→AVVP (§3.1): AVE features with 12-class labels; AVVP features with 12-class TSVs."""
+    """AVE→AVVP: AVE features with 12-class labels; AVVP features with 12-class TSVs."""
 
     visual_features: Path
     audio_features: Path
@@ -59,7 +51,7 @@ class AveAvvpPaths:
 
 @dataclass(frozen=True)
 class UcfVggsoundPaths:
-    """UCF101↔VGGSound (§4.1): the aligned 16-class lists, two CSVs, two zip directories."""
+    """UCF101↔VGGSound: the aligned 16-class lists, two CSVs, two zip directories."""
 
     ucf_classes: Path
     vggsound_classes: Path
@@ -71,7 +63,7 @@ class UcfVggsoundPaths:
 
 @dataclass(frozen=True)
 class PretrainPaths:
-    """VGGSound-AVEL pretraining (§8.1) plus the precomputed text-feature h5 (not in the layout)."""
+    """VGGSound-AVEL pretraining plus the precomputed text-feature h5 (not in the layout)."""
 
     csv: Path
     audio_dir: Path
@@ -144,6 +136,26 @@ _INHERIT: dict[str, dict[str, tuple[str, str]]] = {
 
 SECTIONS = tuple(_DEFAULTS)
 
+# Files of the reference layout that the toolkit writes (corpora) but never reads.
+_WRITTEN_ONLY = {
+    "pretrain": {
+        "categories": f"{_EXTRACTOR}/VggsoundAVEL40kCategories.txt",
+        "prompts": f"{_EXTRACTOR}/vggsoundCategories2Prompts.csv",
+        "label_dir": "vggsound40k/feature/label/zip",
+    },
+}
+
+
+def relative_path(section: str, name: str) -> str:
+    """Where file `name` of `section` lies under a data root in the reference layout.
+
+    Readers and the corpus writers (toc.corpora) both take paths from here. Where the readers
+    accept several places (the corrected pretraining CSV), this is the original one, the last.
+    """
+    if name in _WRITTEN_ONLY.get(section, {}):
+        return _WRITTEN_ONLY[section][name]
+    return _DEFAULTS[section][1][name][-1]
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -157,15 +169,7 @@ class DataConfig:
 def load_config(path: str | Path) -> DataConfig:
     """Parse a TOML data config; relative paths are taken relative to the file's directory."""
     path = Path(path)
-    if tomllib is None:
-        raise ConfigError(f"{path}: reading TOML on Python 3.10 needs the 'tomli' package")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        with path.open("rb") as handle:
-            raw: dict[str, Any] = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    raw = read_toml(path)
     base = path.resolve().parent
 
     def as_path(value: Any, where: str) -> Path:
@@ -208,7 +212,7 @@ def resolve_paths(
     """Resolve every path of `section` (a task name or "pretrain").
 
     Precedence: `overrides` (command-line options; None entries ignored) > the config file's
-    section > a section it inherits from > the reference layout (§9) under `data_root`
+    section > a section it inherits from > the reference layout under `data_root`
     (the argument, else the config file's `data_root`).
     """
     if section not in _DEFAULTS:
@@ -238,7 +242,8 @@ def resolve_paths(
             continue
         if root is None:
             raise ConfigError(
-                f"no path for '{section}.{name}': give --data-root or set it in a config file"
+                f"no path for '{section}.{name}': give {{}} or set it in a config file",
+                settings=("data_root",),
             )
         candidates = [root / rel for rel in defaults[name]]
         resolved[name] = next((c for c in candidates if c.exists()), candidates[0])

@@ -1,4 +1,4 @@
-"""UCF101↔VGGSound (§4): aligned 16-class lists, two CSVs, UCF video and VGGSound audio zips."""
+"""UCF101↔VGGSound: aligned 16-class lists, two CSVs, UCF video and VGGSound audio zips."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def load_ucf_vggsound(paths: UcfVggsoundPaths) -> TaskData:
         "ucf/video": FeatureSet(
             name="ucf/video", modality="video", ids=ucf_ids, labels=ucf_labels,
             feature_shape=VIDEO_SHAPE,
-            # The UCF loader alone pads/truncates video, repeating whole frames (§0.2).
+            # The UCF loader alone pads/truncates video, repeating whole frames.
             read=zip_reader(paths.ucf_video_dir, ucf_ids, VIDEO_SHAPE[1:], pad=True),
             source=str(paths.ucf_video_dir),
         ),

@@ -1,4 +1,4 @@
-"""VGGSound-AVEL pretraining corpus (§8.1): CSV, per-video audio/video zips, text-feature h5."""
+"""VGGSound-AVEL pretraining corpus: CSV, per-video audio/video zips, text-feature h5."""
 
 from __future__ import annotations
 

@@ -1,0 +1,87 @@
+"""What the trainer reads: the corpus protocol, checks on what it returns, and the seeded order
+in which clips are visited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from hdcid.errors import TrainDataError
+from hdcid.families import MODALITIES
+
+# Array rank per modality: audio [n, T, A], video [n, T, H, W, C], text [n, T, W].
+RANKS = {"audio": 3, "video": 5, "text": 3}
+VIDEO_MAP = (7, 7)  # VGG19 pool5 maps
+MIN_STEPS = 3  # CPC predicts future steps, so a clip needs at least 3
+
+
+class PretrainData(Protocol):
+    """What the trainer needs from a corpus: its size and paired features for given rows.
+
+    `read(rows)` returns numpy float arrays: audio [n, T, A], video [n, T, H, W, C], text [n, T, W]
+    (word-level text features; the text LSTM runs inside the model). An optional attribute
+    `labels` (int array [len]) enables the linear-probe diagnostic.
+    """
+
+    def __len__(self) -> int: ...
+
+    def read(self, rows: Sequence[int]) -> dict[str, np.ndarray]: ...
+
+
+def check_batch(batch: dict[str, np.ndarray], n: int, expected: dict[str, tuple] | None) -> None:
+    """One-line TrainDataError unless `batch` holds `n` finite rows per modality of the expected shape."""
+    for key in MODALITIES:
+        rank = RANKS[key]
+        if key not in batch:
+            raise TrainDataError(f"pretraining data: read() returned no '{key}' array (keys {sorted(batch)})")
+        array = batch[key]
+        shape = tuple(array.shape)
+        if len(shape) != rank or shape[0] != n:
+            raise TrainDataError(
+                f"pretraining data: key '{key}' has shape {list(shape)} (expected {rank} dims with {n} rows)"
+            )
+        if expected is not None and shape[1:] != expected[key]:
+            raise TrainDataError(
+                f"pretraining data: key '{key}' (expected shape [n, {', '.join(map(str, expected[key]))}], "
+                f"got {list(shape)})"
+            )
+        if not np.all(np.isfinite(array)):
+            raise TrainDataError(f"pretraining data: key '{key}' holds NaN or infinite values")
+    steps = {batch[k].shape[1] for k in MODALITIES}
+    if len(steps) != 1:
+        raise TrainDataError(f"pretraining data: audio / video / text have different time lengths {sorted(steps)}")
+
+
+def probe_shapes(data: PretrainData) -> dict[str, tuple[int, ...]]:
+    """Per-clip shapes of the corpus (from its first clip), checked against what the model needs."""
+    if len(data) < 1:
+        raise TrainDataError("pretraining data is empty (0 clips)")
+    probe = data.read([0])
+    check_batch(probe, 1, None)
+    shapes = {k: tuple(probe[k].shape[1:]) for k in MODALITIES}
+    if shapes["audio"][0] < MIN_STEPS:
+        raise TrainDataError(f"pretraining data: clips need at least {MIN_STEPS} time steps for CPC, got {shapes['audio'][0]}")
+    if shapes["video"][1:3] != VIDEO_MAP:
+        raise TrainDataError(
+            f"pretraining data: key 'video' (expected [n, T, 7, 7, C] VGG19 pool5 maps, got "
+            f"[n, {', '.join(map(str, shapes['video']))}])"
+        )
+    return shapes
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """A permutation of the n clips, seeded by (seed, epoch) only, so a resumed run sees exactly
+    the same order. Negative epochs name fixed subsets (statistics, initialisation, diagnostics)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def batches(order: torch.Tensor, batch_size: int) -> list[list[int]]:
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+# The fixed subsets, as the negative "epochs" of epoch_order.
+STATISTICS_SUBSET, INIT_SUBSET, DIAGNOSTICS_SUBSET = -1, -2, -3

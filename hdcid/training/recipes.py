@@ -1,0 +1,318 @@
+"""What defines a pretraining run: the small-corpus remedies, the named recipes, TrainConfig, and
+the rules for settings — the defaults of a new run and what may change when a run is resumed.
+
+Settings have one flat namespace: every TrainConfig field except `remedies`, plus every Remedies
+field (the names do not overlap). Errors name them with `settings=(...)` so each front end can
+spell them its own way (the command line as flags).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+import torch
+
+from hdcid.errors import ModelError, SettingsError, literal
+from hdcid.families import DTYPES, torch_dtype
+
+SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
+
+# Dead-code reset patience: the published 300 / 100 batches, one epoch, or a number of batches.
+ResetPatience = int | Literal["reference", "auto"]
+RESET_PATIENCE_WORDS = ("reference", "auto")
+CODEBOOK_INITS = ("uniform", "sample", "kmeans")
+ALIGN_DISTANCES = ("cosine", "euclidean")
+
+
+def parse_reset_patience(value: Any) -> ResetPatience:
+    """"reference", "auto", or a whole number of batches (given as an int or as digits)."""
+    if value in RESET_PATIENCE_WORDS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ModelError(f"{{}} must be reference, auto or an integer, got {literal(repr(value))}", settings=("reset_patience",))
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """Small-corpus remedies; every field at its default reproduces the published recipe."""
+
+    standardize_inputs: bool = False  # z-score audio / video channels with stored corpus statistics
+    codebook_init: str = "uniform"  # uniform (reference) | sample | kmeans (from semantic features)
+    reset_patience: ResetPatience = "reference"  # reference (300/100 batches) | auto (one epoch) | batches
+    ema_consistent: bool = False  # EMA counts/weights start (and are reset) consistent with the codes
+    align_weight: float = 0.0  # weight of the InfoNCE alignment between modalities' semantic features
+    align_temperature: float = 0.1
+    align_distance: str = "cosine"  # cosine | euclidean (pulls paired features to one point)
+    gap_weight: float = 0.0  # weight of the modality-gap term (squared centroid distance / norm²)
+    warmup_steps: int = 0  # linear warm-up of the CLUB and commitment loss weights
+
+    def __post_init__(self) -> None:
+        # Parsed once here; "12" (from a command line or an older checkpoint) becomes 12.
+        object.__setattr__(self, "reset_patience", parse_reset_patience(self.reset_patience))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stored form (config.json, checkpoints): the patience as text, as it always was."""
+        out = asdict(self)
+        out["reset_patience"] = str(self.reset_patience)
+        return out
+
+
+REMEDY_SETTINGS = tuple(f.name for f in fields(Remedies))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named training preset: the remedies plus the batch size, specific-feature widths and
+    schedule they were measured with. Explicit settings override any of them."""
+
+    name: str
+    remedies: Remedies
+    batch_size: int
+    audio_output_dim: int
+    video_output_dim: int
+    text_output_dim: int
+    epochs: dict[int, int]  # levels → epochs, when the corpus size does not decide
+    step_budget: int | None = None  # if set: epochs = enough to reach this many steps (capped)
+    max_epochs: int = 30
+
+    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None) -> int:
+        """Epochs when none are given: the published counts, or a step budget on a small corpus."""
+        if self.step_budget is None:
+            return self.epochs[levels]
+        steps_per_epoch = max(1, math.ceil(n_clips / (batch_size or self.batch_size)))
+        return max(self.epochs[levels], min(self.max_epochs, math.ceil(self.step_budget / steps_per_epoch)))
+
+    def config_values(self) -> dict[str, Any]:
+        """The TrainConfig fields this recipe sets (epochs excluded: see default_epochs)."""
+        return {
+            "remedies": self.remedies, "batch_size": self.batch_size,
+            "audio_output_dim": self.audio_output_dim, "video_output_dim": self.video_output_dim,
+            "text_output_dim": self.text_output_dim,
+        }
+
+
+RECIPES: dict[str, Recipe] = {
+    # The published DCID / H-DCID pretraining: sizes of the released checkpoints, batch 80,
+    # 6 DCID / 5 H-DCID epochs, no remedies.
+    "reference": Recipe(
+        "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
+        text_output_dim=256, epochs={1: 6, 2: 5},
+    ),
+    # Recommended (the default): every remedy on (benchmarks/results/small_corpus.md); the shared
+    # codebook keeps the published 400 x 256 shape, but the modality-specific branches, which
+    # only feed reconstruction and CLUB, shrink to 64 wide — the published 2048-wide video branch
+    # costs about a minute per batch of 80 on a 2-core CPU. Batch 16 and a step budget give a
+    # few hundred clips enough optimizer steps.
+    "small-corpus": Recipe(
+        "small-corpus",
+        Remedies(
+            standardize_inputs=True, codebook_init="kmeans", reset_patience="auto",
+            ema_consistent=True, align_weight=1.0, warmup_steps=100,
+        ),
+        batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
+        epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
+    ),
+}
+DEFAULT_RECIPE = "small-corpus"
+NEW_RUN_LEVELS = 2  # a new run trains H-DCID unless told otherwise
+
+# Settings that may differ between a run and its resumption: how long it runs, how often it
+# saves, where it runs and how much it diagnoses. Everything else defines the model and the
+# recipe and must stay as saved.
+RESUMABLE_SETTINGS = ("epochs", "max_steps", "save_every", "device", "diagnostics_clips")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a pretraining run. The field defaults are the published recipe;
+    `TrainConfig.from_settings()` / `from_recipe()` (what `toc train` uses) start from a preset."""
+
+    levels: int = 1
+    epochs: int = 6
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    batch_size: int = 80
+    seed: int = 43
+    device: str = "cpu"
+    dtype: str = "float32"
+    reference_forwards: bool = False  # H-DCID: run the encoder 6x per batch as the published code
+    save_every: int = 0  # also write last.pt every N steps (0: only at epoch ends and run end)
+    level2_start: int = 3
+    level2_weight: float = 0.3
+    n_embeddings: int = 400
+    embedding_dim: int = 256
+    audio_output_dim: int = 256
+    video_output_dim: int = 2048
+    text_output_dim: int = 256
+    lr: float = 4e-4
+    mi_lr: float = 1e-3
+    clip: float = 0.5
+    mi_iters: int = 5
+    diagnostics_clips: int = 1024  # clips used for the per-epoch diagnostics (0: none)
+    remedies: Remedies = field(default_factory=Remedies)
+    recipe: str = ""  # the preset the run started from (informational; the fields above decide)
+
+    # Kept for code written against the old name.
+    RESUMABLE_CHANGES = RESUMABLE_SETTINGS
+
+    def validate(self) -> None:
+        if self.levels not in (1, 2):
+            raise ModelError(f"{{}} must be 1 (DCID) or 2 (H-DCID), got {literal(self.levels)}", settings=("levels",))
+        if self.levels == 1 and self.embedding_dim != 256:
+            raise ModelError(
+                f"DCID ({{}} 1) fixes the code width at 256 as the reference; got {{}} "
+                f"{literal(self.embedding_dim)} (use {{}} 2 for another width)",
+                settings=("levels", "embedding_dim", "levels"),
+            )
+        for name in ("epochs", "batch_size", "n_embeddings", "embedding_dim", "audio_output_dim",
+                     "video_output_dim", "text_output_dim", "mi_iters"):
+            if getattr(self, name) < 1:
+                raise ModelError(f"{{}} must be >= 1, got {literal(getattr(self, name))}", settings=(name,))
+        if self.embedding_dim % 4:
+            raise ModelError(
+                f"{{}} must be a multiple of the 4 attention heads, got {literal(self.embedding_dim)}",
+                settings=("embedding_dim",),
+            )
+        if self.video_output_dim < 2:
+            raise ModelError(f"{{}} must be >= 2, got {literal(self.video_output_dim)}", settings=("video_output_dim",))
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ModelError(f"{{}} must be >= 1, got {literal(self.max_steps)}", settings=("max_steps",))
+        if self.dtype not in DTYPES:
+            raise ModelError(f"{{}} must be float32 or float64, got {literal(self.dtype)}", settings=("dtype",))
+        r = self.remedies
+        if r.codebook_init not in CODEBOOK_INITS:
+            raise ModelError(
+                f"{{}} must be uniform, sample or kmeans, got {literal(repr(r.codebook_init))}",
+                settings=("codebook_init",),
+            )
+        if r.align_distance not in ALIGN_DISTANCES:
+            raise ModelError(
+                f"{{}} must be cosine or euclidean, got {literal(repr(r.align_distance))}",
+                settings=("align_distance",),
+            )
+        if r.gap_weight < 0:
+            raise ModelError(f"{{}} must be >= 0, got {literal(r.gap_weight)}", settings=("gap_weight",))
+        if r.align_temperature <= 0:
+            raise ModelError(f"{{}} must be > 0, got {literal(r.align_temperature)}", settings=("align_temperature",))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch_dtype(self.dtype)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["remedies"] = self.remedies.as_dict()
+        return out
+
+    # ------------------------------------------------------------------ settings
+    def settings(self) -> dict[str, Any]:
+        """Every setting by its flat name (config fields and remedies)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "remedies"}
+        out.update({name: getattr(self.remedies, name) for name in REMEDY_SETTINGS})
+        return out
+
+    def setting(self, name: str) -> Any:
+        return getattr(self.remedies if name in REMEDY_SETTINGS else self, name)
+
+    def with_settings(self, given: Mapping[str, Any]) -> TrainConfig:
+        """This config with the given settings (flat names) replaced."""
+        _check_names(given)
+        remedies = {k: v for k, v in given.items() if k in REMEDY_SETTINGS}
+        values = {k: v for k, v in given.items() if k not in REMEDY_SETTINGS}
+        return replace(self, **values, remedies=replace(self.remedies, **remedies))
+
+    @staticmethod
+    def from_settings(settings: Mapping[str, Any], *, n_clips: int, remedies: Remedies | None = None) -> TrainConfig:
+        """A new run's config: the recipe's preset (`recipe`, default DEFAULT_RECIPE) for a corpus
+        of `n_clips` clips, with the given settings (flat names; None = not given) on top.
+
+        `remedies`, if given, replaces the preset's remedies before single remedy settings apply.
+        """
+        given = {k: v for k, v in settings.items() if v is not None}
+        _check_names(given)
+        recipe = given.pop("recipe", DEFAULT_RECIPE)
+        if recipe not in RECIPES:
+            raise ModelError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        preset = RECIPES[recipe]
+        levels = given.pop("levels", NEW_RUN_LEVELS)
+        epochs = given.pop("epochs", None)
+        remedy_values = {k: given.pop(k) for k in REMEDY_SETTINGS if k in given}
+        values = {**preset.config_values(), **given}
+        values["remedies"] = replace(remedies if remedies is not None else preset.remedies, **remedy_values)
+        if epochs is None:
+            epochs = preset.default_epochs(levels, n_clips, values["batch_size"])
+        return TrainConfig(levels=levels, epochs=epochs, recipe=recipe, **values)
+
+    @staticmethod
+    def from_recipe(
+        recipe: str = DEFAULT_RECIPE, *, n_clips: int, levels: int = NEW_RUN_LEVELS, epochs: int | None = None,
+        remedies: Remedies | None = None, **overrides: Any,
+    ) -> TrainConfig:
+        """A config from a named preset (RECIPES) for a corpus of `n_clips` clips; keyword
+        arguments (settings, `None` = not given) override the preset."""
+        return TrainConfig.from_settings(
+            {"recipe": recipe, "levels": levels, "epochs": epochs, **overrides}, n_clips=n_clips, remedies=remedies,
+        )
+
+    @staticmethod
+    def resumed(saved: TrainConfig, given: Mapping[str, Any]) -> TrainConfig:
+        """The config a resumed run continues with. `given` holds only the settings the user gave.
+
+        Resumable settings (RESUMABLE_SETTINGS) take the given value, else the saved one; any
+        other given setting must equal the saved value (so re-running the same command with
+        resume works), otherwise a SettingsError names each changed setting, old and new.
+        """
+        requested = saved.with_settings(given)
+        changed = [
+            name for name in given
+            if name not in RESUMABLE_SETTINGS and requested.setting(name) != saved.setting(name)
+        ]
+        if changed:
+            differences = ", ".join(
+                f"{{}} (saved {literal(repr(saved.setting(n)))}, given {literal(repr(requested.setting(n)))})"
+                for n in changed
+            )
+            raise SettingsError(
+                f"{{}} continues the saved run, whose settings cannot change; these differ: {differences}",
+                settings=("resume", *changed),
+            )
+        return requested
+
+    @staticmethod
+    def from_dict(data: dict) -> TrainConfig:
+        known = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["remedies"] = Remedies(**data.get("remedies", {}))
+        return TrainConfig(**values)
+
+
+CONFIG_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name != "remedies")
+SETTINGS = (*CONFIG_SETTINGS, *REMEDY_SETTINGS)
+# Settings whose new-run default comes from the recipe (see RECIPES) rather than a fixed value.
+RECIPE_SETTINGS = ("epochs", "batch_size", "audio_output_dim", "video_output_dim", "text_output_dim", *REMEDY_SETTINGS)
+
+
+def new_run_default(name: str) -> Any:
+    """The value a new run gets for setting `name` when it is not given and no recipe decides it
+    (RECIPE_SETTINGS come from the recipe)."""
+    if name in RECIPE_SETTINGS:
+        raise KeyError(f"{name} is decided by the recipe")
+    if name == "recipe":
+        return DEFAULT_RECIPE
+    if name == "levels":
+        return NEW_RUN_LEVELS
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
+
+
+def _check_names(given: Mapping[str, Any]) -> None:
+    unknown = [name for name in given if name not in SETTINGS]
+    if unknown:
+        raise SettingsError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(SETTINGS)}")

@@ -1,0 +1,298 @@
+"""One pretraining step: the bundle of networks a run trains, and the step itself.
+
+A step's loss is a sum of named terms, each times its weight (the scheme descript-audio-codec's
+trainer uses): per level the CPC InfoNCE `nce`, the cross-modal code matching `cmcm`, and per
+modality the reconstruction `recon`, the commitment `commit` and the CLUB MI bound `mi`, plus
+the optional remedies `align` and `gap`. The total is level 1 + level2_weight · level 2. Every
+name written to metrics.jsonl comes from `metric_name`: `{term}[_2][_{modality}]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdcid import normalization
+from hdcid.checkpoint_keys import (
+    DECODER_KEY,
+    ENCODER_KEY,
+    MI_MODALITIES,
+    TEXT_LSTM_KEY,
+    cpc_key,
+    mi_net_key,
+)
+from hdcid.decoders import DecoderSizes, build_decoder
+from hdcid.families import MODALITIES, family_for
+from hdcid.losses import (
+    CLUBSampleGroup,
+    CrossCPC,
+    alignment_loss,
+    identical_rows,
+    modality_gap_loss,
+)
+from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
+from hdcid.modules import run_text_lstm, text_lstm
+from hdcid.training.recipes import Remedies, TrainConfig
+
+TEXT_LSTM_HIDDEN = 128  # the BiLSTM gives 2·128 = 256 text features (the encoder's text_dim)
+CLUB_HIDDEN = 256
+CPC_WIDTH = 256
+
+# Loss terms in the order they are added (the order fixes the float result of the sum).
+LEVEL_TERMS = ("nce", "cmcm")
+MODALITY_TERMS = ("recon", "commit", "mi")
+REMEDY_TERMS = ("align", "gap")
+
+
+def metric_name(base: str, level: int, part: str | None = None) -> str:
+    """`{base}[_2][_{part}]`: level 2 quantities get `_2`; `part` is a modality or a pair."""
+    name = base + ("_2" if level else "")
+    return f"{name}_{part}" if part else name
+
+
+def level_loss_name(level: int) -> str:
+    return f"loss_level{level + 1}"
+
+
+def loss_weights(remedies: Remedies, warmup: float) -> dict[str, float | None]:
+    """Weight of each loss term. None: the term enters as is (the published weight 1).
+
+    Multiplying by 1.0 would not change the value, but each product is one more autograd node,
+    and the order in which the backward pass accumulates gradients follows the graph — runs
+    stay bit-identical with earlier ones only if the graph does.
+    """
+    return {
+        "nce": None, "cmcm": None, "recon": None,
+        "commit": warmup, "mi": warmup,  # ramped up by the warm-up remedy (1 without it)
+        "align": remedies.align_weight, "gap": remedies.gap_weight,
+    }
+
+
+@dataclass(frozen=True)
+class WeightedTerm:
+    value: torch.Tensor  # detached: what the term was in this step
+    weight: float | None  # None: added as is
+
+
+@dataclass
+class LossSum:
+    """Named terms × weights, added in the order they come."""
+
+    terms: dict[str, WeightedTerm] = field(default_factory=dict)
+    total: torch.Tensor | None = None
+
+    def add(self, name: str, value: torch.Tensor, weight: float | None) -> None:
+        part = value if weight is None else weight * value
+        self.total = part if self.total is None else self.total + part
+        self.terms[name] = WeightedTerm(value.detach(), weight)
+
+
+@dataclass
+class StepResult:
+    """What one step logs (`metrics`) and the loss terms of each level that was trained."""
+
+    metrics: dict[str, float]
+    terms: list[dict[str, WeightedTerm]]
+
+
+class PretrainModel(nn.Module):
+    """Every network of a DCID / H-DCID pretraining run, named as the checkpoint keys."""
+
+    def __init__(self, config: TrainConfig, audio_dim: int, video_dim: int, word_dim: int):
+        super().__init__()
+        c = config
+        self.sizes = EncoderSizes(
+            family=family_for(c.levels), audio_dim=audio_dim, video_dim=video_dim, text_dim=2 * TEXT_LSTM_HIDDEN,
+            audio_output_dim=c.audio_output_dim, video_output_dim=c.video_output_dim,
+            text_output_dim=c.text_output_dim, n_embeddings=c.n_embeddings, embedding_dim=c.embedding_dim,
+        )
+        self.levels = c.levels
+        # Built in this order because parameter initialisation draws from the global RNG.
+        self.text_lstm = text_lstm(word_dim, TEXT_LSTM_HIDDEN)
+        self.encoder = CmgEncoder(self.sizes)
+        self.cpc = nn.ModuleList([CrossCPC(c.embedding_dim, CPC_WIDTH, CPC_WIDTH, 2) for _ in range(c.levels)])
+        self.decoder = build_decoder(c.levels, DecoderSizes(
+            audio_dim=audio_dim, video_dim=video_dim, text_dim=2 * TEXT_LSTM_HIDDEN,
+            audio_output_dim=c.audio_output_dim, video_output_dim=c.video_output_dim,
+            text_output_dim=c.text_output_dim, vq_dim=c.embedding_dim,
+        ))
+        y_dims = {"video": video_dim, "text": c.text_output_dim, "audio": c.audio_output_dim}
+        # Per level, in the reference's training order video, text, audio.
+        self.mi_nets = nn.ModuleList(
+            nn.ModuleDict({m: CLUBSampleGroup(c.embedding_dim, y_dims[m], CLUB_HIDDEN) for m in MI_MODALITIES})
+            for _ in range(c.levels)
+        )
+
+    def main_modules(self) -> list[nn.Module]:
+        """The modules of the main optimizer, in the reference's chain order."""
+        return [self.text_lstm, self.encoder, *self.cpc, self.decoder]
+
+    def clipped_modules(self) -> list[nn.Module]:
+        """The modules whose gradient norm is clipped, each on its own (as the reference)."""
+        return [*self.cpc, self.encoder, self.text_lstm, *self.mi_nets, self.decoder]
+
+    def checkpoint_modules(self) -> dict[str, nn.Module]:
+        """Checkpoint key → module, in the order the checkpoint stores them."""
+        modules: dict[str, nn.Module] = {
+            ENCODER_KEY: self.encoder, TEXT_LSTM_KEY: self.text_lstm, cpc_key(0): self.cpc[0], DECODER_KEY: self.decoder,
+        }
+        if self.levels == 2:
+            modules[cpc_key(1)] = self.cpc[1]
+        for level, nets in enumerate(self.mi_nets):
+            for m in MI_MODALITIES:
+                modules[mi_net_key(m, level)] = nets[m]
+        return modules
+
+    def checkpoint_states(self) -> dict[str, dict]:
+        return {key: module.state_dict() for key, module in self.checkpoint_modules().items()}
+
+    def load_checkpoint_states(self, states: Mapping[str, dict]) -> None:
+        for key, module in self.checkpoint_modules().items():
+            module.load_state_dict(states[key])
+
+
+@dataclass
+class Optimizers:
+    """The main Adam (text LSTM, encoder, CPC, decoder) and one Adam per CLUB estimator."""
+
+    main: torch.optim.Adam
+    mi: list[dict[str, torch.optim.Adam]]  # per level: modality → optimizer
+
+
+def build_optimizers(model: PretrainModel, config: TrainConfig) -> Optimizers:
+    main = torch.optim.Adam([p for module in model.main_modules() for p in module.parameters()], lr=config.lr)
+    mi = [
+        {m: torch.optim.Adam(nets[m].parameters(), lr=config.mi_lr) for m in MI_MODALITIES}
+        for nets in model.mi_nets
+    ]
+    return Optimizers(main, mi)
+
+
+def model_inputs(
+    batch: Mapping[str, np.ndarray], *, dtype: torch.dtype, device: torch.device,
+    stats: dict[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """A batch as tensors in the run's dtype and device, standardised with `stats` if any."""
+    out = {}
+    for key in MODALITIES:
+        x = torch.as_tensor(np.asarray(batch[key]), dtype=dtype).to(device)
+        out[key] = normalization.apply(stats, key, x)
+    return out
+
+
+def club_targets(out: EncoderOutput, level: int) -> dict[str, torch.Tensor]:
+    """The modality-specific features each level's CLUB estimators pair with the codewords."""
+    if level:
+        return out.specific_2
+    return {"video": out.specific["video_club"], "text": out.specific["text"], "audio": out.specific["audio"]}
+
+
+def train_club(
+    model: PretrainModel, optimizers: Optimizers, out: EncoderOutput, levels: int, iterations: int,
+) -> dict[str, float]:
+    """`iterations` updates of every CLUB estimator on detached (codeword, specific) pairs;
+    returns the last log-likelihood of each."""
+    losses: dict[str, float] = {}
+    for level in range(levels):
+        quantized = out.quantized[level].quantized
+        specific = club_targets(out, level)
+        pairs = {m: (quantized[m].detach(), specific[m].detach()) for m in MI_MODALITIES}
+        for _ in range(iterations):
+            for m in MI_MODALITIES:
+                optimizer = optimizers.mi[level][m]
+                optimizer.zero_grad()
+                loss = model.mi_nets[level][m].learning_loss(*pairs[m])
+                loss.backward()
+                optimizer.step()
+                losses[metric_name("club_lld", level, m)] = -float(loss.detach())
+    return losses
+
+
+def warmup_weight(remedies: Remedies, total_step: int) -> float:
+    """The warm-up remedy's weight of the CLUB and commitment terms at this step (1 without it)."""
+    warmup = remedies.warmup_steps
+    return 1.0 if warmup <= 0 else min(1.0, (total_step + 1) / warmup)
+
+
+def _level_loss(
+    model: PretrainModel, out: EncoderOutput, targets: dict[str, torch.Tensor], level: int,
+    weights: dict[str, float | None], remedies: Remedies, same_text: torch.Tensor | None,
+    metrics: dict[str, float],
+) -> LossSum:
+    q = out.quantized[level]
+    semantic = out.semantic[level]
+    specific = club_targets(out, level)
+    if level == 0:
+        recon = model.decoder.level_1_losses(targets, out.specific, q.quantized)
+    else:
+        recon = model.decoder.level_2_losses(out.specific, out.specific_2, q.quantized)
+    mi = {m: model.mi_nets[level][m].mi_est(q.quantized[m], specific[m]) for m in MI_MODALITIES}
+    cpc = model.cpc[level](semantic["audio"], semantic["video"], semantic["text"])
+    loss = LossSum()
+    loss.add(metric_name("nce", level), cpc.nce, weights["nce"])
+    loss.add(metric_name("cmcm", level), q.cmcm_loss.reshape(()), weights["cmcm"])
+    per_modality = {"recon": recon, "commit": q.commitment, "mi": mi}
+    for m in MODALITIES:
+        for term in MODALITY_TERMS:
+            loss.add(metric_name(term, level, m), per_modality[term][m], weights[term])
+    if remedies.align_weight > 0:
+        align = alignment_loss(semantic, remedies.align_temperature, same_text, remedies.align_distance)
+        loss.add(metric_name("align", level), align, weights["align"])
+    if remedies.gap_weight > 0:
+        loss.add(metric_name("gap", level), modality_gap_loss(semantic), weights["gap"])
+    metrics.update({name: float(term.value) for name, term in loss.terms.items()})
+    # Batch statistics (not losses).
+    metrics[metric_name("equal_num", level)] = float(q.equal_num)
+    for pair, value in cpc.accuracy.items():
+        metrics[metric_name("cpc_acc", level, pair)] = value
+    for m in MODALITIES:
+        metrics[metric_name("batch_codes", level, m)] = float(len(torch.unique(q.indices[m])))
+    metrics[metric_name("batch_agree", level, "av")] = float((q.indices["audio"] == q.indices["video"]).double().mean())
+    metrics[level_loss_name(level)] = float(loss.total.detach())
+    return loss
+
+
+def training_step(
+    model: PretrainModel, optimizers: Optimizers, inputs: dict[str, torch.Tensor], config: TrainConfig,
+    *, epoch: int, total_step: int,
+) -> StepResult:
+    """One optimizer step on a batch of model inputs (see model_inputs) in epoch `epoch`, after
+    `total_step` steps; returns every loss term and batch statistic."""
+    c = config
+    text = run_text_lstm(model.text_lstm, inputs["text"])
+    level_2 = c.levels == 2 and epoch >= c.level2_start
+    active_levels = 2 if level_2 else 1
+    metrics: dict[str, float] = {}
+    if c.reference_forwards and c.levels == 2:
+        # The published H-DCID loop: every CLUB iteration re-runs the full encoder in train mode
+        # (one more MM-EMA update and reset step each), then a sixth forward for the loss.
+        for _ in range(c.mi_iters):
+            extra = model.encoder(inputs["audio"], inputs["video"], text)
+            metrics.update(train_club(model, optimizers, extra, active_levels, 1))
+        out = model.encoder(inputs["audio"], inputs["video"], text)
+    else:
+        out = model.encoder(inputs["audio"], inputs["video"], text)
+        metrics.update(train_club(model, optimizers, out, active_levels, c.mi_iters))
+    warm = warmup_weight(c.remedies, total_step)
+    weights = loss_weights(c.remedies, warm)
+    targets = {"audio": inputs["audio"], "video": inputs["video"], "text": text}
+    same_text = identical_rows(inputs["text"]) if c.remedies.align_weight > 0 else None
+    levels = [
+        _level_loss(model, out, targets, level, weights, c.remedies, same_text, metrics)
+        for level in range(active_levels)
+    ]
+    total = levels[0].total + (c.level2_weight * levels[1].total if level_2 else 0.0)
+    metrics["loss"] = float(total.detach())
+    metrics["loss_weight_warmup"] = warm
+    optimizers.main.zero_grad()
+    total.backward()
+    # Per-module clipping, as the reference (each module's own norm ≤ clip).
+    for module in model.clipped_modules():
+        nn.utils.clip_grad_norm_(module.parameters(), c.clip)
+    optimizers.main.step()
+    optimizers.main.zero_grad()
+    return StepResult(metrics, [level.terms for level in levels])

@@ -1,0 +1,287 @@
+"""Features → code indices and quantized vectors per codebook level, batched, with an h5 writer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from cmg_base.errors import literal
+from cmg_base.files import atomic_path, check_space
+from hdcid import normalization
+from hdcid.families import DTYPES
+from hdcid.modules import run_text_lstm
+from toc.codebook.checkpoint import Checkpoint
+from toc.errors import ConfigError, DataError, SettingsError
+from toc.progress import Advance, ProgressFactory, no_progress
+
+
+def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, ...]:
+    """The per-clip shape an input must have, for messages: e.g. ('T', '7', '7', '512')."""
+    sizes = checkpoint.sizes
+    if modality == "audio":
+        return ("T", str(sizes.audio_dim))
+    if modality == "video":
+        return ("T", "7", "7", str(sizes.video_dim))
+    widths = [str(sizes.text_dim)]
+    if checkpoint.text_lstm_input_dim and checkpoint.text_lstm_input_dim != sizes.text_dim:
+        widths.append(str(checkpoint.text_lstm_input_dim))
+    return ("T", "|".join(widths))
+
+
+def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...], source: str, key: str | None = None) -> bool:
+    """Validate an input's shape [N, ...] for `modality`; returns True when text must pass the LSTM first."""
+    if modality not in checkpoint.sizes.modalities:
+        raise ConfigError(
+            f"a {checkpoint.family} checkpoint has no {modality} encoder (it has {', '.join(checkpoint.sizes.modalities)})"
+        )
+    sizes = checkpoint.sizes
+    expected = "[N, " + ", ".join(expected_feature_shape(checkpoint, modality)) + "]"
+    ok = False
+    needs_lstm = False
+    if modality == "audio":
+        ok = len(shape) == 3 and shape[2] == sizes.audio_dim
+    elif modality == "video":
+        ok = len(shape) == 5 and tuple(shape[2:]) == (7, 7, sizes.video_dim)
+    else:
+        if len(shape) == 3 and shape[2] == sizes.text_dim:
+            ok = True
+        elif len(shape) == 3 and checkpoint.text_lstm_input_dim and shape[2] == checkpoint.text_lstm_input_dim:
+            ok, needs_lstm = True, True
+    if ok and (shape[0] < 1 or shape[1] < 1):
+        ok = False
+    if not ok:
+        raise DataError(f"wrong {modality} feature shape", file=source, key=key, expected=expected, actual=list(shape))
+    return needs_lstm
+
+
+class EncodingSession:
+    """A frozen encoder built once from a checkpoint, encoding batches of one modality."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        train_mode: bool = False,
+    ):
+        if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
+            raise SettingsError("{} cuda was requested but no CUDA device is available", settings=("device",))
+        self.checkpoint = checkpoint
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.encoder = checkpoint.build_encoder(dtype=dtype, device=self.device)
+        # Reference quirk Q2 (only under the `reference` protocol): dropout stays on while the
+        # downstream head trains. The quantizer itself never updates in this path.
+        self.encoder.train(train_mode)
+        self.text_lstm = checkpoint.build_text_lstm(dtype=dtype, device=self.device)
+
+    @property
+    def levels(self) -> int:
+        return self.checkpoint.levels
+
+    def codebooks(self) -> list[np.ndarray]:
+        return [self.encoder.codebook(level).detach().cpu().double().numpy() for level in range(self.levels)]
+
+    @torch.no_grad()
+    def encode_batch(self, modality: str, features: np.ndarray, *, needs_lstm: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per level: (codes int64 [B, T], quantized [B, T, D] in the session dtype)."""
+        batch = torch.from_numpy(np.array(features, dtype=np.float64))
+        # A checkpoint trained on standardised inputs carries their statistics: apply the same here.
+        batch = normalization.apply(self.checkpoint.input_normalization, modality, batch)
+        batch = batch.to(device=self.device, dtype=self.dtype)
+        if needs_lstm:
+            batch = run_text_lstm(self.text_lstm, batch)
+        return [
+            (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
+            for codewords, codes in self.encoder.encode(modality, batch)
+        ]
+
+    def encode_rows(
+        self,
+        modality: str,
+        read: Callable[[np.ndarray], np.ndarray],
+        n_rows: int,
+        *,
+        batch_size: int = 64,
+        progress: Advance | None = None,
+        source: str = "features",
+    ) -> list[np.ndarray]:
+        """Codes per level, int64 [n_rows, T]; `read(rows)` returns float features for those rows."""
+        if batch_size < 1:
+            raise SettingsError("{} must be at least 1", settings=("batch_size",))
+        codes: list[list[np.ndarray]] = [[] for _ in range(self.levels)]
+        for start in range(0, n_rows, batch_size):
+            rows = np.arange(start, min(n_rows, start + batch_size))
+            features = np.asarray(read(rows))
+            needs_lstm = check_features(self.checkpoint, modality, features.shape, source)
+            _check_finite(features, source)
+            for level, (level_codes, _) in enumerate(self.encode_batch(modality, features, needs_lstm=needs_lstm)):
+                codes[level].append(level_codes)
+            if progress:
+                progress(len(rows))
+        return [np.concatenate(parts) if parts else np.zeros((0, 0), np.int64) for parts in codes]
+
+
+def encode_rows(
+    checkpoint: Checkpoint,
+    modality: str,
+    read: Callable[[np.ndarray], np.ndarray],
+    n_rows: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 64,
+    device: str = "cpu",
+    train_mode: bool = False,
+    progress: Advance | None = None,
+) -> list[np.ndarray]:
+    """One-shot convenience around EncodingSession.encode_rows."""
+    session = EncodingSession(checkpoint, dtype=dtype, device=device, train_mode=train_mode)
+    return session.encode_rows(modality, read, n_rows, batch_size=batch_size, progress=progress)
+
+
+def _check_finite(features: np.ndarray, source: str) -> None:
+    if not np.isfinite(features).all():
+        bad = int(np.argwhere(~np.isfinite(features))[0][0])
+        raise DataError(f"non-finite values (NaN or Inf) in clip {bad} of this batch", file=source)
+
+
+# ---------------------------------------------------------------------- file input / output
+
+
+@dataclass
+class FeatureArray:
+    """A lazily readable [N, ...] feature array from an .npy or .h5 file."""
+
+    path: Path
+    key: str | None
+    shape: tuple[int, ...]
+    _handle: object = None
+    _data: object = None
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        start, stop = int(rows[0]), int(rows[-1]) + 1
+        return np.asarray(self._data[start:stop], dtype=np.float64)
+
+    def close(self) -> None:
+        if isinstance(self._handle, h5py.File):
+            self._handle.close()
+
+
+def open_features(path: str | Path, key: str | None = None) -> FeatureArray:
+    """Open .npy (memory-mapped, no pickles) or .h5 (dataset `key`, default: the only dataset)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", file=path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file (0 bytes)", file=path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if key is not None:
+            raise SettingsError("{} applies to .h5 inputs only", settings=("key",))
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"not a numeric .npy array ({str(exc).splitlines()[0][:200]})", file=path) from exc
+        _check_numeric(data.dtype, path, None)
+        return FeatureArray(path, None, tuple(data.shape), None, data)
+    if suffix in (".h5", ".hdf5"):
+        try:
+            handle = h5py.File(path, "r")
+        except Exception as exc:
+            raise DataError(f"not a readable HDF5 file ({str(exc).splitlines()[0][:200]})", file=path) from exc
+        datasets: list[str] = []
+        handle.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
+        if key is None:
+            if len(datasets) != 1:
+                handle.close()
+                raise DataError(f"pass {{}}: the file holds {len(datasets)} datasets {literal(datasets[:8])}", file=path, settings=("key",))
+            key = datasets[0]
+        if key not in handle or not isinstance(handle[key], h5py.Dataset):
+            handle.close()
+            raise DataError(f"no such dataset (found {datasets[:8]})", file=path, key=key)
+        data = handle[key]
+        _check_numeric(data.dtype, path, key)
+        return FeatureArray(path, key, tuple(data.shape), handle, data)
+    raise DataError("unsupported feature file type", file=path, expected=".npy or .h5", actual=suffix or "no suffix")
+
+
+def _check_numeric(dtype: np.dtype, path: Path, key: str | None) -> None:
+    if dtype.kind not in "fiu":
+        raise DataError("features must be numeric", file=path, key=key, expected="a float array", actual=str(dtype))
+
+
+def encode_file(
+    checkpoint: Checkpoint,
+    modality: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    key: str | None = None,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: ProgressFactory = no_progress,
+) -> dict:
+    """Encode a feature file into OUT.h5 (`level{L}/codes` [N, T] int64, `level{L}/quantized` [N, T, D]).
+
+    Written to a temporary file and renamed, so OUT.h5 is either the old file or the complete new one.
+    """
+    if dtype not in DTYPES:
+        raise SettingsError(f"{{}} must be one of {sorted(DTYPES)}", settings=("dtype",))
+    if batch_size < 1:
+        raise SettingsError("{} must be at least 1", settings=("batch_size",))
+    features = open_features(input_path, key)
+    try:
+        needs_lstm = check_features(checkpoint, modality, features.shape, str(features.path), features.key)
+        if needs_lstm and checkpoint.text_lstm_state is None:  # pragma: no cover - guarded in check_features
+            raise ConfigError("text input needs the checkpoint's Text_ar_lstm_parameters")
+        session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)
+        n, steps = features.shape[0], features.shape[1]
+        widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
+        itemsize = 8 if dtype == "float64" else 4
+        check_space(output_path, sum(n * steps * (8 + w * itemsize) for w in widths) + (1 << 16))
+        with atomic_path(output_path) as tmp:
+            with h5py.File(tmp, "w", track_order=True) as out:
+                out.attrs["checkpoint_sha256"] = checkpoint.sha256
+                out.attrs["family"] = checkpoint.family
+                out.attrs["modality"] = modality
+                out.attrs["dtype"] = dtype
+                out.attrs["levels"] = len(widths)
+                targets = []
+                for level, width in enumerate(widths):
+                    group = out.create_group(f"level{level}")
+                    targets.append(
+                        (
+                            group.create_dataset("codes", shape=(n, steps), dtype="int64"),
+                            group.create_dataset("quantized", shape=(n, steps, width), dtype=dtype),
+                        )
+                    )
+                with progress(f"encode {modality}", n) as advance:
+                    for start in range(0, n, batch_size):
+                        rows = np.arange(start, min(n, start + batch_size))
+                        batch = features.read(rows)
+                        _check_finite(batch, str(features.path))
+                        results = session.encode_batch(modality, batch, needs_lstm=needs_lstm)
+                        for (codes_ds, quant_ds), (codes, quantized) in zip(targets, results, strict=True):
+                            codes_ds[rows[0] : rows[-1] + 1] = codes
+                            quant_ds[rows[0] : rows[-1] + 1] = quantized
+                        advance(len(rows))
+    finally:
+        features.close()
+    return {
+        "output": str(output_path),
+        "checkpoint_sha256": checkpoint.sha256,
+        "family": checkpoint.family,
+        "modality": modality,
+        "n": int(n),
+        "steps": int(steps),
+        "levels": len(widths),
+        "dtype": dtype,
+        "text_lstm_applied": bool(needs_lstm),
+    }

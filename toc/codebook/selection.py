@@ -1,0 +1,467 @@
+"""TOC channel selection: the settings, the reference order, the exact-budget option, and the
+selection file — one artifact with save / load and a version check."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmg_base.files import atomic_path
+from toc.codebook.scoring import (
+    DEFAULT_SIM_WEIGHT,
+    DEFAULT_VAR_WEIGHT,
+    ChannelScores,
+    score_channels,
+)
+from toc.documents import TOOL_NAME, dumps_document, tool_version, version_tuple
+from toc.errors import ConfigError, DataError, SettingsError
+
+
+class ShortSelectionWarning(UserWarning):
+    """Fewer channels than requested: the reference splits the budget with integer division."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TocSettings:
+    """Everything that decides one level's selection (the same settings for every level).
+
+    With k = channels // (max_num + min_num), TOC keeps the k*max_num highest-scoring channels
+    (descending) then the k*min_num lowest-scoring ones (ascending); `exact_budget` fills the
+    remainder so that exactly `channels` come back. score = -sim_weight*sim + var_weight*var.
+    """
+
+    channels: int
+    max_num: int = 1
+    min_num: int = 1
+    exact_budget: bool = False
+    sim_weight: float = DEFAULT_SIM_WEIGHT
+    var_weight: float = DEFAULT_VAR_WEIGHT
+    allow_nonfinite: bool = False
+
+    def __post_init__(self):
+        for name in ("channels", "max_num", "min_num"):
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise SettingsError(f"{{}} must be an integer, got {value!r}", settings=(name,))
+            if value < 0:
+                raise SettingsError(f"{{}} must not be negative, got {value}", settings=(name,))
+        if self.channels < 1:
+            raise SettingsError(f"{{}} must be at least 1, got {self.channels}", settings=("channels",))
+        if self.max_num + self.min_num == 0:
+            raise SettingsError("{} + {} must be at least 1 (both are 0)", settings=("max_num", "min_num"))
+        for name in ("sim_weight", "var_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SettingsError(f"{{}} must be a finite number, got {value!r}", settings=(name,))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channels": self.channels,
+            "max_num": self.max_num,
+            "min_num": self.min_num,
+            "exact_budget": self.exact_budget,
+            "sim_weight": self.sim_weight,
+            "var_weight": self.var_weight,
+            "allow_nonfinite": self.allow_nonfinite,
+        }
+
+    @property
+    def groups(self) -> int:
+        return self.channels // (self.max_num + self.min_num)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many channels come from the top block and from the bottom block."""
+
+    channels: int
+    top: int
+    bottom: int
+
+    @property
+    def total(self) -> int:
+        return self.top + self.bottom
+
+    @property
+    def short_by(self) -> int:
+        return self.channels - self.total
+
+
+def plan_budget(channels: int, max_num: int, min_num: int, n_channels: int, exact_budget: bool = False) -> Budget:
+    """Split `channels` into top/bottom counts; validates every argument against D = n_channels."""
+    return _budget(TocSettings(channels, max_num, min_num, exact_budget), n_channels)
+
+
+def _budget(settings: TocSettings, n_channels: int) -> Budget:
+    if settings.channels > n_channels:
+        raise ConfigError(
+            f"{{}} must not exceed the codebook width (expected <= {n_channels}, got {settings.channels})",
+            settings=("channels",),
+        )
+    top, bottom = settings.groups * settings.max_num, settings.groups * settings.min_num
+    if settings.exact_budget:
+        # The remainder goes to the top block unless the caller asked for no top block at all.
+        remainder = settings.channels - top - bottom
+        if settings.max_num > 0:
+            top += remainder
+        else:
+            bottom += remainder
+    return Budget(channels=int(settings.channels), top=int(top), bottom=int(bottom))
+
+
+def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
+    """Top block (highest first) then bottom block (lowest first); ties go to the lower index.
+
+    Stable sorts give the tie rule. The bottom block skips channels already in the top block, so
+    indices are always distinct (ties straddling both blocks are the only case where this matters;
+    the reference leaves it to torch.topk). Non-finite scores are never selected.
+    """
+    finite = torch.isfinite(score)
+    if not bool(finite.all()) and not allow_nonfinite:
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ConfigError(f"non-finite scores in channel(s) {bad[:8]}; pass {{}} to skip them", settings=("allow_nonfinite",))
+    candidates = torch.nonzero(finite).flatten()
+    values = score[candidates]
+    descending = candidates[torch.sort(values, descending=True, stable=True).indices]
+    top = descending[: budget.top]
+    if budget.bottom == 0:
+        return top.clone()
+    ascending = candidates[torch.sort(values, stable=True).indices]
+    taken = torch.zeros(score.shape[0], dtype=torch.bool)
+    taken[top] = True
+    bottom = ascending[~taken[ascending]][: budget.bottom]
+    return torch.cat([top, bottom])
+
+
+def _as_scores(scores_or_codebook: Any, settings: TocSettings) -> torch.Tensor:
+    if isinstance(scores_or_codebook, ChannelScores):
+        return scores_or_codebook.score
+    shape = getattr(scores_or_codebook, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return score_channels(
+            scores_or_codebook, sim_weight=settings.sim_weight, var_weight=settings.var_weight,
+            allow_nonfinite=settings.allow_nonfinite,
+        ).score
+    if shape is not None and len(shape) == 1:
+        score = torch.as_tensor(np.asarray(scores_or_codebook) if not torch.is_tensor(scores_or_codebook) else scores_or_codebook)
+        return score.detach().to(device="cpu", dtype=torch.float64)
+    raise ConfigError(
+        "expected ChannelScores, a 1-D score vector or a 2-D [N, D] codebook, "
+        f"got {type(scores_or_codebook).__name__} of shape {list(shape) if shape is not None else None}"
+    )
+
+
+def select_channels(
+    scores_or_codebook: Any,
+    channels: int,
+    max_num: int = 1,
+    min_num: int = 1,
+    exact_budget: bool = False,
+    *,
+    sim_weight: float = DEFAULT_SIM_WEIGHT,
+    var_weight: float = DEFAULT_VAR_WEIGHT,
+    allow_nonfinite: bool = False,
+) -> torch.Tensor:
+    """Indices (LongTensor) of the TOC channels in the reference order.
+
+    With k = channels // (max_num + min_num): the k*max_num highest scores descending, then the
+    k*min_num lowest ascending. When that is fewer than `channels`, a ShortSelectionWarning is
+    issued (warnings module, never printed here); exact_budget=True fills the remainder instead.
+    """
+    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
+    score = _as_scores(scores_or_codebook, settings)
+    indices = order_channels(score, _budget(settings, int(score.shape[0])), allow_nonfinite)
+    if indices.numel() < channels:
+        warnings.warn(
+            f"TOC returns {indices.numel()} of {channels} channels "
+            f"(channels // (max_num + min_num) = {settings.groups} groups); "
+            "use exact_budget to get exactly `channels`",
+            ShortSelectionWarning,
+            stacklevel=2,
+        )
+    return indices
+
+
+@dataclass
+class Selection:
+    """The channels chosen for one codebook level, in the order the downstream head sees them."""
+
+    level: int
+    codebook_shape: tuple[int, int]
+    indices: torch.Tensor  # int64 [K]: top block (descending score), then bottom block (ascending)
+    scores: torch.Tensor  # float64 [K]: the score of each selected channel, same order
+    settings: TocSettings
+    short_by: int = 0  # channels requested but not returned (integer-division budget)
+    channel_scores: ChannelScores | None = field(default=None, repr=False)  # every channel's scores
+
+    def shortfall(self, name_of: Callable[[str], str] = str) -> str | None:
+        """The note for a short selection (None when it is not short), settings spelt by `name_of`."""
+        if not self.short_by:
+            return None
+        s = self.settings
+        return (
+            f"level {self.level}: {self.indices.numel()} of {s.channels} channels returned "
+            f"({s.channels} // ({s.max_num} + {s.min_num}) groups, as the reference does); "
+            f"pass {name_of('exact_budget')} to get exactly {name_of('channels')}"
+        )
+
+
+def select_level(codebook: Any, settings: TocSettings, level: int = 0, where: str | None = None) -> Selection:
+    """Score one codebook and select its channels; the shortfall is reported in `short_by`."""
+    scores = score_channels(
+        codebook,
+        sim_weight=settings.sim_weight,
+        var_weight=settings.var_weight,
+        allow_nonfinite=settings.allow_nonfinite,
+        where=where or f"level {level}",
+    )
+    n, d = (int(s) for s in codebook.shape)
+    indices = order_channels(scores.score, _budget(settings, d), settings.allow_nonfinite)
+    return Selection(
+        level=level,
+        codebook_shape=(n, d),
+        indices=indices,
+        scores=scores.score[indices],
+        settings=settings,
+        short_by=settings.channels - int(indices.numel()),
+        channel_scores=scores,
+    )
+
+
+def select_levels(
+    codebooks: Sequence[Any],
+    settings: TocSettings | Mapping[int, TocSettings],
+    levels: Sequence[int] | None = None,
+) -> list[Selection]:
+    """Per-level selections (H-DCID: one per codebook level), in level order 0, 1, ...
+
+    `settings` is one TocSettings for every level, or a mapping level -> TocSettings.
+    """
+    chosen = list(range(len(codebooks))) if levels is None else sorted(set(levels))
+    for level in chosen:
+        if not 0 <= level < len(codebooks):
+            raise ConfigError(f"level {level} does not exist (expected 0..{len(codebooks) - 1})")
+    result = []
+    for level in chosen:
+        if isinstance(settings, TocSettings):
+            level_settings = settings
+        else:
+            if level not in settings:
+                raise ConfigError(f"no TOC settings given for level {level}")
+            level_settings = settings[level]
+        result.append(select_level(codebooks[level], level_settings, level))
+    return result
+
+
+# ---------------------------------------------------------------------- the selection file
+
+
+@dataclass(frozen=True)
+class LevelSelection:
+    """One level of a selection file: which channels, in the head's column order, and their scores."""
+
+    level: int
+    codebook_shape: tuple[int, int]
+    indices: list[int]
+    scores: list[float]
+    short_by: int = 0  # channels requested but not returned (integer-division budget)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level, "codebook_shape": list(self.codebook_shape),
+            "indices": list(self.indices), "scores": list(self.scores), "short_by": self.short_by,
+        }
+
+
+@dataclass(frozen=True)
+class SelectionFile:
+    """The selection artifact: which channels of which checkpoint, per level (`toc select` JSON).
+
+    The same object is what `toc select` writes, what `toc eval --selection` reads, and what
+    inline TOC settings produce in memory. `save` writes byte-stable JSON; `load` validates every
+    field and refuses files written by a newer cmg-toc.
+    """
+
+    checkpoint_path: str
+    checkpoint_sha256: str
+    family: str
+    parameters: dict[str, Any]
+    levels: tuple[LevelSelection, ...]
+    version: str = field(default_factory=tool_version)
+    path: Path | None = None  # where it was read from or written to (for messages)
+    selections: tuple[Selection, ...] = field(default=(), repr=False, compare=False)  # in-memory results, with scores
+
+    @staticmethod
+    def from_selections(
+        selections: Sequence[Selection], *, checkpoint_path: str | os.PathLike, checkpoint_sha256: str,
+        family: str, parameters: Mapping[str, Any],
+    ) -> SelectionFile:
+        ordered = sorted(selections, key=lambda s: s.level)
+        levels = tuple(
+            LevelSelection(
+                level=s.level, codebook_shape=tuple(s.codebook_shape),
+                indices=[int(i) for i in s.indices.tolist()],
+                scores=[float(x) for x in s.scores.tolist()], short_by=int(s.short_by),
+            )
+            for s in ordered
+        )
+        return SelectionFile(
+            checkpoint_path=str(checkpoint_path), checkpoint_sha256=checkpoint_sha256, family=family,
+            parameters=dict(parameters), levels=levels, selections=tuple(ordered),
+        )
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path is not None else "inline TOC settings"
+
+    def level_indices(self) -> dict[int, tuple[int, ...]]:
+        return {entry.level: tuple(entry.indices) for entry in self.levels}
+
+    def indices_for(self, level: int) -> torch.Tensor:
+        for entry in self.levels:
+            if entry.level == level:
+                return torch.tensor(entry.indices, dtype=torch.long)
+        raise ConfigError(f"{self.source}: no selection for level {level} (has {[e.level for e in self.levels]})")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (level order 0, 1, ...). Per level `parameters` and `short_by` repeat
+        the settings for readers of a single level."""
+        levels = []
+        settings = {k: v for k, v in self.parameters.items() if k != "level"}
+        for entry in self.levels:
+            levels.append({**entry.as_dict(), "parameters": dict(settings)})
+        return {
+            "tool": TOOL_NAME,
+            "version": self.version,
+            "checkpoint": {"path": self.checkpoint_path, "sha256": self.checkpoint_sha256, "family": self.family},
+            "parameters": dict(self.parameters),
+            "levels": levels,
+        }
+
+    def dumps(self) -> str:
+        return dumps_document(self.to_json())
+
+    def save(self, path: str | os.PathLike) -> SelectionFile:
+        """Write the JSON atomically; returns the artifact with `path` set."""
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            tmp.write_text(self.dumps(), encoding="utf-8")
+        return SelectionFile(
+            self.checkpoint_path, self.checkpoint_sha256, self.family, self.parameters, self.levels,
+            self.version, target, self.selections,
+        )
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> SelectionFile:
+        return read_selection(path)
+
+
+def selection_for(checkpoint: Any, settings: TocSettings, levels: Sequence[int] | None = None,
+                  parameters: Mapping[str, Any] | None = None) -> SelectionFile:
+    """TOC on a loaded checkpoint's codebooks (anything with path, sha256, family, codebooks)."""
+    selections = select_levels(checkpoint.codebooks, settings, levels)
+    return SelectionFile.from_selections(
+        selections, checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256,
+        family=checkpoint.family, parameters=parameters if parameters is not None else settings.as_dict(),
+    )
+
+
+def _require(mapping: Any, key: str, kind: type | tuple[type, ...], path: Path, where: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise DataError("missing key", file=path, key=f"{where}{key}")
+    value = mapping[key]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise DataError("wrong type", file=path, key=f"{where}{key}", expected=_kind_name(kind), actual="bool")
+    if not isinstance(value, kind):
+        raise DataError("wrong type", file=path, key=f"{where}{key}", expected=_kind_name(kind), actual=type(value).__name__)
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def read_selection(path: str | os.PathLike) -> SelectionFile:
+    """Read and validate a selection file written by `toc select`; one-line DataError otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataError("selection file not found", file=path) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read selection file ({exc})", file=path) from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON (line {exc.lineno}: {exc.msg})", file=path) from exc
+    if not isinstance(raw, dict):
+        raise DataError("not a selection document", file=path, expected="a JSON object", actual=type(raw).__name__)
+    tool = _require(raw, "tool", str, path, "")
+    if tool != TOOL_NAME:
+        raise DataError("not a cmg-toc selection file", file=path, key="tool", expected=TOOL_NAME, actual=tool)
+    version = _require(raw, "version", str, path, "")
+    if version_tuple(version)[:2] > version_tuple(tool_version())[:2]:
+        raise DataError(
+            "written by a newer cmg-toc; upgrade to read it", file=path, key="version",
+            expected=f"<= {tool_version()}", actual=version,
+        )
+    checkpoint = _require(raw, "checkpoint", dict, path, "")
+    checkpoint_path = _require(checkpoint, "path", str, path, "checkpoint.")
+    sha256 = _require(checkpoint, "sha256", str, path, "checkpoint.")
+    family = _require(checkpoint, "family", str, path, "checkpoint.")
+    parameters = _require(raw, "parameters", dict, path, "")
+    entries = _require(raw, "levels", list, path, "")
+    if not entries:
+        raise DataError("no levels", file=path, key="levels", expected="at least one level", actual="[]")
+    levels: list[LevelSelection] = []
+    for position, entry in enumerate(entries):
+        where = f"levels[{position}]."
+        if not isinstance(entry, dict):
+            raise DataError("wrong type", file=path, key=f"levels[{position}]", expected="object", actual=type(entry).__name__)
+        level = _require(entry, "level", int, path, where)
+        shape = _require(entry, "codebook_shape", list, path, where)
+        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+            raise DataError("bad codebook shape", file=path, key=f"{where}codebook_shape", expected="[N, D] positive integers", actual=shape)
+        indices = _require(entry, "indices", list, path, where)
+        scores = _require(entry, "scores", list, path, where)
+        width = shape[1]
+        if not indices:
+            raise DataError("empty index list", file=path, key=f"{where}indices", expected="at least one index", actual="[]")
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < width:
+                raise DataError("index out of range", file=path, key=f"{where}indices", expected=f"integers in [0, {width})", actual=i)
+        if len(set(indices)) != len(indices):
+            raise DataError("duplicate indices", file=path, key=f"{where}indices", expected="distinct indices", actual=f"{len(indices) - len(set(indices))} duplicates")
+        if len(scores) != len(indices):
+            raise DataError("scores and indices differ in length", file=path, key=f"{where}scores", expected=len(indices), actual=len(scores))
+        for s in scores:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+                raise DataError("bad score", file=path, key=f"{where}scores", expected="finite numbers", actual=s)
+        short_by = entry.get("short_by", 0)
+        if isinstance(short_by, bool) or not isinstance(short_by, int) or short_by < 0:
+            raise DataError("wrong type", file=path, key=f"{where}short_by", expected="an integer >= 0", actual=short_by)
+        levels.append(LevelSelection(
+            level=level, codebook_shape=(shape[0], shape[1]), indices=list(indices),
+            scores=[float(s) for s in scores], short_by=short_by,
+        ))
+    seen = [e.level for e in levels]
+    if len(set(seen)) != len(seen) or seen != sorted(seen):
+        raise DataError("levels must be distinct and in increasing order", file=path, key="levels", expected="increasing levels", actual=seen)
+    return SelectionFile(
+        checkpoint_path=checkpoint_path, checkpoint_sha256=sha256, family=family,
+        parameters=dict(parameters), levels=tuple(levels), version=version, path=path,
+    )

@@ -1,0 +1,225 @@
+"""Encode-once cache: code indices per level for each (checkpoint, task, set, modality, dtype)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import h5py
+import numpy as np
+import torch
+
+from cmg_base.files import atomic_path
+from hdcid.families import DTYPES
+from toc.codebook.checkpoint import Checkpoint
+from toc.codebook.encode import EncodingSession
+from toc.data.base import FeatureSet
+from toc.errors import ConfigError, SettingsError, TocError
+from toc.progress import Advance, ProgressFactory, no_progress
+
+CACHE_FORMAT = 1
+
+
+class CodeSource(Protocol):
+    """Whatever turns features into codes: a frozen checkpoint encoder, or a test double."""
+
+    sha256: str
+    levels: int
+    epoch: int | None
+
+    def codebooks(self, dtype: str) -> list[np.ndarray]:
+        """Codebook rows per level as the encoder of `dtype` emits them, in float64 [K, D]."""
+
+    def encode(
+        self, feature_set: FeatureSet, dtype: str, *, dropout_seed: int | None, batch_size: int,
+        progress: Advance | None,
+    ) -> list[np.ndarray]:
+        """Codes per level, int64 [N, T], for every row of `feature_set`."""
+
+
+class CheckpointCodeSource:
+    """A loaded checkpoint's encoder; one encoder build per (dtype, dropout on/off)."""
+
+    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu"):
+        self.checkpoint = checkpoint
+        self.sha256: str = checkpoint.sha256
+        self.levels: int = checkpoint.levels
+        self.epoch: int | None = checkpoint.epoch
+        self.device = device
+        self._sessions: dict[tuple[str, bool], EncodingSession] = {}
+
+    def _session(self, dtype: str, train_mode: bool) -> EncodingSession:
+        key = (dtype, train_mode)
+        if key not in self._sessions:
+            self._sessions[key] = EncodingSession(
+                self.checkpoint, dtype=DTYPES[dtype], device=self.device, train_mode=train_mode
+            )
+        return self._sessions[key]
+
+    def codebooks(self, dtype: str) -> list[np.ndarray]:
+        return [np.asarray(cb, dtype=np.float64) for cb in self._session(dtype, False).codebooks()]
+
+    def encode(self, feature_set, dtype, *, dropout_seed, batch_size, progress):
+        session = self._session(dtype, dropout_seed is not None)
+        # The dropout masks come from torch's global generator; fork it so a seeded encoding is
+        # reproducible and leaves the caller's random state untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0 if dropout_seed is None else dropout_seed)
+            return session.encode_rows(
+                feature_set.modality, feature_set.read, len(feature_set),
+                batch_size=batch_size, progress=progress, source=feature_set.source or feature_set.name,
+            )
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What determines a set's codes. `dropout_seed` is set only for the reference quirk Q2."""
+
+    checkpoint_sha256: str
+    task: str
+    set_name: str
+    modality: str
+    dtype: str
+    dropout_seed: int | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "format": CACHE_FORMAT, "checkpoint_sha256": self.checkpoint_sha256, "task": self.task,
+            "set_name": self.set_name, "modality": self.modality, "dtype": self.dtype,
+            "dropout_seed": -1 if self.dropout_seed is None else self.dropout_seed,
+        }
+
+    def filename(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+        safe_set = "".join(ch if ch.isalnum() else "-" for ch in self.set_name)[:40]
+        return f"{self.task}_{safe_set}_{self.dtype}_{digest[:24]}.h5"
+
+
+@dataclass(frozen=True)
+class EncodedSet:
+    """A set's codes per level and the codebooks that give their quantized vectors."""
+
+    key: CacheKey
+    ids: tuple[str, ...]
+    codes: list[np.ndarray] = field(repr=False)  # int64 [N, T] per level
+    codebooks: list[np.ndarray] = field(repr=False)  # float64 [K, D] per level
+
+    @property
+    def levels(self) -> int:
+        return len(self.codes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def quantized(self, level: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Quantized vectors float64 [N, T, D]: exactly the codebook rows the encoder chose."""
+        codes = self.codes[level] if rows is None else self.codes[level][rows]
+        return self.codebooks[level][codes]
+
+
+class CodeCache:
+    """Codes for feature sets, computed once per key, kept in memory and (optionally) on disk.
+
+    On disk each key is one h5 file holding `level{L}/codes` and `level{L}/codebook`, the key as
+    attributes and a `complete` attribute written last; the file is written to a temporary name
+    and renamed, so a file that is missing the attribute, holds another key or is unreadable is
+    an interrupted or foreign write and is rebuilt.
+    """
+
+    def __init__(
+        self, source: CodeSource, cache_dir: str | Path | None = None, *, batch_size: int = 64,
+        progress: ProgressFactory | None = None,
+    ):
+        if batch_size < 1:
+            raise SettingsError("{} must be at least 1", settings=("encode_batch_size",))
+        self.source = source
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.batch_size = batch_size
+        self.progress = progress or no_progress
+        self.encoder_runs = 0  # how many times the encoder went over a whole set
+        self.disk_hits = 0
+        self._memory: dict[CacheKey, EncodedSet] = {}
+        if self.cache_dir is not None:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TocError(f"{self.cache_dir}: cannot create the cache directory ({exc.strerror})") from exc
+
+    def get(
+        self, task: str, feature_set: FeatureSet, dtype: str, *, dropout_seed: int | None = None,
+    ) -> EncodedSet:
+        """The set's codes: from memory, else from a valid cache file, else from the encoder."""
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        key = CacheKey(self.source.sha256, task, feature_set.name, feature_set.modality, dtype, dropout_seed)
+        if key in self._memory:
+            return self._memory[key]
+        encoded = self._read_disk(key, feature_set)
+        if encoded is None:
+            mode = "" if dropout_seed is None else f", dropout seed {dropout_seed}"
+            with self.progress(f"encode {feature_set.name} ({dtype}{mode})", len(feature_set)) as advance:
+                codes = self.source.encode(
+                    feature_set, dtype, dropout_seed=dropout_seed, batch_size=self.batch_size, progress=advance
+                )
+            self.encoder_runs += 1
+            codes = [np.ascontiguousarray(c, dtype=np.int64) for c in codes]
+            encoded = EncodedSet(key, tuple(feature_set.ids), codes, self.source.codebooks(dtype))
+            _check_encoded(encoded, feature_set)
+            self._write_disk(encoded)
+        else:
+            self.disk_hits += 1
+        self._memory[key] = encoded
+        return encoded
+
+    def path_for(self, key: CacheKey) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key.filename()
+
+    def _read_disk(self, key: CacheKey, feature_set: FeatureSet) -> EncodedSet | None:
+        path = self.path_for(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            with h5py.File(path, "r") as handle:
+                if not handle.attrs.get("complete", False):
+                    return None
+                stored = json.loads(str(handle.attrs["key"]))
+                if stored != key.as_dict():
+                    return None
+                ids = tuple(json.loads(str(handle.attrs["ids"])))
+                if ids != tuple(feature_set.ids):
+                    return None
+                levels = int(handle.attrs["levels"])
+                codes = [np.asarray(handle[f"level{i}/codes"], dtype=np.int64) for i in range(levels)]
+                codebooks = [np.asarray(handle[f"level{i}/codebook"], dtype=np.float64) for i in range(levels)]
+            encoded = EncodedSet(key, ids, codes, codebooks)
+            _check_encoded(encoded, feature_set)
+            return encoded
+        except (OSError, KeyError, ValueError, TypeError, TocError):
+            return None  # partial, corrupt or foreign: rebuilt by the caller
+
+    def _write_disk(self, encoded: EncodedSet) -> None:
+        path = self.path_for(encoded.key)
+        if path is None:
+            return
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as handle:
+                handle.attrs["key"] = json.dumps(encoded.key.as_dict(), sort_keys=True)
+                handle.attrs["ids"] = json.dumps(list(encoded.ids))
+                handle.attrs["levels"] = encoded.levels
+                for level, (codes, codebook) in enumerate(zip(encoded.codes, encoded.codebooks, strict=True)):
+                    group = handle.create_group(f"level{level}")
+                    group.create_dataset("codes", data=codes)
+                    group.create_dataset("codebook", data=codebook)
+                handle.attrs["complete"] = True
+
+
+def _check_encoded(encoded: EncodedSet, feature_set: FeatureSet) -> None:
+    n = len(feature_set)
+    for level, (codes, codebook) in enumerate(zip(encoded.codes, encoded.codebooks, strict=True)):
+        if codes.ndim != 2 or codes.shape[0] != n:
+            raise TocError(f"{feature_set.name}: level {level} codes have shape {list(codes.shape)}, expected [{n}, T]")
+        if codes.size and (codes.min() < 0 or codes.max() >= codebook.shape[0]):
+            raise TocError(f"{feature_set.name}: level {level} codes fall outside the codebook of {codebook.shape[0]} rows")

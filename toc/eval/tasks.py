@@ -1,0 +1,75 @@
+"""The downstream tasks: one registry entry per task — its loader, label kind and metrics.
+
+Every other module (the CLI's choices, the demo, the report's order, the protocols' epoch
+counts) reads the task vocabulary from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from toc.data.ave import load_ave
+from toc.data.ave_avvp import load_ave_avvp
+from toc.data.avvp import load_avvp
+from toc.data.base import LabelKind, TaskData
+from toc.data.layout import DataConfig, resolve_paths
+from toc.data.ucf_vggsound import load_ucf_vggsound
+from toc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    """A downstream task: cross-modal classification (clip labels) or localisation (segments)."""
+
+    name: str
+    kind: LabelKind
+    load: Callable[..., TaskData]  # resolved paths → TaskData
+    default_epochs: int  # the published TOC scripts' n_epoch for the linear head
+    # The metric the published scripts keep their best epoch by (AVE has no rule: accuracy).
+    reference_selection_metric: str
+    description: str
+
+    @property
+    def primary_metric(self) -> str:
+        """What the report compares on by default: accuracy for clip tasks, f1 for segment tasks."""
+        return "accuracy" if self.kind == "clip" else "f1"
+
+
+TASK_REGISTRY: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("ave", "clip", load_ave, 50, "accuracy", "AVE cross-modal event classification"),
+        Task("avvp", "segment", load_avvp, 100, "precision", "AVVP cross-modal event localisation"),
+        Task("ave-avvp", "segment", load_ave_avvp, 100, "f1", "AVE → AVVP cross-dataset localisation"),
+        Task("ucf-vggsound", "clip", load_ucf_vggsound, 100, "accuracy", "UCF101 ↔ VGGSound-AVEL classification"),
+    )
+}
+TASKS: tuple[str, ...] = tuple(TASK_REGISTRY)  # the task names, in display order
+
+
+def get_task(name: str) -> Task:
+    if name not in TASK_REGISTRY:
+        raise ConfigError(f"unknown task '{name}' (expected one of {list(TASKS)})")
+    return TASK_REGISTRY[name]
+
+
+def load_task(
+    task: str,
+    *,
+    data_root: str | Path | None = None,
+    config: str | Path | DataConfig | None = None,
+    overrides: Mapping[str, str | Path | None] | None = None,
+) -> TaskData:
+    """Load downstream task `task` from the reference layout and/or a TOML config file."""
+    entry = get_task(task)
+    paths = resolve_paths(task, data_root=data_root, config=config, overrides=overrides)
+    return entry.load(paths)
+
+
+def chance_level(data: TaskData) -> float | None:
+    """A uniform guess's accuracy in % (clip tasks); segment F1 has no single chance level."""
+    if data.kind != "clip" or not data.class_names:
+        return None
+    return round(100.0 / len(data.class_names), 4)

@@ -1,0 +1,135 @@
+"""The evaluated variants: which codebook levels and channels of the cached codes a head sees.
+
+dcid / hdcid read every channel of one / both codebook levels; the +toc variants read the
+TOC-selected channels of a selection (toc.codebook.selection.SelectionFile), per level, in the
+selection's order. A checkpoint's variant family follows from its number of codebook levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from toc.codebook.selection import SelectionFile
+from toc.errors import ConfigError, SettingsError
+from toc.eval.cache import EncodedSet
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named view of the codes: the levels it concatenates and whether it applies TOC."""
+
+    name: str
+    family: str  # the kind of checkpoint it needs: "dcid" (one level) or "hdcid" (two)
+    levels: tuple[int, ...]
+    uses_selection: bool
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("dcid", "dcid", (0,), False, "all channels of codebook level 0"),
+        Variant("dcid+toc", "dcid", (0,), True, "TOC-selected channels of level 0"),
+        Variant("hdcid", "hdcid", (0, 1), False, "both levels concatenated, level 0 first"),
+        Variant("hdcid+toc", "hdcid", (0, 1), True, "per-level TOC selections concatenated, level 0 first"),
+    )
+}
+VARIANT_NAMES: tuple[str, ...] = tuple(VARIANTS)
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS.values()))
+
+
+def get_variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def family_levels(family: str) -> int:
+    """Codebook levels a checkpoint of this variant family has (its plain variant's levels)."""
+    return len(VARIANTS[family].levels)
+
+
+def family_for_levels(levels: int) -> str:
+    """The variant family of a checkpoint with this many codebook levels."""
+    for family in FAMILIES:
+        if family_levels(family) == levels:
+            return family
+    raise ConfigError(f"no variant reads a checkpoint with {levels} codebook levels")
+
+
+def default_variants(levels: int, with_toc: bool) -> list[str]:
+    """A checkpoint's own variant: dcid for one level, hdcid for two; +toc when TOC is given."""
+    family = family_for_levels(levels)
+    return [family + "+toc" if with_toc else family]
+
+
+def check_applicable(names: Sequence[str], levels: int) -> None:
+    """Fail before any encoding when a variant cannot apply to a checkpoint with `levels` levels."""
+    for name in names:
+        variant = get_variant(name)
+        if max(variant.levels) >= levels:
+            raise ConfigError(
+                f"variant {name} needs {len(variant.levels)} codebook levels; the checkpoint has {levels}"
+            )
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A variant resolved against one checkpoint: channel indices per level it reads."""
+
+    variant: str
+    levels: tuple[int, ...]
+    channels: tuple[np.ndarray, ...]  # per level in `levels`: int64 indices into the code width
+
+    @property
+    def width(self) -> int:
+        return int(sum(len(c) for c in self.channels))
+
+    def channels_json(self) -> list[list[int]]:
+        return [[int(i) for i in c] for c in self.channels]
+
+    def features(self, encoded: EncodedSet, rows: np.ndarray | None = None) -> np.ndarray:
+        """float64 [N, T, width]: the selected columns of each level's quantized vectors."""
+        parts = []
+        for level, channels in zip(self.levels, self.channels, strict=True):
+            # Selecting columns of the codebook first is the same as selecting them from the
+            # quantized vectors (each is a codebook row) and touches K rows instead of N*T.
+            sub_codebook = encoded.codebooks[level][:, channels]
+            codes = encoded.codes[level] if rows is None else encoded.codes[level][rows]
+            parts.append(sub_codebook[codes])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def resolve_view(variant_name: str, codebooks: Sequence[np.ndarray], selection: SelectionFile | None) -> ChannelView:
+    """Build the channel view of `variant_name` for a checkpoint with these codebooks."""
+    variant = get_variant(variant_name)
+    check_applicable([variant_name], len(codebooks))
+    indices_per_level = selection.level_indices() if selection is not None else {}
+    channels: list[np.ndarray] = []
+    for level in variant.levels:
+        width = int(codebooks[level].shape[1])
+        if not variant.uses_selection:
+            channels.append(np.arange(width, dtype=np.int64))
+            continue
+        if selection is None:
+            raise SettingsError(
+                f"variant {variant_name} needs {{}} FILE or {{}}", settings=("selection", "channels"),
+            )
+        if level not in indices_per_level:
+            raise ConfigError(
+                f"{selection.source}: variant {variant_name} needs a selection for level {level}; "
+                f"it has level(s) {sorted(indices_per_level)}"
+            )
+        indices = np.asarray(indices_per_level[level], dtype=np.int64)
+        if indices.size == 0:
+            raise ConfigError(f"{selection.source}: the selection for level {level} is empty")
+        if indices.min() < 0 or indices.max() >= width:
+            raise ConfigError(
+                f"{selection.source}: level {level} selects channel {int(indices.max())}, "
+                f"but the codebook has {width} channels (wrong checkpoint?)"
+            )
+        channels.append(indices)
+    return ChannelView(variant_name, variant.levels, tuple(channels))

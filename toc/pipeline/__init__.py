@@ -1,0 +1,1 @@
+"""Whole jobs built from the library: evaluation sessions, comparison plans, `toc compare`, `toc demo`."""

@@ -1,0 +1,130 @@
+"""`toc compare`: run a comparison plan end to end — every job through an evaluation session,
+inline TOC settings selected once and saved beside the results, then the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cmg_base.files import prepare_output, write_text_atomic
+from toc.codebook.selection import SelectionFile, TocSettings, read_selection
+from toc.data.base import TaskData
+from toc.errors import ConfigError
+from toc.eval.loop import EvalRequest
+from toc.eval.records import ResultRecord
+from toc.eval.tasks import load_task
+from toc.eval.variants import VARIANTS, family_levels
+from toc.pipeline.plan import ComparisonPlan, load_plan
+from toc.pipeline.session import EvalSession
+from toc.progress import LogFn, no_log
+from toc.report.analysis import MadeSelection
+from toc.report.results import HealthRecord, in_memory_results
+from toc.report.writer import REPORT_FILES, WrittenReport, write_result_set
+
+RESULTS_FILE = "results.jsonl"
+
+
+def selection_file_name(task: str, family: str) -> str:
+    """Where `toc compare` writes the selection it computes for inline TOC settings."""
+    return f"toc-{task}-{family}.json"
+
+
+@dataclass
+class ComparisonRun:
+    """What running a plan produced: the result records and the selections it made."""
+
+    records: list[ResultRecord]
+    made_selections: list[MadeSelection]
+    tasks: dict[str, TaskData]  # the task data the plan loaded, by task name
+
+
+def planned_outputs(plan: ComparisonPlan) -> list[str]:
+    """The files a run of `plan` writes into its output folder (the report's charts aside)."""
+    names = [RESULTS_FILE, *REPORT_FILES]
+    names += [selection_file_name(j.task, j.family) for j in plan.jobs if isinstance(j.selection, TocSettings)]
+    return names
+
+
+def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = no_log) -> ComparisonRun:
+    """Run every job of the plan; one record per result.
+
+    Each checkpoint is loaded once and each task once; codes are encoded once per checkpoint
+    and set, so every variant, head and seed of a job reads the same codes. Inline TOC settings
+    are selected once per (task, family) and saved to `out_dir` (toc-TASK-FAMILY.json), so the
+    report can draw them and the run can be repeated from the file.
+    """
+    out = Path(out_dir)
+    sessions: dict[str, EvalSession] = {}
+    tasks: dict[str, TaskData] = {}
+    records: list[ResultRecord] = []
+    made: list[MadeSelection] = []
+    for job in plan.jobs:
+        if job.family not in sessions:
+            session = EvalSession.open(
+                job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
+            )
+            wanted_levels = family_levels(job.family)
+            if session.checkpoint.levels != wanted_levels:
+                raise ConfigError(
+                    f"{job.checkpoint}: checkpoints.{job.family} has {session.checkpoint.levels} codebook level(s); "
+                    f"{job.family} variants need {wanted_levels}"
+                )
+            sessions[job.family] = session
+        session = sessions[job.family]
+        if job.task not in tasks:
+            tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
+        selection: SelectionFile | None = None
+        if isinstance(job.selection, TocSettings):
+            selection = session.select(job.selection).save(out / selection_file_name(job.task, job.family))
+            made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
+        elif isinstance(job.selection, Path):
+            selection = read_selection(job.selection)
+            if selection.checkpoint_sha256 not in ("", session.checkpoint.sha256):
+                raise ConfigError(
+                    f"{job.selection}: selection was made for checkpoint {selection.checkpoint_sha256[:12]}, "
+                    f"not {job.checkpoint} ({session.checkpoint.sha256[:12]})"
+                )
+        request = EvalRequest(
+            variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
+            seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
+            selection=selection, split_seed=job.split_seed,
+        )
+        log(f"compare: {job.task} with {job.family} ({', '.join(job.variants)})")
+        for record in session.evaluate(tasks[job.task], request, log=log):
+            extra = {"checkpoint": str(job.checkpoint)}
+            if VARIANTS[record.variant].uses_selection and selection is not None:
+                extra.update(toc=dict(selection.parameters), selection=str(selection.path))
+            records.append(replace(record, **extra))
+    return ComparisonRun(records, made, tasks)
+
+
+def write_comparison(
+    run: ComparisonRun, out_dir: str | os.PathLike, *, health: Sequence[HealthRecord] = (),
+    selection_files: Sequence[str | os.PathLike] = (), charts: bool = True, source: str = "the plan",
+) -> WrittenReport:
+    """Save OUT/results.jsonl (health lines first) and write the report from the same records;
+    returns the report's files (results.jsonl not included)."""
+    if not run.records:
+        raise ConfigError(f"{source}: the plan produced no result")
+    out = Path(out_dir)
+    results, text = in_memory_results(RESULTS_FILE, [*health, *run.records])
+    write_text_atomic(out / RESULTS_FILE, text)
+    return write_result_set(
+        results, out, force=True, selection_files=selection_files, made_selections=run.made_selections,
+        charts=charts,
+    )
+
+
+def compare(
+    plan_path: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, log: LogFn = no_log,
+    charts: bool = True,
+) -> WrittenReport:
+    """Run a whole comparison plan and write OUT/results.jsonl and the report beside it."""
+    plan = load_plan(plan_path)
+    out = Path(out_dir)
+    for name in planned_outputs(plan):  # refuse before hours of evaluation, not after
+        prepare_output(out / name, force=force)
+    written = write_comparison(run_plan(plan, out, log=log), out, charts=charts, source=plan.source)
+    return WrittenReport(out_dir=out, files=(RESULTS_FILE, *written.files), notes=written.notes)

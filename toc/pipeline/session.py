@@ -1,0 +1,158 @@
+"""An evaluation session: one checkpoint, loaded once, whose codes are encoded once per feature
+set and dtype and read by every variant, head and seed — the chain behind `toc eval`,
+`toc compare` and `toc demo`. Also `toc eval`'s rules for which options go together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toc.codebook.checkpoint import Checkpoint, load_checkpoint
+from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
+from toc.data.base import TaskData
+from toc.errors import SettingsError
+from toc.eval.cache import CheckpointCodeSource, CodeCache
+from toc.eval.loop import EvalRequest, run_evaluation
+from toc.eval.protocols import DIRECTIONS
+from toc.eval.records import ResultRecord
+from toc.eval.tasks import load_task
+from toc.eval.variants import VARIANTS, default_variants
+from toc.progress import LogFn, ProgressFactory, no_log, no_progress
+
+
+@dataclass
+class EvalSession:
+    """A checkpoint and its encode-once code cache."""
+
+    checkpoint: Checkpoint
+    cache: CodeCache
+
+    @staticmethod
+    def open(
+        path: str | Path, *, trust_checkpoint: bool = False, device: str = "cpu",
+        cache_dir: str | Path | None = None, encode_batch_size: int = 64,
+        progress: ProgressFactory = no_progress,
+    ) -> EvalSession:
+        checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        source = CheckpointCodeSource(checkpoint, device=device)
+        return EvalSession(checkpoint, CodeCache(source, cache_dir, batch_size=encode_batch_size, progress=progress))
+
+    def select(self, settings: TocSettings) -> SelectionFile:
+        """TOC on this checkpoint's codebooks (every level), in memory."""
+        return selection_for(self.checkpoint, settings)
+
+    def evaluate(self, data: TaskData, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
+        return run_evaluation(data, self.cache, request, log=log)
+
+
+@dataclass(frozen=True)
+class TocOptions:
+    """TOC as `toc eval` is asked for it: a selection file, or inline settings (None = not given)."""
+
+    selection: str | Path | None = None
+    channels: int | None = None
+    max_num: int | None = None
+    min_num: int | None = None
+    exact_budget: bool = False
+    sim_weight: float | None = None
+    var_weight: float | None = None
+
+    @property
+    def inline_extras(self) -> tuple[str, ...]:
+        """The inline settings given besides `channels`."""
+        given = {"max_num": self.max_num, "min_num": self.min_num, "sim_weight": self.sim_weight,
+                 "var_weight": self.var_weight, "exact_budget": self.exact_budget or None}
+        return tuple(name for name, value in given.items() if value is not None)
+
+    @property
+    def given(self) -> bool:
+        return self.selection is not None or self.channels is not None
+
+    def settings(self) -> TocSettings:
+        extra = {k: v for k, v in (("sim_weight", self.sim_weight), ("var_weight", self.var_weight)) if v is not None}
+        return TocSettings(
+            channels=int(self.channels), max_num=1 if self.max_num is None else self.max_num,
+            min_num=1 if self.min_num is None else self.min_num, exact_budget=self.exact_budget, **extra,
+        )
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything `toc eval` is asked: one task, one checkpoint, variants × directions × heads × seeds."""
+
+    task: str
+    checkpoint: str | Path
+    data_root: str | Path | None = None
+    config: str | Path | None = None
+    variants: Sequence[str] = ()  # empty: the checkpoint's own variant
+    toc: TocOptions = field(default_factory=TocOptions)
+    directions: Sequence[str] = DIRECTIONS
+    heads: Sequence[str] = ("linear",)
+    protocol: str = "strict"
+    seeds: Sequence[int] = (0,)
+    epochs: int | None = None
+    batch_size: int = 80
+    head_threads: int | None = None
+    split_seed: int = 0
+    cache_dir: str | Path | None = None
+    dtype: str = "float32"
+    encode_batch_size: int = 64
+    device: str = "cpu"
+    trust_checkpoint: bool = False
+
+    @property
+    def wants_toc(self) -> bool:
+        if self.variants:
+            return any(VARIANTS[name].uses_selection for name in self.variants if name in VARIANTS)
+        return self.toc.given
+
+    def check(self) -> None:
+        """The rules for options that only make sense together (SettingsError names them)."""
+        toc = self.toc
+        if self.data_root is None and self.config is None:
+            raise SettingsError("give {} DIR or {} FILE (or both)", settings=("data_root", "config"))
+        if toc.selection is not None and toc.channels is not None:
+            raise SettingsError("{} and {} are alternatives; give one", settings=("selection", "channels"))
+        if toc.channels is None and toc.inline_extras:
+            names = toc.inline_extras
+            if set(names) <= {"max_num", "min_num"}:
+                names = ("max_num", "min_num")
+            raise SettingsError(" / ".join(["{}"] * len(names)) + " need {}", settings=(*names, "channels"))
+        if toc.given and not self.wants_toc:
+            raise SettingsError(
+                "{} / {} apply only to the +toc variants; none was requested", settings=("selection", "channels"),
+            )
+        if self.wants_toc and not toc.given:
+            raise SettingsError(
+                "the +toc variants need {} FILE or {} C [{} A {} B]",
+                settings=("selection", "channels", "max_num", "min_num"),
+            )
+        if toc.channels is not None:
+            toc.settings()  # validates the inline settings before any work
+        if "linear" not in self.heads and self.epochs is not None:
+            raise SettingsError("{} applies only to {} linear", settings=("epochs", "head"))
+
+
+def evaluate_task(
+    options: EvalOptions, *, progress: ProgressFactory = no_progress, log: LogFn = no_log,
+) -> Iterator[ResultRecord]:
+    """`toc eval`: check the options, load the checkpoint and task, and yield one record per
+    (direction, variant, head, seed). Inline TOC settings are selected once, in memory."""
+    options.check()
+    selection = read_selection(options.toc.selection) if options.toc.selection is not None else None
+    session = EvalSession.open(
+        options.checkpoint, trust_checkpoint=options.trust_checkpoint, device=options.device,
+        cache_dir=options.cache_dir, encode_batch_size=options.encode_batch_size, progress=progress,
+    )
+    if options.toc.channels is not None:
+        selection = session.select(options.toc.settings())
+    variants = list(options.variants) or default_variants(session.checkpoint.levels, options.wants_toc)
+    data = load_task(options.task, data_root=options.data_root, config=options.config)
+    request = EvalRequest(
+        variants=variants, directions=tuple(options.directions), heads=tuple(options.heads),
+        protocol=options.protocol, seeds=tuple(options.seeds), epochs=options.epochs,
+        batch_size=options.batch_size, dtype=options.dtype, selection=selection,
+        split_seed=options.split_seed, head_threads=options.head_threads,
+    )
+    yield from session.evaluate(data, request, log=log)
