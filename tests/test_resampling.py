@@ -384,3 +384,79 @@ def test_parts_are_copied_and_checked():
         UnitParts.from_runs({"a": {0: np.array([1.0, math.nan])}}, MEAN)
     with pytest.raises(ConfigError):
         paired_bootstrap(parts, n_resamples=0)
+
+
+# ------------------------------------------------------- expanded intervals, clusters and splits
+
+
+def test_expanded_tail_and_p_value_agree_with_the_interval():
+    from scipy import stats
+
+    # The expansion maps the t quantile onto the normal scale: Φ(−√(n/(n−1))·t_{n−1}).
+    n = 45
+    t = stats.t.ppf(0.975, n - 1)
+    assert resampling.expanded_tail(0.95, n) == pytest.approx(
+        stats.norm.cdf(-math.sqrt(n / (n - 1)) * t), rel=1e-12
+    )
+    assert resampling.expanded_tail(0.95, 1) == pytest.approx(0.025)
+    assert resampling.expanded_tail(0.95, 10_000) == pytest.approx(0.025, abs=2e-5)
+    # The expanded p-value is below 0.05 exactly when the expanded 95 % interval excludes 0.
+    rng = np.random.default_rng(3)
+    for shift in np.linspace(0.0, 0.4, 9):
+        deltas = rng.normal(shift, 0.2, size=1999)
+        tail = resampling.expanded_tail(0.95, n)
+        low, high = np.quantile(deltas, [tail, 1 - tail])
+        p = bootstrap_p_value(deltas, n_units=n)
+        assert p >= bootstrap_p_value(deltas)  # never less conservative than the plain rule
+        if abs(min(np.mean(deltas <= 0), np.mean(deltas >= 0)) - tail) > 0.003:
+            assert (p < 0.05) == (low > 0 or high < 0)
+
+
+def test_pretraining_clusters_are_resampled_first():
+    # Two pretraining runs × three head seeds. The pretraining effect (±10 points on every
+    # clip) dominates; the head seeds barely matter. Treating the six runs as independent
+    # would give an interval about √3 times too narrow on the training side.
+    rng = np.random.default_rng(0)
+    clip = rng.random(400)
+    runs, clusters = {}, {}
+    for p, shift in enumerate((-0.1, 0.1)):
+        for s in range(3):
+            run = 10 * p + s
+            runs[run] = (clip < 0.6 + shift + 0.005 * s).astype(float)
+            clusters[run] = p
+    flat = UnitParts.from_runs({"a": runs}, ACCURACY)
+    nested = UnitParts.from_runs({"a": runs}, ACCURACY, clusters=clusters)
+    assert nested.n_clusters == 2 and flat.n_clusters == 6
+    assert nested.observed()[0] == pytest.approx(flat.observed()[0])  # balanced: same estimate
+    wide = paired_bootstrap(nested, n_resamples=2000, seed=1).variant("a").interval.width
+    narrow = paired_bootstrap(flat, n_resamples=2000, seed=1).variant("a").interval.width
+    assert wide > 1.3 * narrow
+    # Unbalanced clusters weigh every pretraining run alike.
+    uneven = UnitParts.from_runs(
+        {"a": {0: np.ones(4), 1: np.zeros(4), 2: np.zeros(4)}}, ACCURACY, clusters={0: 0, 1: 1, 2: 1}
+    )
+    assert uneven.observed()[0] == pytest.approx(50.0)
+
+
+def test_split_blocks_have_their_own_units_and_are_resampled():
+    # Three evaluation splits with different clips and a split effect; a variant pair is paired
+    # within each split.
+    rng = np.random.default_rng(5)
+    blocks = []
+    for s, (n, level) in enumerate(((40, 0.5), (55, 0.7), (47, 0.6))):
+        a = (rng.random(n) < level).astype(float)
+        b = np.where(rng.random(n) < 0.9, a, 1 - a)
+        blocks.append(UnitParts.from_runs({"a": {s: a}, "b": {s: b}}, ACCURACY))
+    boot = paired_bootstrap(blocks, n_resamples=1500, seed=2)
+    want = np.mean([100 * blk.parts[0, 0, :, 0].mean() for blk in blocks])
+    estimate = boot.variant("a")
+    assert estimate.estimate == pytest.approx(want) and estimate.n_splits == 3
+    assert estimate.n_units == 40 and "3 evaluation splits" in boot.scheme
+    assert estimate.interval.width > 0
+    d = boot.difference("a", "b")
+    assert d.interval.low <= d.difference <= d.interval.high
+    verdict = recommend_variant(blocks, split=SPLIT_VALIDATION, n_resamples=500)
+    assert all(c.test == TEST_BOOTSTRAP for c in verdict.comparisons)  # no McNemar across splits
+    assert "3 splits of 40-55 clips" in verdict.facts[0]
+    with pytest.raises(DataError, match="different variants"):
+        paired_bootstrap([blocks[0], UnitParts.from_runs({"a": {0: np.ones(3)}}, ACCURACY)])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
 from toc.errors import ConfigError, DataError
 
@@ -110,8 +111,13 @@ class UnitParts:
     """Per-unit metric parts of several variants on the same units, for one or more runs.
 
     parts[v, r, u, k]: part k of unit u for variant v in training run r. Runs are what changes
-    the head (head seeds; pretraining seeds × head seeds numbered as runs); every variant has the
-    same run labels, and run r of every variant is scored on the same units.
+    the head (head seeds, and pretraining runs × head seeds); every variant has the same run
+    labels, and run r of every variant is scored on the same units (one evaluation split).
+
+    clusters: per run, the pretraining run it belongs to (None: every run is its own). Runs of
+    one cluster share a pretrained checkpoint and differ only in the head seed, so they are not
+    independent draws of the training side; the bootstrap resamples clusters first and runs
+    within them second, and the point estimate weighs every cluster equally.
     """
 
     variants: tuple[str, ...]
@@ -119,11 +125,11 @@ class UnitParts:
     parts: np.ndarray  # [V, R, U, K] float64
     metric: UnitMetric
     unit: str = "clip"  # what a unit is, for the text ("clip" or "video")
+    clusters: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        parts = np.array(
-            self.parts, dtype=np.float64
-        )  # a private copy: the caller's array may change
+        # A private copy: the caller's array may change.
+        parts = np.array(self.parts, dtype=np.float64)
         if parts.ndim != 4:
             raise DataError(
                 "unit parts must be a [variants, runs, units, parts] array",
@@ -139,6 +145,10 @@ class UnitParts:
             raise DataError(
                 "one distinct run label per run of parts", expected=r, actual=list(self.runs)
             )
+        if self.clusters is not None and len(self.clusters) != r:
+            raise DataError(
+                "one cluster label per run", expected=r, actual=list(self.clusters)
+            )
         if u == 0:
             raise DataError("no evaluation units", key="units", expected="at least 1", actual=0)
         if k != self.metric.n_parts:
@@ -153,6 +163,8 @@ class UnitParts:
             raise DataError(f"metric {self.metric.name} needs 0/1 parts (correctness per unit)")
         parts.setflags(write=False)
         object.__setattr__(self, "parts", parts)
+        if self.clusters is not None:
+            object.__setattr__(self, "clusters", tuple(int(c) for c in self.clusters))
 
     @classmethod
     def from_runs(
@@ -160,8 +172,11 @@ class UnitParts:
         by_variant: Mapping[str, Mapping[int, np.ndarray]],
         metric: UnitMetric,
         unit: str = "clip",
+        clusters: Mapping[int, int] | None = None,
     ) -> UnitParts:
-        """`{variant: {run: [U] or [U, K] parts}}`; every variant must have the same runs."""
+        """`{variant: {run: [U] or [U, K] parts}}`; every variant must have the same runs.
+
+        `clusters` maps each run to its pretraining run (see the class text)."""
         if not by_variant:
             raise DataError("no variants given")
         variants = tuple(by_variant)
@@ -191,11 +206,25 @@ class UnitParts:
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise DataError("variants are not scored on the same units", actual=sorted(shapes))
-        return cls(variants=variants, runs=runs, parts=np.stack(arrays), metric=metric, unit=unit)
+        labels = None
+        if clusters is not None:
+            missing = [run for run in runs if run not in clusters]
+            if missing:
+                raise DataError("runs without a cluster label", expected=list(runs), actual=missing)
+            labels = tuple(int(clusters[run]) for run in runs)
+        return cls(
+            variants=variants, runs=runs, parts=np.stack(arrays), metric=metric, unit=unit,
+            clusters=labels,
+        )
 
     @property
     def n_units(self) -> int:
         return int(self.parts.shape[2])
+
+    @property
+    def n_clusters(self) -> int:
+        """Independent training runs: pretraining runs when clusters are given, else runs."""
+        return len(set(self.clusters)) if self.clusters is not None else len(self.runs)
 
     def index(self, variant: str) -> int:
         try:
@@ -210,10 +239,43 @@ class UnitParts:
         rows = self.parts[self.index(variant)]
         return len({np.ascontiguousarray(row).tobytes() for row in rows})
 
+    def run_weights(self) -> np.ndarray:
+        """[R] weights of the point estimate: every cluster alike, shared by its runs."""
+        labels = self.clusters if self.clusters is not None else tuple(range(len(self.runs)))
+        sizes: dict[int, int] = {}
+        for label in labels:
+            sizes[label] = sizes.get(label, 0) + 1
+        return np.array([1.0 / (len(sizes) * sizes[label]) for label in labels])
+
+    def run_values(self) -> np.ndarray:
+        """[V, R] the metric of every variant and run on all units."""
+        return self.metric.from_sums(self.parts.sum(axis=2), self.n_units)
+
     def observed(self) -> np.ndarray:
         """[V] the metric on all units, averaged over runs (the point estimate)."""
-        sums = self.parts.sum(axis=2)  # [V, R, K]
-        return self.metric.from_sums(sums, self.n_units).mean(axis=1)
+        return self.run_values() @ self.run_weights()
+
+
+def as_blocks(parts: UnitParts | Sequence[UnitParts]) -> tuple[UnitParts, ...]:
+    """One block per evaluation split; the blocks must agree on variants, metric and unit."""
+    blocks = (parts,) if isinstance(parts, UnitParts) else tuple(parts)
+    if not blocks:
+        raise DataError("no evaluation split given")
+    first = blocks[0]
+    for block in blocks[1:]:
+        if block.variants != first.variants:
+            raise DataError(
+                "evaluation splits list different variants",
+                expected=list(first.variants),
+                actual=list(block.variants),
+            )
+        if block.metric != first.metric or block.unit != first.unit:
+            raise DataError(
+                "evaluation splits use different metrics or units",
+                expected=f"{first.metric.name} per {first.unit}",
+                actual=f"{block.metric.name} per {block.unit}",
+            )
+    return blocks
 
 
 # ---------------------------------------------------------------------------- intervals and tests
@@ -318,18 +380,36 @@ def _check_confidence(confidence: float) -> None:
 # ---------------------------------------------------------------------------- the bootstrap
 
 
+def expanded_tail(confidence: float, n_units: int) -> float:
+    """The tail probability of each end of an expanded percentile interval on n units.
+
+    A percentile interval of a mean over n units is too narrow for small n: it behaves like
+    mean ± z·s/√n with the divide-by-n standard deviation. Expanding it to the t interval with
+    the n − 1 standard deviation (Hesterberg 2015, "What teachers should know about the
+    bootstrap") gives the tail Φ(−√(n/(n−1)) · t_{n−1}((1+confidence)/2)): 2.08 % instead of
+    2.5 % at 45 units, 2.39 % at 200. n < 2 cannot be corrected and keeps (1 − confidence)/2.
+    """
+    _check_confidence(confidence)
+    tail = (1.0 - confidence) / 2.0
+    if n_units < 2:
+        return tail
+    t = float(_scipy_stats.t.ppf(1.0 - tail, n_units - 1))
+    return float(NormalDist().cdf(-math.sqrt(n_units / (n_units - 1)) * t))
+
+
 @dataclass(frozen=True)
 class VariantEstimate:
     """One variant's score on all units with its bootstrap interval."""
 
     variant: str
-    estimate: float  # metric on all units, mean over runs
-    interval: Interval  # percentile interval over the resamples
-    n_units: int
+    estimate: float  # metric on all units, mean over runs (and splits)
+    interval: Interval  # expanded percentile interval over the resamples
+    n_units: int  # units per split (the smallest split when there are several)
     n_runs: int
     n_eff_runs: int  # distinct runs (1: deterministic head on one fixed split)
     wilson: Interval | None  # 0/1 metrics with one distinct run: Wilson interval of k / n
     notes: tuple[str, ...]
+    n_splits: int = 1
 
     @property
     def zero_width(self) -> bool:
@@ -353,49 +433,71 @@ class PairedEstimate:
 class BootstrapResult:
     """Resampled metric values `replicates[b, v]` and what they say about each variant."""
 
-    parts: UnitParts
+    blocks: tuple[UnitParts, ...]  # one per evaluation split
     replicates: np.ndarray  # [B, V]
     observed: np.ndarray  # [V]
     n_resamples: int
     seed: int
     confidence: float
-    resample_runs: bool  # runs were resampled (random head with >= 2 distinct runs)
+    resample_runs: bool  # runs were resampled in some split (a head with >= 2 distinct runs)
+    tail: float  # the quantile level of each end of the intervals (expanded_tail)
+
+    @property
+    def parts(self) -> UnitParts:
+        """The first (for one split: the only) block."""
+        return self.blocks[0]
+
+    @property
+    def n_units(self) -> int:
+        return min(block.n_units for block in self.blocks)
 
     @property
     def scheme(self) -> str:
         unit = self.parts.unit
+        if len(self.blocks) > 1:
+            units = f"{self.n_units}-{max(b.n_units for b in self.blocks)} {unit}s per split"
+            what = f"the {len(self.blocks)} evaluation splits, then {units}"
+        else:
+            what = f"the {self.parts.n_units} {unit}s"
         if self.resample_runs:
-            return (
-                f"paired bootstrap: {self.n_resamples} resamples (seed {self.seed}) of the "
-                f"{self.parts.n_units} {unit}s and of the {len(self.parts.runs)} training runs "
-                f"(same {unit}s and runs for every variant)"
+            clustered = any(
+                b.clusters is not None and b.n_clusters < len(b.runs) for b in self.blocks
             )
+            runs = (
+                "the pretraining runs and the head seeds within each"
+                if clustered
+                else f"the {max(len(b.runs) for b in self.blocks)} training runs"
+            )
+            what += f" and {runs}"
         return (
-            f"paired bootstrap: {self.n_resamples} resamples (seed {self.seed}) of the "
-            f"{self.parts.n_units} {unit}s (same {unit}s for every variant)"
+            f"paired bootstrap: {self.n_resamples} resamples (seed {self.seed}) of {what} "
+            f"(the same draws for every variant)"
         )
 
     def _interval(self, values: np.ndarray) -> Interval:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             return Interval(math.nan, math.nan, self.confidence)
-        tail = (1.0 - self.confidence) / 2.0
-        low, high = np.quantile(finite, [tail, 1.0 - tail])
+        low, high = np.quantile(finite, [self.tail, 1.0 - self.tail])
         return Interval(float(low), float(high), self.confidence)
 
     def variant(self, name: str) -> VariantEstimate:
         i = self.parts.index(name)
         interval = self._interval(self.replicates[:, i])
-        n_eff = self.parts.distinct_runs(name)
+        single = len(self.blocks) == 1
+        n_eff = self.parts.distinct_runs(name) if single else max(
+            b.distinct_runs(name) for b in self.blocks
+        )
+        unit = self.parts.unit
         notes = []
         wilson = None
-        if self.parts.metric.binary and n_eff == 1:
+        if single and self.parts.metric.binary and n_eff == 1:
             correct = int(self.parts.parts[i, 0, :, 0].sum())
             wilson = wilson_interval(correct, self.parts.n_units, self.confidence)
-        if n_eff == 1:
+        if single and n_eff == 1:
             runs = len(self.parts.runs)
             which = (
-                f"all {runs} runs give the same outcome on every {self.parts.unit}"
+                f"all {runs} runs give the same outcome on every {unit}"
                 if runs > 1
                 else "one training run"
             )
@@ -407,11 +509,11 @@ class BootstrapResult:
         if undefined:
             notes.append(
                 f"{name}: {undefined} of {self.n_resamples} resamples had no counted "
-                f"{self.parts.unit} and were left out of the interval"
+                f"{unit} and were left out of the interval"
             )
         if interval.width == 0.0:
             notes.append(
-                f"{name}: the interval has zero width because every {self.parts.unit} has the "
+                f"{name}: the interval has zero width because every {unit} has the "
                 "same outcome; that is not certainty"
                 + (f" (Wilson interval {_span(wilson)})" if wilson is not None else "")
             )
@@ -419,17 +521,18 @@ class BootstrapResult:
             variant=name,
             estimate=float(self.observed[i]),
             interval=interval,
-            n_units=self.parts.n_units,
-            n_runs=len(self.parts.runs),
+            n_units=self.n_units,
+            n_runs=max(len(b.runs) for b in self.blocks),
             n_eff_runs=n_eff,
             wilson=wilson,
             notes=tuple(notes),
+            n_splits=len(self.blocks),
         )
 
     def difference(self, a: str, b: str) -> PairedEstimate:
         i, j = self.parts.index(a), self.parts.index(b)
         deltas = self.replicates[:, i] - self.replicates[:, j]
-        identical = bool(np.array_equal(self.parts.parts[i], self.parts.parts[j]))
+        identical = all(np.array_equal(blk.parts[i], blk.parts[j]) for blk in self.blocks)
         notes = []
         if identical:
             notes.append(f"{a} and {b} score every {self.parts.unit} alike: no evidence either way")
@@ -438,7 +541,7 @@ class BootstrapResult:
             b=b,
             difference=float(self.observed[i] - self.observed[j]),
             interval=self._interval(deltas),
-            p_value=bootstrap_p_value(deltas),
+            p_value=bootstrap_p_value(deltas, n_units=self.n_units),
             identical=identical,
             notes=tuple(notes),
         )
@@ -450,12 +553,15 @@ def _span(interval: Interval | None) -> str:
     return f"[{interval.low:.2f}, {interval.high:.2f}]"
 
 
-def bootstrap_p_value(deltas: np.ndarray) -> float:
+def bootstrap_p_value(deltas: np.ndarray, n_units: int | None = None) -> float:
     """Two-sided p-value for "no difference" from resampled differences.
 
-    p = min(1, 2 · min(#{Δ* <= 0} + 1, #{Δ* >= 0} + 1) / (B + 1)): the smallest two-sided level
-    at which the percentile interval excludes 0, with the usual +1 so that p is never 0.
-    Resamples with Δ* exactly 0 count on both sides (conservative for discrete metrics).
+    The tail fraction q = (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1), with the usual +1 so that
+    p is never 0; resamples with Δ* exactly 0 count on both sides (conservative for discrete
+    metrics). Without `n_units`, p = min(1, 2q): the smallest two-sided level at which the
+    plain percentile interval excludes 0. With `n_units`, p is the smallest level at which the
+    *expanded* interval of `expanded_tail` excludes 0, so the test and the printed interval
+    agree: p = 2 · (1 − T_{n−1}(z_q / √(n/(n−1)))), z_q = −Φ⁻¹(q).
     """
     deltas = np.asarray(deltas, dtype=np.float64)
     deltas = deltas[np.isfinite(deltas)]
@@ -464,75 +570,149 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
         return 1.0
     below = int(np.sum(deltas <= 0.0)) + 1
     above = int(np.sum(deltas >= 0.0)) + 1
-    return min(1.0, 2.0 * min(below, above) / (n + 1))
+    q = min(below, above) / (n + 1)
+    if n_units is None or n_units < 2:
+        return min(1.0, 2.0 * q)
+    if q >= 0.5:
+        return 1.0
+    z = -NormalDist().inv_cdf(q)
+    t = z / math.sqrt(n_units / (n_units - 1))
+    return min(1.0, 2.0 * float(_scipy_stats.t.sf(t, n_units - 1)))
+
+
+def _run_weights(
+    block: UnitParts, b: int, stream: np.random.Generator
+) -> np.ndarray:
+    """[b, R] resampled run weights (each row sums to 1): clusters, then runs within them."""
+    r = len(block.runs)
+    labels = block.clusters
+    if labels is None or len(set(labels)) == r:
+        picks = stream.integers(0, r, size=(b, r))
+        counts = np.bincount((picks + (np.arange(b) * r)[:, None]).ravel(), minlength=b * r)
+        return counts.reshape(b, r).astype(np.float64) / r
+    names = sorted(set(labels))
+    members = [np.flatnonzero(np.asarray(labels) == c) for c in names]
+    sizes = np.array([m.size for m in members])
+    table = np.zeros((len(names), int(sizes.max())), dtype=np.int64)
+    for c, m in enumerate(members):
+        table[c, : m.size] = m
+    weights = np.zeros((b, r), dtype=np.float64)
+    rows = np.arange(b)
+    n_clusters = len(names)
+    for _ in range(n_clusters):
+        cluster = stream.integers(0, n_clusters, size=b)
+        size = sizes[cluster]
+        # Within the drawn cluster, `size` runs with replacement: uniform over its own runs.
+        position = np.floor(stream.random((b, table.shape[1])) * size[:, None]).astype(np.int64)
+        run = table[cluster[:, None], position]
+        keep = np.arange(table.shape[1])[None, :] < size[:, None]
+        share = np.where(keep, 1.0 / (n_clusters * size[:, None]), 0.0)
+        np.add.at(weights, (np.broadcast_to(rows[:, None], run.shape), run), share)
+    return weights
+
+
+def _block_replicates(
+    block: UnitParts,
+    n_resamples: int,
+    unit_stream: np.random.Generator,
+    run_stream: np.random.Generator,
+    resample_runs: bool,
+) -> np.ndarray:
+    """[B, V] replicates of one split: its units (and runs) resampled."""
+    v, r, u, k = block.parts.shape
+    flat = np.ascontiguousarray(block.parts.transpose(2, 0, 1, 3).reshape(u, v * r * k))
+    size = max(1, min(n_resamples, _BLOCK_CELLS // u))
+    fixed = block.run_weights()
+    out = np.empty((n_resamples, v), dtype=np.float64)
+    for start in range(0, n_resamples, size):
+        b = min(size, n_resamples - start)
+        drawn = unit_stream.integers(0, u, size=(b, u))
+        weights = np.bincount((drawn + (np.arange(b) * u)[:, None]).ravel(), minlength=b * u)
+        sums = (weights.reshape(b, u).astype(np.float64) @ flat).reshape(b, v, r, k)
+        values = block.metric.from_sums(sums, u)  # [b, V, R]
+        if resample_runs:
+            out[start : start + b] = np.einsum("bvr,br->bv", values, _run_weights(block, b, run_stream))
+        else:
+            out[start : start + b] = values @ fixed
+    return out
 
 
 def paired_bootstrap(
-    parts: UnitParts,
+    parts: UnitParts | Sequence[UnitParts],
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     confidence: float = CONFIDENCE,
     resample_runs: bool | None = None,
+    expanded: bool = True,
 ) -> BootstrapResult:
-    """Resample the units (and the runs) with replacement, the same draw for every variant.
+    """Resample the units (and the runs, and the splits), the same draw for every variant.
 
-    Scheme, per resample b:
-      1. draw n_units units with replacement (one count vector w_b, shared by all variants
-         and runs: the evaluation clips are the same for all of them);
-      2. if runs are resampled: draw R run labels with replacement (shared by all variants,
-         so a variant pair keeps runs that share a label, e.g. a split seed, together);
-      3. for every variant and drawn run: the metric from the w_b-weighted sums of its parts;
-         the replicate is the mean over the drawn runs (the point estimate is the mean over
-         runs too).
-    Runs are resampled by default when some variant has at least 2 distinct runs; a
-    deterministic head (all runs alike) is one sample of the training side, and resampling
+    `parts` is one UnitParts per evaluation split (one, without split variation). Scheme, per
+    resample b:
+      1. with several splits: draw as many split labels with replacement (each split has its
+         own units, so it is a unit of its own);
+      2. in every split: draw its n_units units with replacement (one count vector shared by
+         all variants and runs: the evaluation clips are the same for all of them);
+      3. if runs are resampled: draw the runs with replacement, shared by all variants (so a
+         variant pair keeps runs that share a label together). With clusters (pretraining
+         runs), the clusters are drawn first and the runs of each drawn cluster second;
+      4. for every variant: the metric from the weighted sums of its parts per drawn run; the
+         replicate is the weighted mean over the drawn runs, then over the drawn splits.
+    Runs are resampled by default in a split where some variant has at least 2 distinct runs;
+    a deterministic head (all runs alike) is one sample of the training side, and resampling
     identical runs would change nothing.
 
     Assumptions: units are exchangeable draws from the population the claim is about (clips
-    of one video must then be one unit); runs are exchangeable draws of the training
-    randomness. Resampling both units and runs of a crossed design counts the unit × run
-    interaction more than once, so the interval is slightly wide (conservative); with few runs
-    (2-3) the run part is a crude estimate of the seed spread and the interval is then, if
-    anything, narrow on that side: add runs to fix it.
+    of one video must then be one unit); runs (clusters) are exchangeable draws of the training
+    randomness; splits are exchangeable draws of the split. Resampling both units and runs of a
+    crossed design counts the unit × run interaction more than once, so the interval is
+    slightly wide (conservative); with few runs or splits (2-3) their part is a crude estimate
+    and the interval is then, if anything, narrow on that side: add runs to fix it.
 
-    Percentile intervals; deterministic for the same parts, seed and numpy version.
+    Intervals are expanded percentile intervals (`expanded_tail`; `expanded=False` gives the
+    plain percentile interval). Deterministic for the same parts, seed and numpy version.
     """
     _check_confidence(confidence)
     if n_resamples < 1:
         raise ConfigError(f"the bootstrap needs at least 1 resample, got {n_resamples}")
-    v, r, u, k = parts.parts.shape
-    if resample_runs is None:
-        resample_runs = r > 1 and any(parts.distinct_runs(name) > 1 for name in parts.variants)
-    flat = np.ascontiguousarray(parts.parts.transpose(2, 0, 1, 3).reshape(u, v * r * k))
-    unit_stream, run_stream = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
-    )
-    block = max(1, min(n_resamples, _BLOCK_CELLS // u))
-    replicates = np.empty((n_resamples, v), dtype=np.float64)
-    for start in range(0, n_resamples, block):
-        b = min(block, n_resamples - start)
-        drawn = unit_stream.integers(0, u, size=(b, u))
-        weights = np.bincount((drawn + (np.arange(b) * u)[:, None]).ravel(), minlength=b * u)
-        sums = (weights.reshape(b, u).astype(np.float64) @ flat).reshape(b, v, r, k)
-        values = parts.metric.from_sums(sums, u)  # [b, V, R]
-        if resample_runs:
-            picks = run_stream.integers(0, r, size=(b, r))
-            counts = np.bincount((picks + (np.arange(b) * r)[:, None]).ravel(), minlength=b * r)
-            replicates[start : start + b] = (
-                np.einsum("bvr,br->bv", values, counts.reshape(b, r)) / r
+    blocks = as_blocks(parts)
+    n_blocks = len(blocks)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2 * n_blocks + 1)]
+    resampled = []
+    per_block = []
+    for s, block in enumerate(blocks):
+        runs = resample_runs
+        if runs is None:
+            runs = len(block.runs) > 1 and any(
+                block.distinct_runs(name) > 1 for name in block.variants
             )
-        else:
-            replicates[start : start + b] = values.mean(axis=2)
+        resampled.append(bool(runs))
+        per_block.append(
+            _block_replicates(block, n_resamples, streams[2 * s], streams[2 * s + 1], bool(runs))
+        )
+    if n_blocks == 1:
+        replicates = per_block[0]
+    else:
+        picks = streams[-1].integers(0, n_blocks, size=(n_resamples, n_blocks))
+        counts = np.bincount(
+            (picks + (np.arange(n_resamples) * n_blocks)[:, None]).ravel(),
+            minlength=n_resamples * n_blocks,
+        ).reshape(n_resamples, n_blocks)
+        replicates = np.einsum("bs,sbv->bv", counts.astype(np.float64), np.stack(per_block))
+        replicates /= n_blocks
     replicates.setflags(write=False)
+    n_units = min(block.n_units for block in blocks)
+    tail = expanded_tail(confidence, n_units) if expanded else (1.0 - confidence) / 2.0
     return BootstrapResult(
-        parts=parts,
+        blocks=blocks,
         replicates=replicates,
-        observed=parts.observed(),
+        observed=np.mean([block.observed() for block in blocks], axis=0),
         n_resamples=n_resamples,
         seed=seed,
         confidence=confidence,
-        resample_runs=bool(resample_runs),
+        resample_runs=any(resampled),
+        tail=tail,
     )
 
 
@@ -572,20 +752,24 @@ class Verdict:
     bootstrap: BootstrapResult | None = field(default=None, repr=False)
 
 
-def _use_mcnemar(parts: UnitParts, a: str, b: str, test: str) -> bool:
+def _use_mcnemar(blocks: Sequence[UnitParts], a: str, b: str, test: str) -> bool:
+    parts = blocks[0]
     exact_possible = (
-        parts.metric.binary and parts.distinct_runs(a) == 1 and parts.distinct_runs(b) == 1
+        len(blocks) == 1
+        and parts.metric.binary
+        and parts.distinct_runs(a) == 1
+        and parts.distinct_runs(b) == 1
     )
     if test == TEST_MCNEMAR and not exact_possible:
         raise ConfigError(
-            f"exact McNemar needs 0/1 correctness and one distinct run per variant ({a}, {b}); "
-            "use the paired bootstrap"
+            f"exact McNemar needs 0/1 correctness, one evaluation split and one distinct run "
+            f"per variant ({a}, {b}); use the paired bootstrap"
         )
     return exact_possible if test == "auto" else test == TEST_MCNEMAR
 
 
 def recommend_variant(
-    ranking: UnitParts,
+    ranking: UnitParts | Sequence[UnitParts],
     *,
     split: str,
     protocol: str = "strict",
@@ -616,8 +800,9 @@ def recommend_variant(
        otherwise "no clear winner" and `tied` lists the best and every variant not separated
        from it. One variant: "single variant".
 
-    `split` names the ranking split; the reference protocol ranks on the evaluation split and
-    may not be called validation.
+    `ranking` is one UnitParts per evaluation split (several with split variation). `split`
+    names the ranking split; the reference protocol ranks on the evaluation split and may not
+    be called validation.
     """
     if split not in (SPLIT_VALIDATION, SPLIT_EVALUATION):
         raise ConfigError(
@@ -636,15 +821,17 @@ def recommend_variant(
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must lie in (0, 1), got {level}")
 
-    observed = ranking.observed()
+    blocks = as_blocks(ranking)
+    first = blocks[0]
+    observed = np.mean([block.observed() for block in blocks], axis=0)
     if not np.isfinite(observed).all():
         raise DataError("a variant's ranking metric is undefined (no counted unit)")
-    means = {name: float(observed[i]) for i, name in enumerate(ranking.variants)}
+    means = {name: float(observed[i]) for i, name in enumerate(first.variants)}
     order = {name: i for i, name in enumerate(tie_order)}
-    ranked = tuple(sorted(ranking.variants, key=lambda n: (-means[n], order.get(n, len(order)), n)))
+    ranked = tuple(sorted(first.variants, key=lambda n: (-means[n], order.get(n, len(order)), n)))
     best = ranked[0]
     facts, warnings = _ranking_facts(
-        ranking, split, protocol, same_modality_validation, epoch_selected
+        blocks, split, protocol, same_modality_validation, epoch_selected
     )
     if len(ranked) == 1:
         return Verdict(
@@ -661,13 +848,13 @@ def recommend_variant(
             facts=tuple(facts) + (f"{best} is the only variant evaluated here.",),
             warnings=tuple(warnings),
         )
-    boot = paired_bootstrap(ranking, n_resamples=n_resamples, seed=seed, confidence=1.0 - level)
+    boot = paired_bootstrap(blocks, n_resamples=n_resamples, seed=seed, confidence=1.0 - level)
     raw = []
     for other in ranked[1:]:
         paired = boot.difference(best, other)
-        if _use_mcnemar(ranking, best, other, test):
-            i, j = ranking.index(best), ranking.index(other)
-            exact = mcnemar_exact(ranking.parts[i, 0, :, 0], ranking.parts[j, 0, :, 0])
+        if _use_mcnemar(blocks, best, other, test):
+            i, j = first.index(best), first.index(other)
+            exact = mcnemar_exact(first.parts[i, 0, :, 0], first.parts[j, 0, :, 0])
             raw.append((other, paired, TEST_MCNEMAR, exact.p_value, exact))
         else:
             raw.append((other, paired, TEST_BOOTSTRAP, paired.p_value, None))
@@ -688,7 +875,7 @@ def recommend_variant(
     )
     tied = (best,) + tuple(c.other for c in comparisons if not c.separated)
     clear = len(tied) == 1
-    facts += _test_facts(ranking, boot, comparisons, level, correction)
+    facts += _test_facts(blocks, boot, comparisons, level, correction)
     adjusted = correction == "holm" and len(comparisons) > 1
     facts.append(_verdict_sentence(best, clear, adjusted, comparisons, tied, level, split))
     return Verdict(
@@ -708,22 +895,30 @@ def recommend_variant(
     )
 
 
+def _units_text(blocks: Sequence[UnitParts]) -> str:
+    unit = blocks[0].unit
+    if len(blocks) == 1:
+        return f"{blocks[0].n_units} {unit}s"
+    sizes = sorted(block.n_units for block in blocks)
+    span = f"{sizes[0]}" if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
+    return f"{len(blocks)} splits of {span} {unit}s"
+
+
 def _ranking_facts(
-    ranking: UnitParts, split: str, protocol: str, same_modality: bool, epoch_selected: bool
+    blocks: Sequence[UnitParts], split: str, protocol: str, same_modality: bool,
+    epoch_selected: bool,
 ) -> tuple[list[str], list[str]]:
-    unit = ranking.unit
+    metric = blocks[0].metric.name
+    units = _units_text(blocks)
     facts, warnings = [], []
     if split == SPLIT_VALIDATION:
         facts.append(
-            f"Ranked on the validation split ({ranking.n_units} {unit}s) by {ranking.metric.name}; "
+            f"Ranked on the validation split ({units}) by {metric}; "
             "the evaluation split was not used to choose."
         )
     else:
         where = " (published protocol)" if protocol == "reference" else ""
-        facts.append(
-            f"Ranked on the evaluation split{where}: {ranking.n_units} {unit}s, by "
-            f"{ranking.metric.name}."
-        )
+        facts.append(f"Ranked on the evaluation split{where}: {units}, by {metric}.")
         warnings.append(
             "The same clips choose the variant and score it, so the winner's score is optimistic"
             + (" (the published protocol does this)." if protocol == "reference" else ".")
@@ -742,12 +937,13 @@ def _ranking_facts(
 
 
 def _test_facts(
-    ranking: UnitParts,
+    blocks: Sequence[UnitParts],
     boot: BootstrapResult,
     comparisons: Sequence[Comparison],
     level: float,
     correction: str,
 ) -> list[str]:
+    first = blocks[0]
     kinds = sorted({c.test for c in comparisons})
     tests = " and ".join(kinds)
     m = len(comparisons)
@@ -759,25 +955,35 @@ def _test_facts(
         fix = f"unadjusted: the winner must pass all {m}, an intersection-union test at this level"
     facts = [
         f"A winner must be separated from every other variant by a two-sided paired test over "
-        f"{ranking.unit}s ({tests}) at level {level:g} ({fix}).",
-        f"Intervals: {boot.scheme}; {100 * boot.confidence:g}% percentile.",
+        f"{first.unit}s ({tests}) at level {level:g} ({fix}).",
+        f"Intervals: {boot.scheme}; {100 * boot.confidence:g}% expanded percentile.",
     ]
-    deterministic = [name for name in ranking.variants if ranking.distinct_runs(name) == 1]
-    if len(deterministic) == len(ranking.variants):
-        seeds = f", all {len(ranking.runs)} seeds alike" if len(ranking.runs) > 1 else ""
+    runs = max(len(block.runs) for block in blocks)
+    deterministic = [
+        name for name in first.variants if all(b.distinct_runs(name) == 1 for b in blocks)
+    ]
+    fixed = "one fixed split" if len(blocks) == 1 else f"each of the {len(blocks)} splits"
+    if len(deterministic) == len(first.variants):
+        seeds = f", all {runs} seeds alike" if runs > 1 else ""
         facts.append(
-            f"Every head is deterministic on one fixed split (n_eff = 1 training run{seeds}): "
-            "the uncertainty shown is the evaluation sample's only."
+            f"Every head is deterministic on {fixed} (n_eff = 1 training run{seeds}): "
+            + (
+                "the uncertainty shown is the evaluation sample's only."
+                if len(blocks) == 1
+                else "the uncertainty shown is the evaluation samples' and the splits'."
+            )
         )
     elif deterministic:
         facts.append(
             f"Deterministic (n_eff = 1 training run): {', '.join(deterministic)}; the other "
-            f"variants' intervals include the spread of their {len(ranking.runs)} runs."
+            f"variants' intervals include the spread of their {runs} runs."
         )
     else:
-        facts.append(
-            f"Intervals include the spread of {len(ranking.runs)} training runs per variant."
+        clusters = max(block.n_clusters for block in blocks)
+        spread = (
+            f"{clusters} pretraining runs × head seeds" if clusters < runs else f"{runs} training runs"
         )
+        facts.append(f"Intervals include the spread of {spread} per variant.")
     return facts
 
 
