@@ -24,7 +24,7 @@ def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tmp_pat
     rows = (tmp_path / "demo" / "results.csv").read_text().splitlines()
     variants = {row.split(",")[2] for row in rows[1:]}
     assert variants == {"dcid", "dcid+toc", "hdcid", "hdcid+toc"}
-    assert result.checkpoints["hdcid"].exists() and summary
+    assert all(p.exists() for p in result.checkpoints["hdcid"]) and summary
     assert "Codebook health" in text or "health" in text.lower()
 
 

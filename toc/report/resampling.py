@@ -956,7 +956,8 @@ def _test_facts(
     facts = [
         f"A winner must be separated from every other variant by a two-sided paired test over "
         f"{first.unit}s ({tests}) at level {level:g} ({fix}).",
-        f"Intervals: {boot.scheme}; {100 * boot.confidence:g}% expanded percentile.",
+        f"The differences on the ranking split: {boot.scheme}; {100 * boot.confidence:g}% "
+        "expanded percentile intervals.",
     ]
     runs = max(len(block.runs) for block in blocks)
     deterministic = [
@@ -964,7 +965,7 @@ def _test_facts(
     ]
     fixed = "one fixed split" if len(blocks) == 1 else f"each of the {len(blocks)} splits"
     if len(deterministic) == len(first.variants):
-        seeds = f", all {runs} seeds alike" if runs > 1 else ""
+        seeds = "" if runs < 2 else ", both seeds alike" if runs == 2 else f", all {runs} seeds alike"
         facts.append(
             f"Every head is deterministic on {fixed} (n_eff = 1 training run{seeds}): "
             + (
