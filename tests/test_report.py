@@ -642,3 +642,51 @@ def test_selection_of_a_present_checkpoint_gets_the_full_toc_figure(tmp_path):
     (tmp_path / "dcid.pt").write_bytes(b"moved away")  # checkpoint changed: the fallback is drawn
     write_report([results], tmp_path / "out2", selection_files=[tmp_path / "sel.json"])
     assert struct.unpack(">I", (tmp_path / "out2" / "selection-sel.png").read_bytes()[16:20])[0] == 700
+
+
+def test_plan_with_several_pretraining_runs_and_split_seeds(tmp_path):
+    body = PLAN.replace('dcid = "ckpt/dcid.pt"\nhdcid = "/abs/hdcid.pt"', 'dcid = ["d0.pt", "d1.pt"]\nhdcid = ["h0.pt", "h1.pt"]')
+    body = body.replace("seeds = [0, 1]", 'seeds = [0, 1]\nsplit_seeds = [0, 1, 2]\npretrain_overlap = "exclude"\npretrain_csv = "pre.csv"')
+    plan = load_plan(_plan(tmp_path, body))
+    assert [(j.task, j.family, j.pretrain_run, j.checkpoint.name) for j in plan.jobs][:4] == [
+        ("ave", "dcid", 0, "d0.pt"), ("ave", "dcid", 1, "d1.pt"), ("ave", "hdcid", 0, "h0.pt"), ("ave", "hdcid", 1, "h1.pt"),
+    ]
+    assert all(j.split_seeds == (0, 1, 2) for j in plan.jobs)
+    assert plan.pretrain_overlap == "exclude" and plan.pretrain_csv == tmp_path / "pre.csv"
+    uneven = body.replace('hdcid = ["h0.pt", "h1.pt"]', 'hdcid = ["h0.pt"]')
+    with pytest.raises(ConfigError, match="pair by position"):
+        load_plan(_plan(tmp_path, uneven))
+    with pytest.raises(ConfigError, match="'split_seed' or 'split_seeds'"):
+        load_plan(_plan(tmp_path, body.replace("split_seeds", "split_seed = 1\nsplit_seeds")))
+    with pytest.raises(ConfigError, match="key 'pretrain_overlap'"):
+        load_plan(_plan(tmp_path, body.replace('"exclude"', '"drop"')))
+
+
+def test_compare_with_two_pretraining_runs_pairs_them_across_families(tmp_path):
+    from tests.checkpoints import save_reference_checkpoint
+    from tests.datafixtures import write_ave
+
+    write_ave(tmp_path / "data", n=12, train=list(range(8)), val=[8, 9], test=[10, 11])
+    for run in (0, 1):
+        save_reference_checkpoint(tmp_path / f"dcid{run}.pt", "dcid-avt", seed=1 + run)
+        save_reference_checkpoint(tmp_path / f"hdcid{run}.pt", "hdcid-avt", seed=3 + run)
+    plan = _plan(
+        tmp_path,
+        'data_root = "data"\ntasks = ["ave"]\nheads = ["prototype"]\nseeds = [0]\ndirections = ["v2a"]\n'
+        '[checkpoints]\ndcid = ["dcid0.pt", "dcid1.pt"]\nhdcid = ["hdcid0.pt", "hdcid1.pt"]\n'
+        '[selection]\nchannels = 8\nmax_num = 1\nmin_num = 1\n',
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["compare", "--config", str(plan), "-o", str(out), "--no-charts"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted({(x["variant"], x["pretrain_run"]) for x in lines}) == [
+        (v, p) for v in ("dcid", "dcid+toc", "hdcid", "hdcid+toc") for p in (0, 1)
+    ]
+    assert {p.name for p in out.glob("toc-*.json")} == {
+        "toc-ave-dcid-p0.json", "toc-ave-dcid-p1.json", "toc-ave-hdcid-p0.json", "toc-ave-hdcid-p1.json"
+    }
+    (group,) = json.loads((out / "summary.json").read_text())["groups"]
+    assert group["recommendation"]["method"] == "paired test over units"
+    assert all(len(v["runs"]) == 2 and v["spread"][0]["what"] == "pretraining run" for v in group["variants"])
+    assert "across 2 pretraining runs" in (out / "report.md").read_text()

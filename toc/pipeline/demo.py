@@ -16,7 +16,7 @@ from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError
 from toc.eval.tasks import TASKS, chance_level
 from toc.eval.variants import VARIANT_NAMES
-from toc.pipeline.compare import run_plan, write_comparison
+from toc.pipeline.compare import run_plan, selection_file_name, write_comparison
 from toc.pipeline.plan import make_plan
 from toc.progress import LogFn, no_log
 from toc.report.results import HealthRecord
@@ -161,6 +161,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
     seconds["evaluate"] = time.monotonic() - start
 
     say("demo: writing the report")
-    selection_files = sorted(m.selection.path for m in run.made_selections)
+    # The TOC figures of the first pretraining run (one per task and family).
+    first_run = {
+        selection_file_name(task, family, None if settings.pretrain_runs == 1 else 0)
+        for task in settings.tasks for family in ("dcid", "hdcid")
+    }
+    selection_files = sorted(
+        m.selection.path for m in run.made_selections if Path(m.selection.path).name in first_run
+    )
     written = write_comparison(run, out, health=health, selection_files=selection_files, source=plan.source)
     return DemoResult(out_dir=out, report_files=list(written.files), checkpoints=checkpoints, seconds=seconds)

@@ -26,7 +26,7 @@ from toc.eval.heads import HEADS
 from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import TASK_REGISTRY, TASKS
-from toc.eval.variants import VARIANT_NAMES
+from toc.eval.variants import VARIANT_NAMES, VARIANTS
 from toc.report.resampling import (
     ACCURACY,
     DEFAULT_RESAMPLES,
@@ -108,9 +108,17 @@ class VariantRow:
         return self.estimate.estimate if self.estimate is not None else self.eval.mean
 
     @property
+    def wilson_shown(self) -> bool:
+        """Every clip has the same outcome (a zero-width bootstrap interval): the Wilson interval
+        of k correct of n stands in, so no interval reads as certainty."""
+        e = self.estimate
+        return e is not None and e.zero_width and e.wilson is not None
+
+    @property
     def interval(self) -> tuple[float, float] | None:
         if self.estimate is not None:
-            return (self.estimate.interval.low, self.estimate.interval.high)
+            shown = self.estimate.wilson if self.wilson_shown else self.estimate.interval
+            return (shown.low, shown.high)  # type: ignore[union-attr]
         if self.eval.ci_low is None or self.eval.ci_high is None:
             return None
         return (self.eval.ci_low, self.eval.ci_high)
@@ -656,7 +664,17 @@ def _selection_plots(
 ) -> list[SelectionPlot]:
     in_memory = {Path(m.selection.path): m for m in made if m.selection.path is not None}
     paths: list[Path] = [Path(p) for p in selection_files]
-    paths += sorted({Path(r.selection) for r in records if r.selection}, key=str)
+    # Of the selections the results name, one figure per task and family: that of the first
+    # pretraining run (with several runs each checkpoint has its own selection; drawing every
+    # one would multiply the figures without changing what they show).
+    first: dict[tuple[str, str], tuple[tuple, Path]] = {}
+    for r in records:
+        if r.selection:
+            key = (r.task, VARIANTS[r.variant].family if r.variant in VARIANTS else r.variant)
+            candidate = (_run_key(r.run), Path(r.selection))
+            if key not in first or candidate < first[key]:
+                first[key] = candidate
+    paths += sorted({path for _, path in first.values()}, key=str)
     plots: list[SelectionPlot] = []
     used: set[str] = set()
     seen: set[Path] = set()

@@ -154,7 +154,9 @@ def _choice_text(group: Group) -> str:
 
 def _interval_of(row: VariantRow) -> str:
     span = row.interval
-    return "—" if span is None else f"[{_f(span[0])}, {_f(span[1])}]"
+    if span is None:
+        return "—"
+    return f"[{_f(span[0])}, {_f(span[1])}]" + (" (Wilson)" if row.wilson_shown else "")
 
 
 def render_markdown(report: Report) -> str:
@@ -268,7 +270,7 @@ def _resampled_table(g: Group, pct: str) -> list[str]:
         units = str(e.n_units) if e.n_splits == 1 else f"{e.n_units}+ × {e.n_splits} splits"
         out.append(
             f"| {_cell(name)} | {units} | {len(row.runs)} ({e.n_eff_runs}) | {_f(e.estimate)} | "
-            f"{_span(e.interval)} | {'—' if d is None else _f(d.difference, True)} | "
+            f"{_interval_of(row)} | {'—' if d is None else _f(d.difference, True)} | "
             f"{'—' if d is None else _span(d.interval, True)} | {_f(rec.means.get(row.variant))} | "
             f"{_mean_std(row.same_modality)} |"
         )
@@ -318,12 +320,14 @@ def _row_notes(g: Group) -> list[str]:
             )
         zero = [r.variant for r in g.rows if r.estimate is not None and r.estimate.zero_width]
         if zero:
+            wilson = [r.variant for r in g.rows if r.variant in zero and r.wilson_shown]
             notes.append(
-                f"{', '.join(zero)}: every {g.unit} has the same outcome, so the interval has zero "
-                "width; that is not certainty."
-                + "".join(
-                    f" {r.variant}: Wilson interval {_span(r.estimate.wilson)}."
-                    for r in g.rows if r.variant in zero and r.estimate and r.estimate.wilson
+                f"{', '.join(zero)}: every {g.unit} has the same outcome, so the bootstrap interval "
+                "has zero width; that is not certainty."
+                + (
+                    f" The interval shown for {', '.join(wilson)} is the Wilson interval of k "
+                    "correct out of n."
+                    if wilson else ""
                 )
             )
         for row in g.rows:
