@@ -37,8 +37,9 @@ def coverage(draw, target, sims, resamples, **kwargs) -> tuple[float, float]:
     hits, widths = 0, []
     for sim in range(sims):
         parts = draw(np.random.default_rng(10_000 + sim))
+        first = parts if isinstance(parts, UnitParts) else parts[0]
         interval = paired_bootstrap(parts, n_resamples=resamples, seed=sim, **kwargs).variant(
-            parts.variants[0]
+            first.variants[0]
         )
         hits += interval.interval.low <= target <= interval.interval.high
         widths.append(interval.interval.width)
@@ -63,7 +64,8 @@ def main() -> None:
         "# Bootstrap coverage and false-winner rates (simulation)",
         "",
         f"Produced by `benchmarks/resampling_coverage.py` ({s} simulated data sets per row, "
-        f"{b} resamples each, 95 % percentile intervals; ± is one binomial standard error).",
+        f"{b} resamples each, 95 % intervals: expanded percentile (the default of "
+        "`paired_bootstrap`) unless a row says plain; ± is one binomial standard error).",
         "",
         "## Coverage of the true value",
         "",
@@ -77,18 +79,21 @@ def main() -> None:
         print(lines[-1], file=sys.stderr)
 
     for units in (45, 120, 500):
-        row(
-            f"accuracy, p = 0.7, {units} clips, deterministic head",
-            70.0,
-            coverage(
-                lambda rng, u=units: UnitParts.from_runs(
-                    {"a": {0: (rng.random(u) < 0.7).astype(float)}}, ACCURACY
-                ),
+        for expanded in (True, False):
+            row(
+                f"accuracy, p = 0.7, {units} clips, deterministic head"
+                + ("" if expanded else ", plain percentile"),
                 70.0,
-                s,
-                b,
-            ),
-        )
+                coverage(
+                    lambda rng, u=units: UnitParts.from_runs(
+                        {"a": {0: (rng.random(u) < 0.7).astype(float)}}, ACCURACY
+                    ),
+                    70.0,
+                    s,
+                    b,
+                    expanded=expanded,
+                ),
+            )
     for units in (45, 120):
         hits = 0
         for sim in range(s):
@@ -113,11 +118,12 @@ def main() -> None:
                 {"a": {0: segment_count_parts(pred, labels, 5)}}, MICRO_F1, unit="video"
             )
 
-        row(
-            f"micro-F1 (ratio of sums), {videos} videos",
-            f1_target,
-            coverage(draw_f1, f1_target, s, b),
-        )
+        for expanded in (True, False):
+            row(
+                f"micro-F1 (ratio of sums), {videos} videos" + ("" if expanded else ", plain percentile"),
+                f1_target,
+                coverage(draw_f1, f1_target, s, b, expanded=expanded),
+            )
     # Random heads: clip difficulty q ~ Beta(3, 1.5), run shift s ~ U(−0.15, 0.15) shared by the
     # clips of a run; P(correct) = clip(q + s). Target: E over clips and runs.
     big = np.random.default_rng(99)
@@ -141,6 +147,57 @@ def main() -> None:
             f"random head, {runs} runs, 100 clips, clips only",
             run_target,
             coverage(draw_runs, run_target, s, b, resample_runs=False),
+        )
+
+    # Pretraining runs × head seeds: a pretraining shift u ~ U(−0.15, 0.15) shared by every
+    # clip and head seed of a checkpoint, a small head-seed shift v ~ U(−0.02, 0.02). The
+    # target is the same Monte Carlo mean (u and v are centred). Clusters resampled first
+    # (the report's scheme) against the runs treated as independent.
+    nested_target = 100 * float(
+        np.clip(
+            big.beta(3, 1.5, 2_000_000) + big.uniform(-0.15, 0.15, 2_000_000)
+            + big.uniform(-0.02, 0.02, 2_000_000), 0, 1,
+        ).mean()
+    )
+    for pretraining in (3, 5):
+
+        def draw_nested(rng, p=pretraining, clustered=True):
+            q = rng.beta(3, 1.5, size=100)
+            runs, clusters = {}, {}
+            for i, u in enumerate(rng.uniform(-0.15, 0.15, size=p)):
+                for h, v in enumerate(rng.uniform(-0.02, 0.02, size=3)):
+                    runs[3 * i + h] = (rng.random(100) < np.clip(q + u + v, 0, 1)).astype(float)
+                    clusters[3 * i + h] = i
+            return UnitParts.from_runs({"a": runs}, ACCURACY, clusters=clusters if clustered else None)
+
+        row(
+            f"{pretraining} pretraining runs × 3 head seeds, 100 clips, clusters resampled",
+            nested_target,
+            coverage(draw_nested, nested_target, s, b),
+        )
+        row(
+            f"{pretraining} pretraining runs × 3 head seeds, 100 clips, runs as independent",
+            nested_target,
+            coverage(lambda rng, p=pretraining: draw_nested(rng, p, False), nested_target, s, b),
+        )
+    # Split seeds: each split evaluates its own 60 clips and has a shift w ~ U(−0.1, 0.1).
+    split_target = 100 * float(
+        np.clip(big.beta(3, 1.5, 2_000_000) + big.uniform(-0.1, 0.1, 2_000_000), 0, 1).mean()
+    )
+    for splits in (3, 5):
+
+        def draw_splits(rng, n=splits):
+            blocks = []
+            for k, w in enumerate(rng.uniform(-0.1, 0.1, size=n)):
+                q = rng.beta(3, 1.5, size=60)
+                x = (rng.random(60) < np.clip(q + w, 0, 1)).astype(float)
+                blocks.append(UnitParts.from_runs({"a": {k: x}}, ACCURACY))
+            return blocks
+
+        row(
+            f"{splits} split seeds of 60 clips each, splits and clips resampled",
+            split_target,
+            coverage(draw_splits, split_target, s, b),
         )
 
     lines += [
