@@ -8,6 +8,7 @@ outcomes a bootstrap over the evaluated clips or videos needs.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -127,51 +128,52 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         )
         say(f"warning: {notes[-1]}")
     split_seeds = request.all_split_seeds
+    # Segment tasks with both directions: the records wait for the LLP scores of both heads.
     combine = data.kind == "segment" and set(DIRECTIONS) <= set(request.directions)
-    for number, split_seed in enumerate(split_seeds):
-        pending: list[ResultRecord] = []
-        parses: dict[tuple, dict[str, _Parse]] = {}
-        for direction in request.directions:
-            plan = plan_direction(data, direction, request.protocol, split_seed=split_seed)
-            varies = plan.split.startswith("video-level")
-            if not varies and number > 0:
-                say(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
-                continue
-            plan, overlap = apply_pretraining_overlap(data, plan, request.pretraining)
-            record_notes = list(notes)
-            if (note := overlap_note(overlap)) is not None:
-                record_notes.append(note)
-                say(f"warning: {data.task} {direction}: {note}")
-            train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
-            say(f"{data.task} {direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
-            train_codes = cache.get(data.task, train_set, request.dtype)
-            eval_codes = cache.get(data.task, eval_set, request.dtype)
-            features = _Features()
-            views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
-            for view in views:
-                for head in request.heads:
-                    for seed in request.seeds:
-                        start = time.perf_counter()
-                        trained_codes = train_codes
-                        if plan.dropout_during_training:
-                            trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
-                        record, parse = _evaluate_one(
-                            data, plan, view, head, seed, request, epochs, features,
-                            trained_codes, train_codes, eval_codes,
-                        )
-                        record = replace(
-                            record, seconds=round(time.perf_counter() - start, 4),
-                            checkpoint_sha256=cache.source.sha256, notes=list(record_notes),
-                            split_seed=split_seed if varies else None, pretrain_overlap=overlap,
-                        )
-                        say(f"{data.task} {direction} {view.variant} {head} seed {seed}: {_short(record.metrics)}")
-                        if combine:
-                            pending.append(record)
-                            parses.setdefault((view.variant, head, seed), {})[direction] = parse
-                        else:
-                            yield record
-        for record in pending:
-            yield replace(record, llp_both_directions=_both_directions(data, parses[(record.variant, record.head, record.seed)]))
+    pending: list[ResultRecord] = []
+    parses: dict[tuple, dict[str, _Parse]] = {}
+    for split_seed, direction in itertools.product(split_seeds, request.directions):
+        plan = plan_direction(data, direction, request.protocol, split_seed=split_seed)
+        varies = plan.split.startswith("video-level")
+        if not varies and split_seed != split_seeds[0]:
+            say(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
+            continue
+        plan, overlap = apply_pretraining_overlap(data, plan, request.pretraining)
+        record_notes = list(notes)
+        if (note := overlap_note(overlap)) is not None:
+            record_notes.append(note)
+            say(f"warning: {data.task} {direction}: {note}")
+        train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
+        say(f"{data.task} {direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
+        train_codes = cache.get(data.task, train_set, request.dtype)
+        eval_codes = cache.get(data.task, eval_set, request.dtype)
+        features = _Features()
+        views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
+        for view in views:
+            for head in request.heads:
+                for seed in request.seeds:
+                    start = time.perf_counter()
+                    trained_codes = train_codes
+                    if plan.dropout_during_training:
+                        trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
+                    record, parse = _evaluate_one(
+                        data, plan, view, head, seed, request, epochs, features,
+                        trained_codes, train_codes, eval_codes,
+                    )
+                    record = replace(
+                        record, seconds=round(time.perf_counter() - start, 4),
+                        checkpoint_sha256=cache.source.sha256, notes=list(record_notes),
+                        split_seed=split_seed if varies else None, pretrain_overlap=overlap,
+                    )
+                    say(f"{data.task} {direction} {view.variant} {head} seed {seed}: {_short(record.metrics)}")
+                    if combine:
+                        pending.append(record)
+                        parses.setdefault((record.split_seed, view.variant, head, seed), {})[direction] = parse
+                    else:
+                        yield record
+    for record in pending:
+        key = (record.split_seed, record.variant, record.head, record.seed)
+        yield replace(record, llp_both_directions=_both_directions(data, parses[key]))
 
 
 @dataclass(frozen=True)

@@ -458,7 +458,7 @@ class BootstrapResult:
             units = f"{self.n_units}-{max(b.n_units for b in self.blocks)} {unit}s per split"
             what = f"the {len(self.blocks)} evaluation splits, then {units}"
         else:
-            what = f"the {self.parts.n_units} {unit}s"
+            what = f"the {_count(self.parts.n_units, unit)}"
         if self.resample_runs:
             clustered = any(
                 b.clusters is not None and b.n_clusters < len(b.runs) for b in self.blocks
@@ -895,10 +895,14 @@ def recommend_variant(
     )
 
 
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
+
+
 def _units_text(blocks: Sequence[UnitParts]) -> str:
     unit = blocks[0].unit
     if len(blocks) == 1:
-        return f"{blocks[0].n_units} {unit}s"
+        return _count(blocks[0].n_units, unit)
     sizes = sorted(block.n_units for block in blocks)
     span = f"{sizes[0]}" if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
     return f"{len(blocks)} splits of {span} {unit}s"
