@@ -207,6 +207,9 @@ def test_ucf_vggsound_clips_in_the_pretraining_csv_are_reported_or_excluded(tmp_
     (given,) = eval_lines(work, *args, "--pretrain-csv", other)
     assert given["pretrain_overlap"]["in_pretraining"] == 2
     assert given["pretrain_overlap"]["pretraining_list"] == "other.csv"
+    missing = invoke("eval", *args, "--checkpoint", ckpt, "--data-root", data, "--pretrain-csv", tmp_path / "no.csv")
+    assert missing.exit_code == 1 and "no.csv: missing file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_split_seed_and_split_seeds_are_alternatives(workspace):

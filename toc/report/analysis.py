@@ -413,9 +413,9 @@ def _analyse_group(
     which = "val" if split == SPLIT_VALIDATION else "eval"
     if unit is None:
         why = (
-            f"{metric} is not a sum over clips or videos (it is the reference protocol's "
-            "batch-weighted number), so it cannot be resampled or tested per unit (its micro_ "
-            "form can)"
+            f"{metric} is not a sum over clips or videos (as the reference protocol's "
+            "batch-weighted P/R/F1 and the macro-F1 are), so it cannot be resampled or tested per "
+            "unit; accuracy and the micro P/R/F1 can"
         )
     elif not all(_has_parts(r, "eval", metric) and _has_parts(r, which, metric) for r in records):
         why = (
