@@ -243,6 +243,28 @@ def test_pretraining_runs_and_split_seeds_show_their_spread(tmp_path):
     assert "2 pretraining runs × head seeds" in " ".join(group.recommendation.facts)
 
 
+def test_minimal_hand_built_lines_with_per_clip_outcomes_are_tested(tmp_path):
+    # Only the identity, the metric and the outcomes: the unit is inferred, the units are paired
+    # by position, and without validation outcomes the ranking is on the evaluation split.
+    rng = np.random.default_rng(8)
+    correct = {"dcid": rng.random(80) < 0.3, "hdcid": rng.random(80) < 0.95}
+    records = [
+        {"task": "mytask", "direction": "v2a", "variant": v, "head": "prototype", "protocol": "strict",
+         "seed": 0, "metrics": {"accuracy": 100.0 * c.mean()}, "eval_parts": [float(x) for x in c]}
+        for v, c in correct.items()
+    ]
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=1000)
+    (group,) = report.groups
+    rec = group.recommendation
+    assert group.resampled and group.unit == "clip" and rec.split == SPLIT_EVALUATION
+    assert rec.verdict == VERDICT_CLEAR and rec.variant == "hdcid"
+    assert any("paired by position" in n for n in group.notes)
+    assert any("Validation scores are missing for 2" in w for w in rec.warnings)
+    records[1]["eval_parts"] = records[1]["eval_parts"][:79]
+    with pytest.raises(DataError, match="different numbers of clips"):
+        build_report(read_results([_write_jsonl(tmp_path / "s.jsonl", records)]))
+
+
 def test_results_scored_on_other_clips_are_refused(tmp_path):
     rng = np.random.default_rng(5)
     records = _deterministic_set({"dcid": rng.random(30) < 0.5, "hdcid": rng.random(30) < 0.5}, seeds=(0,))

@@ -38,7 +38,7 @@ from toc.eval.protocols import (
     epochs_to_train,
     plan_direction,
 )
-from toc.eval.records import ResultRecord, unit_ids_digest
+from toc.eval.records import ResultRecord, parts_metrics, unit_ids_digest
 from toc.eval.tasks import get_task
 from toc.eval.variants import ChannelView, check_applicable, resolve_view
 from toc.progress import LogFn, no_log
@@ -296,7 +296,7 @@ def _evaluate_one(
         dtype=request.dtype, epochs_trained=trained_epochs, best_epoch=best_epoch,
         selection_metric=selection_metric, seconds=0.0,
         unit="clip" if data.kind == "clip" else "video",
-        parts_metrics=parts_metrics(data.kind, request.protocol),
+        parts_metrics=parts_metrics("clip" if data.kind == "clip" else "video", request.protocol),
         eval_parts=_parts(data, eval_predicted, y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
         val_parts=val_parts,
         val_units_sha256=None if x_select is None else unit_ids_digest(_ids(data, plan.select)),
@@ -304,16 +304,6 @@ def _evaluate_one(
         llp_per_video=llp_per_video,
     )
     return record, parse
-
-
-def parts_metrics(kind: str, protocol: str) -> list[str]:
-    """The metric names a record's per-unit parts add up to: accuracy from per-clip
-    correctness; the global micro P/R/F1 from per-video counts (named `micro_*` under the
-    reference protocol, whose `precision` / `recall` / `f1` are the batch-weighted ones)."""
-    if kind == "clip":
-        return ["accuracy"]
-    prefix = "" if protocol == "strict" else "micro_"
-    return [f"{prefix}f1", f"{prefix}precision", f"{prefix}recall"]
 
 
 def _ids(data: TaskData, rows: Rows) -> list[str]:

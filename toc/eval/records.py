@@ -28,6 +28,16 @@ UNITS = ("clip", "video")  # what one entry of eval_parts / val_parts is about
 VAL_SPLITS = ("validation", "evaluation")  # which rows `val_metrics` / `val_parts` come from
 
 
+def parts_metrics(unit: str, protocol: str) -> list[str]:
+    """The metric names per-unit parts add up to: accuracy from per-clip correctness; the
+    global micro P/R/F1 from per-video counts (named `micro_*` under the reference protocol,
+    whose `precision` / `recall` / `f1` are the batch-weighted ones)."""
+    if unit == "clip":
+        return ["accuracy"]
+    prefix = "" if protocol == "strict" else "micro_"
+    return [f"{prefix}f1", f"{prefix}precision", f"{prefix}recall"]
+
+
 def unit_ids_digest(ids: Sequence[str]) -> str:
     """sha256 of the ordered unit ids (one per line): equal digests = the same units in order."""
     return hashlib.sha256("".join(f"{i}\n" for i in ids).encode("utf-8")).hexdigest()
@@ -135,6 +145,9 @@ class ResultRecord:
         unit = _optional(obj, "unit", str, where)
         if unit is not None and unit not in UNITS:
             raise DataError("unknown unit", file=where, key="unit", expected="'clip' or 'video'", actual=_short(unit))
+        if unit is None and isinstance(obj.get("eval_parts"), list) and obj["eval_parts"]:
+            # Lines built by hand may leave the unit out: the parts say what they are.
+            unit = "video" if isinstance(obj["eval_parts"][0], list) else "clip"
         val_split = _optional(obj, "val_split", str, where)
         if val_split is not None and val_split not in VAL_SPLITS:
             raise DataError("unknown split", file=where, key="val_split", expected="'validation' or 'evaluation'", actual=_short(val_split))
@@ -142,15 +155,18 @@ class ResultRecord:
         n_val = _optional(obj, "n_val", int, where)
         eval_parts = _parts(obj, "eval_parts", unit, n_eval, where)
         val_parts = _parts(obj, "val_parts", unit, n_val, where)
-        parts_metrics = _optional(obj, "parts_metrics", list, where)
-        if parts_metrics is not None and not all(isinstance(m, str) for m in parts_metrics):
-            raise DataError("wrong type", file=where, key="parts_metrics", expected="a list of metric names", actual=_short(parts_metrics))
+        given_metrics = _optional(obj, "parts_metrics", list, where)
+        if given_metrics is not None and not all(isinstance(m, str) for m in given_metrics):
+            raise DataError("wrong type", file=where, key="parts_metrics", expected="a list of metric names", actual=_short(given_metrics))
+        protocol = _string(obj, "protocol", where)
+        if given_metrics is None and eval_parts is not None and unit is not None:
+            given_metrics = parts_metrics(unit, protocol)
         return ResultRecord(
             task=_string(obj, "task", where),
             direction=direction,
             variant=_string(obj, "variant", where),
             head=_string(obj, "head", where),
-            protocol=_string(obj, "protocol", where),
+            protocol=protocol,
             seed=seed,
             metrics=_metric_dict(obj, "metrics", where, required=True) or {},
             val_metrics=_metric_dict(obj, "val_metrics", where, required=False),
@@ -176,7 +192,7 @@ class ResultRecord:
             selection=_optional(obj, "selection", str, where),
             chance=None if chance is None else float(chance),
             unit=unit,
-            parts_metrics=parts_metrics,
+            parts_metrics=given_metrics,
             eval_parts=eval_parts,
             eval_units_sha256=_digest(obj, "eval_units_sha256", where),
             val_parts=val_parts,
@@ -255,7 +271,7 @@ def _parts(obj: dict, key: str, unit: str | None, count: int | None, where: str)
         raise DataError(f"one entry per unit ({size})", file=where, key=key, expected=count, actual=len(value))
     for i, item in enumerate(value):
         if unit == "clip":
-            ok = item in (0, 1) and not isinstance(item, float)
+            ok = _is_number(item) and item in (0, 1)
             expected = "0 or 1 (clip correct)"
         else:
             ok = (

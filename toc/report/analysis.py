@@ -283,9 +283,16 @@ def _blocks(
                 if record.run not in labels:
                     continue
                 units = getattr(record, f"{which}_units_sha256")
+                count = len(getattr(record, f"{which}_parts"))
                 if digest is None:
-                    digest = (units, record.source)
-                elif units != digest[0]:
+                    digest = (units, record.source, count)
+                elif count != digest[2]:
+                    raise DataError(
+                        f"results of one comparison have different numbers of {unit}s "
+                        f"(compare {digest[1]}); they cannot be paired",
+                        file=record.source, key=f"{which}_parts", expected=digest[2], actual=count,
+                    )
+                elif units is not None and digest[0] is not None and units != digest[0]:
                     raise DataError(
                         f"results of one comparison were scored on different {unit}s "
                         f"(compare {digest[1]}); they cannot be paired",
@@ -333,7 +340,6 @@ def _has_parts(record: ResultRecord, which: str, metric: str) -> bool:
     return (
         record.unit is not None
         and getattr(record, f"{which}_parts") is not None
-        and getattr(record, f"{which}_units_sha256") is not None
         and metric in (record.parts_metrics or ())
     )
 
@@ -342,12 +348,18 @@ def _has_parts(record: ResultRecord, which: str, metric: str) -> bool:
 
 
 def _ranking_split(records: Sequence[ResultRecord], metric: str, protocol: str) -> tuple[str, str, int]:
-    """(split, how the report names it, results without a validation score)."""
-    missing = sum(1 for r in records if not (r.val_metrics and metric in r.val_metrics))
+    """(split, how the report names it, results without a validation score).
+
+    With per-unit outcomes on the evaluation split, validation needs them too (the test runs
+    over its units); without any per-unit outcomes, validation scores suffice (seed statistics)."""
     on_evaluation = protocol == "reference" or any(r.val_split == "evaluation" for r in records)
     if on_evaluation:
         label = "evaluation (published protocol)" if protocol == "reference" else "evaluation"
         return SPLIT_EVALUATION, label, 0
+    if all(_has_parts(r, "eval", metric) for r in records):
+        missing = sum(1 for r in records if not _has_parts(r, "val", metric))
+    else:
+        missing = sum(1 for r in records if not (r.val_metrics and metric in r.val_metrics))
     if missing:
         return SPLIT_EVALUATION, "evaluation (validation missing)", missing
     return SPLIT_VALIDATION, "validation (same-modality)", 0
@@ -441,6 +453,12 @@ def _analyse_group(
                 f"{len(dropped)} training run(s) not shared by every variant are left out of the "
                 f"intervals and the test: {', '.join(_run_text(x) for x in dropped)}."
             )
+        for which_side in {"eval", which}:
+            if any(getattr(r, f"{which_side}_units_sha256") is None for r in records):
+                notes.append(
+                    f"Some results do not name their {'evaluated' if which_side == 'eval' else 'validation'} "
+                    f"{first.unit}s (no {which_side}_units_sha256): they are paired by position."
+                )
         eval_blocks = _blocks(variants, order, runs, "eval", unit)  # type: ignore[arg-type]
         boot = paired_bootstrap(
             eval_blocks, n_resamples=n_resamples, seed=BOOTSTRAP_SEED, confidence=confidence
