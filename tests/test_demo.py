@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -13,19 +14,51 @@ from toc.pipeline.demo import DemoSettings, run_demo
 
 def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tmp_path):
     settings = replace(
-        DemoSettings.quick(), scale=0.1, epochs=1, seeds=(0, 1), head_epochs=2, heads=("prototype", "linear")
+        DemoSettings.quick(), scale=0.1, epochs=1, seeds=(0, 1), head_epochs=2, heads=("prototype", "linear"),
+        pretrain_runs=2,
     )
     result = run_demo(tmp_path / "demo", settings)
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    text = (tmp_path / "demo" / "report.md").read_text()
+    out = tmp_path / "demo"
+    summary = json.loads((out / "summary.json").read_text())
+    text = (out / "report.md").read_text()
+    groups = {(g["task"], g["direction"], g["head"]) for g in summary["groups"]}
+    assert groups == {
+        (t, d, h) for t in ("ave", "avvp", "ave-avvp", "ucf-vggsound") for d in ("v2a", "a2v")
+        for h in ("prototype", "linear")
+    }
     for task in ("ave", "avvp", "ave-avvp", "ucf-vggsound"):
         for direction in ("v2a", "a2v"):
             assert f"### {task} · {direction} · prototype · strict" in text
-    rows = (tmp_path / "demo" / "results.csv").read_text().splitlines()
-    variants = {row.split(",")[2] for row in rows[1:]}
-    assert variants == {"dcid", "dcid+toc", "hdcid", "hdcid+toc"}
-    assert result.checkpoints["hdcid"].exists() and summary
-    assert "Codebook health" in text or "health" in text.lower()
+    rows = (out / "results.csv").read_text().splitlines()
+    assert {row.split(",")[2] for row in rows[1:]} == {"dcid", "dcid+toc", "hdcid", "hdcid+toc"}
+    # Two pretraining runs per family, paired by run: every group is tested over units and runs.
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    results = [r for r in records if r.get("kind") != "health"]
+    assert {r["pretrain_run"] for r in results} == {0, 1}
+    assert all(len(r["eval_parts"]) == r["n_eval"] for r in results)
+    sections = {s.split(" — ")[0]: s for s in text.split("### ")[1:]}
+    for group in summary["groups"]:
+        assert group["recommendation"]["method"] == "paired test over units"
+        section = sections[f"{group['task']} · {group['direction']} · {group['head']} · strict"]
+        for variant in group["variants"]:
+            low, high = variant["estimate"]["interval"]
+            if high == low:
+                # Only when every unit has the same outcome (tiny test sets here), and then said;
+                # for accuracy the Wilson interval is shown instead.
+                note = next(line for line in section.splitlines() if "has zero width" in line)
+                assert variant["variant"] in note.split(":")[0]
+                wilson = variant["estimate"]["wilson"]
+                assert wilson is None or wilson[1] > wilson[0]
+    # One codebook-health row per trained model and level, naming the checkpoint's own sha256.
+    assert [len(result.checkpoints[f]) for f in ("dcid", "hdcid")] == [2, 2]
+    for family, levels in (("dcid", (0,)), ("hdcid", (0, 1))):
+        for checkpoint in result.checkpoints[family]:
+            sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+            for level in levels:
+                row = f"| {family} | {checkpoint.name} | `{sha[:12]}` | {level} |"
+                assert row in text, row
+    health = [r for r in records if r.get("kind") == "health"]
+    assert len(health) == 2 * (1 + 2)
 
 
 def test_demo_refuses_a_non_empty_folder_without_force(tmp_path):

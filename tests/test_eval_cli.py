@@ -183,3 +183,36 @@ def test_ave_avvp_runs(tmp_path):
                       "--head", "prototype", "--protocol", "reference")
     assert [r["direction"] for r in rows] == ["v2a", "a2v"]
     assert all({"precision", "recall", "f1", "macro_f1"} <= set(r["metrics"]) for r in rows)
+
+
+def test_ucf_vggsound_clips_in_the_pretraining_csv_are_reported_or_excluded(tmp_path):
+    from datafixtures import EXTRACTOR_DIR, write_table
+
+    data = write_ucf_vggsound(tmp_path / "data")
+    # The data root's pretraining CSV lists one of the three evaluated VGGSound clips.
+    write_table(data / EXTRACTOR_DIR / "vggsound-avel40k.csv", ("category", "video_id", "split"),
+                [("playing acoustic guitar", "ggggggggggg", "train"), ("x", "zzzzzzzzzzz", "val")])
+    ckpt = save_reference_checkpoint(tmp_path / "c.pt", "dcid-avt")
+    work = {"ckpt": ckpt, "data": data}
+    args = ("ucf-vggsound", "--variant", "dcid", "--head", "prototype", "--direction", "v2a")
+    (found,) = eval_lines(work, *args)
+    assert found["n_eval"] == 3
+    assert found["pretrain_overlap"] == {
+        "checked": True, "pretraining_list": "vggsound-avel40k.csv", "policy": "report", "evaluated": 3,
+        "in_pretraining": 1, "same_modality_in_pretraining": 0,
+    }
+    (excluded,) = eval_lines(work, *args, "--pretrain-overlap", "exclude")
+    assert excluded["n_eval"] == 2 and excluded["pretrain_overlap"]["excluded"] == 1
+    other = write_table(tmp_path / "other.csv", ("video_id",), [("hhhhhhhhhhh",), ("iiiiiiiiiii",)])
+    (given,) = eval_lines(work, *args, "--pretrain-csv", other)
+    assert given["pretrain_overlap"]["in_pretraining"] == 2
+    assert given["pretrain_overlap"]["pretraining_list"] == "other.csv"
+    missing = invoke("eval", *args, "--checkpoint", ckpt, "--data-root", data, "--pretrain-csv", tmp_path / "no.csv")
+    assert missing.exit_code == 1 and "no.csv: missing file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_split_seed_and_split_seeds_are_alternatives(workspace):
+    result = invoke("eval", "avvp", "--checkpoint", workspace["ckpt"], "--data-root", workspace["data"],
+                    "--variant", "dcid", "--split-seed", "1", "--split-seeds", "0,1")
+    assert result.exit_code == 2 and "--split-seed and --split-seeds" in result.output

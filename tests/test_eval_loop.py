@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -16,10 +17,12 @@ from toc.codebook.selection import (
     select_channels,
     select_levels,
 )
-from toc.errors import ConfigError
+from toc.errors import ConfigError, SettingsError
 from toc.eval.cache import CodeCache
 from toc.eval.loop import EvalRequest, run_evaluation
+from toc.eval.overlap import PretrainingList
 from toc.eval.protocols import epochs_to_train, plan_direction
+from toc.eval.records import ResultRecord, unit_ids_digest
 from toc.eval.variants import default_variants, get_variant, resolve_view
 
 
@@ -117,10 +120,121 @@ def test_segment_task(protocol, head):
 
 def test_reruns_identical_and_seeds_differ():
     data = clip_task(signal=0.3)
-    first, _, _ = run(data, heads=("linear",), seeds=(0, 1))
-    second, _, _ = run(data, heads=("linear",), seeds=(0, 1))
+    first, _, _ = run(data, heads=("linear",), seeds=(0, 1), directions=["v2a"])
+    second, _, _ = run(data, heads=("linear",), seeds=(0, 1), directions=["v2a"])
     strip = [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in first]
     assert strip == [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in second]
+    # Another seed is another head: its per-clip outcomes differ somewhere.
+    seed0, seed1 = first
+    assert (seed0.seed, seed1.seed) == (0, 1)
+    assert seed0.eval_parts != seed1.eval_parts or seed0.val_parts != seed1.val_parts
+    # The prototype head has no seed: every seed gives the same outcomes (n_eff = 1).
+    proto, _, _ = run(data, heads=("prototype",), seeds=(0, 1), directions=["v2a"])
+    assert proto[0].eval_parts == proto[1].eval_parts
+
+
+@pytest.mark.parametrize("head", ["prototype", "linear"])
+def test_records_carry_per_unit_outcomes_that_add_up_to_their_metrics(head):
+    clip, _, _ = run(clip_task(signal=0.4), heads=(head,), directions=["v2a"])
+    (r,) = clip
+    assert r.unit == "clip" and r.parts_metrics == ["accuracy"] and len(r.eval_parts) == r.n_eval
+    assert r.metrics["accuracy"] == pytest.approx(100 * np.mean(r.eval_parts), abs=1e-12)
+    # val_parts are the outcomes at the selected epoch: the numbers epoch selection saw.
+    assert r.val_metrics["accuracy"] == pytest.approx(100 * np.mean(r.val_parts), abs=1e-12)
+    assert r.val_split == "validation" and r.eval_units_sha256 != r.val_units_sha256
+    data = clip_task(signal=0.4)
+    ids = [data.sets["mem/audio"].ids[i] for i in data.predefined_splits["mem/audio"]["test"]]
+    assert r.eval_units_sha256 == unit_ids_digest(ids)
+    seg, _, _ = run(segment_task(), heads=(head,), directions=["v2a"])
+    (s,) = seg
+    counts = np.array(s.eval_parts)
+    assert s.unit == "video" and counts.shape == (s.n_eval, 3)
+    assert s.metrics["f1"] == pytest.approx(200 * counts[:, 0].sum() / (counts[:, 1].sum() + counts[:, 2].sum()))
+    assert s.metrics["precision"] == pytest.approx(100 * counts[:, 0].sum() / counts[:, 1].sum())
+    val = np.array(s.val_parts)
+    assert s.val_metrics["f1"] == pytest.approx(200 * val[:, 0].sum() / (val[:, 1].sum() + val[:, 2].sum()))
+    # v2a predicts audio events: the LLP audio scores are the means of the per-video scores.
+    for key in ("llp_segment_audio", "llp_event_audio"):
+        assert s.metrics[key] == pytest.approx(100 * np.mean(s.llp_per_video[key]))
+    assert "llp_segment_visual" not in s.metrics
+    json.dumps(s.to_json())
+    roundtrip = ResultRecord.from_json(json.loads(json.dumps(s.to_json())), "x:1")
+    assert roundtrip.eval_parts == s.eval_parts and roundtrip.llp_per_video == s.llp_per_video
+
+
+def test_both_directions_give_the_audio_visual_llp_scores():
+    records, _, _ = run(segment_task(n_videos=40), variants=["dcid"], seeds=(0,))
+    assert {r.direction for r in records} == {"v2a", "a2v"}
+    v2a, a2v = sorted(records, key=lambda r: r.direction != "v2a")
+    assert v2a.llp_both_directions == a2v.llp_both_directions
+    both = v2a.llp_both_directions
+    assert both["n_videos"] > 0
+    assert set(both["metrics"]) == {
+        "llp_segment_av", "llp_segment_type_at_av", "llp_segment_event_at_av",
+        "llp_event_av", "llp_event_type_at_av", "llp_event_event_at_av",
+    }
+    one, _, _ = run(segment_task(n_videos=40), variants=["dcid"], seeds=(0,), directions=["v2a"])
+    assert one[0].llp_both_directions is None
+
+
+def test_split_seeds_give_one_split_each_and_predefined_splits_run_once():
+    records, _, _ = run(segment_task(n_videos=40), directions=["v2a"], split_seeds=(0, 1, 2))
+    assert [r.split_seed for r in records] == [0, 1, 2]
+    assert len({r.eval_units_sha256 for r in records}) == 3
+    clip, _, _ = run(clip_task(), directions=["v2a"], split_seeds=(0, 1))
+    assert len(clip) == 1 and clip[0].split_seed is None and clip[0].split == "predefined"
+    with pytest.raises(SettingsError):
+        EvalRequest(variants=["dcid"], split_seeds=(1, 1))
+
+
+def test_evaluated_ids_in_the_pretraining_list_are_reported_or_excluded():
+    data = segment_task(n_videos=40)
+    plan = plan_direction(data, "v2a", "strict")
+    evaluated = [data.sets["seg/audio"].ids[i] for i in plan.evaluate.rows]
+    listed = PretrainingList.from_ids(evaluated[:3] + ["not-a-video"], "/x/vggsound-avel40k.csv")
+    (reported,), _, _ = run(data, directions=["v2a"], pretraining=listed)
+    assert reported.pretrain_overlap["in_pretraining"] == 3 and reported.n_eval == len(evaluated)
+    assert reported.pretrain_overlap["pretraining_list"] == "vggsound-avel40k.csv"
+    assert any("3 of" in n and "not excluded" in n for n in reported.notes)
+    exclude = PretrainingList(listed.ids, listed.source, "exclude")
+    (excluded,), _, _ = run(data, directions=["v2a"], pretraining=exclude)
+    assert excluded.n_eval == len(evaluated) - 3 and excluded.pretrain_overlap["excluded"] == 3
+    everything = PretrainingList.from_ids(evaluated, "all.csv", "exclude")
+    with pytest.raises(ConfigError, match="nothing is left to evaluate"):
+        run(data, directions=["v2a"], pretraining=everything)
+    # Row-number ids cannot be matched; the reference protocol is not checked at all.
+    rows = clip_task()
+    rows.sets["mem/audio"] = replace(rows.sets["mem/audio"], id_kind="row")
+    (clip,), _, _ = run(rows, directions=["v2a"], pretraining=listed)
+    assert clip.pretrain_overlap == {"checked": False, "reason": "mem/audio ids are row numbers, not video ids"}
+    (ref,), _, _ = run(data, directions=["v2a"], pretraining=listed, protocol="reference")
+    assert ref.pretrain_overlap is None
+
+
+@pytest.mark.parametrize("task", ["clip", "segment"])
+def test_scrambling_the_evaluated_clips_moves_neither_the_epoch_nor_validation(task):
+    # Strict protocol: the evaluated rows (codes and labels) must not reach training or epoch
+    # selection. Scramble them and everything but the evaluation metrics stays put.
+    data = clip_task(signal=0.5) if task == "clip" else segment_task(n_videos=40)
+    plan = plan_direction(data, "v2a", "strict")
+    name = plan.evaluate.set_name
+    original = data.sets[name]
+    features = original.read(np.arange(len(original)))
+    labels = np.array(original.labels)
+    rng = np.random.default_rng(11)
+    rows = plan.evaluate.rows
+    features[rows] = rng.integers(0, 24, features[rows].shape)
+    labels[rows] = labels[rng.permutation(rows)]
+    scrambled = replace(
+        data, sets={**data.sets, name: replace(original, labels=labels, read=lambda r: features[np.asarray(r)])}
+    )
+    kwargs = dict(heads=("linear",), directions=["v2a"], seeds=(0, 1), epochs=6)
+    before, _, _ = run(data, **kwargs)
+    after, _, _ = run(scrambled, **kwargs)
+    for b, a in zip(before, after, strict=True):
+        assert (a.best_epoch, a.val_metrics, a.val_parts) == (b.best_epoch, b.val_metrics, b.val_parts)
+        assert a.same_modality == b.same_modality
+    assert any(a.eval_parts != b.eval_parts for a, b in zip(before, after, strict=True))
 
 
 def test_strict_video_level_split_holds_out_evaluated_videos():

@@ -15,6 +15,7 @@ from scipy import stats as scipy_stats
 from cli.main import cli
 from toc.codebook.selection import TocSettings, selection_for
 from toc.errors import ConfigError, DataError, OutputExistsError
+from toc.eval.records import unit_ids_digest
 from toc.pipeline.plan import load_plan
 from toc.report import (
     SPLIT_EVALUATION,
@@ -24,7 +25,6 @@ from toc.report import (
     VERDICT_SINGLE,
     build_report,
     read_results,
-    recommend,
     render_csv,
     render_markdown,
     render_summary,
@@ -95,61 +95,203 @@ def test_paired_difference_pairs_by_seed_and_lists_missing_seeds():
 # ---------------------------------------------------------------------------- recommendation
 
 
-def test_recommend_clear_winner_when_separated_from_every_other_variant():
-    scores = {
-        "dcid": {0: 50.0, 1: 52.0, 2: 51.0},
-        "dcid+toc": {0: 53.0, 1: 55.5, 2: 54.0},
-        "hdcid": {0: 55.0, 1: 57.0, 2: 56.5},
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+def _unit_record(variant, seed, eval_correct, val_correct, *, head="prototype", protocol="strict",
+                 task="ave", direction="v2a", pretrain_run=None, split_seed=None, **extra):
+    """A result line as `toc eval` writes it for a clip task, with its per-clip outcomes."""
+    eval_correct, val_correct = list(map(int, eval_correct)), list(map(int, val_correct))
+    rec = {
+        "task": task, "direction": direction, "variant": variant, "head": head, "protocol": protocol,
+        "seed": seed, "metrics": {"accuracy": 100.0 * sum(eval_correct) / len(eval_correct)},
+        "val_metrics": {"accuracy": 100.0 * sum(val_correct) / len(val_correct)},
+        "unit": "clip", "parts_metrics": ["accuracy"], "n_eval": len(eval_correct),
+        "n_val": len(val_correct), "eval_parts": eval_correct, "val_parts": val_correct,
+        "eval_units_sha256": unit_ids_digest(_ids(f"e{split_seed}-", len(eval_correct))),
+        "val_units_sha256": unit_ids_digest(_ids(f"v{split_seed}-", len(val_correct))),
+        "val_split": "evaluation" if protocol == "reference" else "validation",
     }
-    rec = recommend(scores, SPLIT_VALIDATION)
-    assert rec.verdict == VERDICT_CLEAR and rec.variant == "hdcid" and rec.runner_up == "dcid+toc"
-    assert rec.contenders == ("hdcid",)
-    assert rec.vs_runner_up.summary.mean == pytest.approx(2.0, abs=1e-12)
+    if pretrain_run is not None:
+        rec["pretrain_run"] = pretrain_run
+    if split_seed is not None:
+        rec["split_seed"] = split_seed
+    rec.update(extra)
+    return rec
 
 
-def test_recommend_no_clear_winner_when_the_runner_up_interval_covers_zero():
-    scores = {"dcid": {0: 50.0, 1: 53.0, 2: 51.0}, "hdcid+toc": {0: 52.0, 1: 52.0, 2: 52.5}}
-    rec = recommend(scores, SPLIT_VALIDATION)
-    assert rec.best == "hdcid+toc" and rec.runner_up == "dcid"
-    assert rec.verdict == VERDICT_NONE and rec.variant is None
-    assert rec.contenders == ("hdcid+toc", "dcid")
-    assert rec.vs_runner_up.summary.ci_low < 0 < rec.vs_runner_up.summary.ci_high
+def _deterministic_set(correct: dict, seeds=(0, 1, 2), **kwargs):
+    """Training-free heads: every seed gives the same per-clip outcome (eval = val here)."""
+    return [_unit_record(v, s, c, c, **kwargs) for v, c in correct.items() for s in seeds]
 
 
-def test_recommend_needs_separation_from_all_not_only_the_runner_up():
-    # The runner-up is cleanly beaten, but a noisier third variant is not: no clear winner.
-    scores = {
-        "dcid": {0: 60.0, 1: 61.0, 2: 62.0},
-        "dcid+toc": {0: 59.0, 1: 60.0, 2: 61.1},
-        "hdcid": {0: 40.0, 1: 70.0, 2: 55.0},
-    }
-    rec = recommend(scores, SPLIT_VALIDATION)
-    assert rec.best == "dcid" and rec.runner_up == "dcid+toc" and rec.vs_runner_up.above_zero()
-    assert rec.verdict == VERDICT_NONE and rec.contenders == ("dcid", "hdcid")
+def test_variants_one_clip_apart_with_deterministic_heads_get_no_clear_verdict(tmp_path):
+    # The README's old excerpt: Δ = +2.22 on one of 45 validation clips, identical for 3 seeds.
+    rng = np.random.default_rng(0)
+    base = (rng.random(45) < 0.6).astype(int)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[0]] = 1
+    records = _deterministic_set({"dcid": better, "dcid+toc": base, "hdcid": base, "hdcid+toc": base})
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=1000)
+    (group,) = report.groups
+    rec = group.recommendation
+    assert rec.best == "dcid" and rec.verdict == VERDICT_NONE and rec.variant is None
+    assert rec.contenders[0] == "dcid" and len(rec.contenders) == 4
+    assert all(c.test == "exact McNemar" and c.p_value == 1.0 for c in rec.comparisons)
+    for row in group.rows:  # never a zero-width "certain" interval
+        assert row.estimate.n_eff_runs == 1 and row.estimate.interval.width > 5
+    text = render_markdown(report)
+    assert "**No clear winner**" in text and "n_eff = 1" in text
+    assert "[+2.22, +2.22]" not in text
 
 
-def test_recommend_edge_cases_single_variant_ties_and_one_seed():
-    assert recommend({"hdcid": {0: 1.0}}, SPLIT_VALIDATION).verdict == VERDICT_SINGLE
-    tie = recommend({"hdcid": {0: 5.0, 1: 6.0}, "dcid": {0: 5.0, 1: 6.0}}, SPLIT_VALIDATION)
-    assert tie.best == "dcid" and tie.verdict == VERDICT_NONE  # equal means: the fixed variant order
-    one_seed = recommend({"dcid": {0: 10.0}, "hdcid": {0: 90.0}}, SPLIT_VALIDATION)
-    assert one_seed.best == "hdcid" and one_seed.verdict == VERDICT_NONE  # no interval from one pair
+def test_a_clear_separation_is_called_and_every_comparison_is_shown(tmp_path):
+    rng = np.random.default_rng(1)
+    correct = {v: (rng.random(120) < 0.4).astype(int) for v in ("dcid", "dcid+toc", "hdcid")}
+    correct["hdcid+toc"] = (rng.random(120) < 0.95).astype(int)
+    records = _deterministic_set(correct)
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=1000)
+    rec = report.groups[0].recommendation
+    assert rec.verdict == VERDICT_CLEAR and rec.variant == "hdcid+toc" and rec.contenders == ("hdcid+toc",)
+    assert len(rec.comparisons) == 3 and all(c.separated for c in rec.comparisons)
+    text = render_markdown(report)
+    assert "**Recommended: hdcid+toc**" in text and "Holm-adjusted" in text
+    assert "same-modality" in text  # the validation rows are of the training modality
+
+
+def test_random_heads_are_resampled_over_runs_and_linear_heads_say_epoch_selected(tmp_path):
+    rng = np.random.default_rng(2)
+    records = []
+    for seed in range(3):
+        for v, p in (("dcid", 0.5), ("hdcid", 0.55)):
+            records.append(_unit_record(
+                v, seed, rng.random(60) < p, rng.random(30) < p, head="linear",
+            ))
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=1000)
+    group = report.groups[0]
+    assert all(r.estimate.n_eff_runs == 3 for r in group.rows)
+    assert all(c.test == "paired bootstrap" for c in group.recommendation.comparisons)
+    assert any("best over epochs" in w for w in group.recommendation.warnings)
+    assert "training runs" in " ".join(group.recommendation.facts)
+
+
+def test_reference_protocol_groups_never_say_validation(tmp_path):
+    rng = np.random.default_rng(3)
+    correct = {v: (rng.random(50) < p).astype(int) for v, p in (("dcid", 0.5), ("hdcid", 0.9))}
+    new = _deterministic_set(correct, protocol="reference")
+    old = [_record(variant=v, seed=s, value=50.0 + s, val=50.0 + s) for v in ("dcid", "hdcid") for s in (0, 1)]
+    for r in old:
+        r["protocol"] = "reference"
+        r["task"] = "ucf-vggsound"
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", new + old)]), n_resamples=500)
+    text = render_markdown(report)
+    sections = text.split("### ")[1:]
+    assert len(sections) == 2
+    for group, section in zip(report.groups, sections, strict=True):
+        body = section.split("## TOC settings")[0]
+        assert group.recommendation.split == SPLIT_EVALUATION
+        assert "validation" not in body.lower(), body
+        assert "evaluation split (published protocol)" in body
+        assert any("optimistic" in w for w in group.recommendation.warnings)
+    summary_rows = [line for line in text.splitlines() if line.startswith("| ave ") or line.startswith("| ucf")]
+    assert summary_rows and all("evaluation (published protocol)" in line for line in summary_rows)
+
+
+def test_results_without_per_clip_outcomes_get_seed_statistics_and_no_winner(tmp_path):
+    # Old-schema lines: a seed t interval above 0 no longer makes a "clear" winner.
+    scores = {"dcid": (50.0, 52.0, 51.0), "hdcid": (55.0, 57.0, 56.5)}
+    records = [_record(variant=v, seed=s, value=x, val=x) for v, xs in scores.items() for s, x in enumerate(xs)]
+    report = build_report(read_results([_write_jsonl(tmp_path / "old.jsonl", records)]))
+    (group,) = report.groups
+    rec = group.recommendation
+    assert not group.resampled and rec.verdict == VERDICT_NONE and rec.best == "hdcid"
+    assert rec.contenders == ("hdcid", "dcid")
+    hdcid = next(r for r in group.rows if r.variant == "hdcid")
+    assert hdcid.vs_baseline.above_zero()  # the seed interval is shown, but it decides nothing
+    text = render_markdown(report)
+    assert "no per-clip (per-video) outcomes" in text and "seed statistics only" in text
+    single = build_report(read_results([_write_jsonl(tmp_path / "one.jsonl", records[3:])]))
+    assert single.groups[0].recommendation.verdict == VERDICT_SINGLE
+
+
+def test_constant_seed_scores_have_exactly_zero_std():
+    # 100·5/45 three times: a float std of ~2e-15 used to hide the zero-width note.
+    flat = summarize([100 * 5 / 45] * 3)
+    assert flat.std == 0.0 and flat.ci_low == flat.ci_high == 100 * 5 / 45
+
+
+def test_pretraining_runs_and_split_seeds_show_their_spread(tmp_path):
+    rng = np.random.default_rng(4)
+    records = []
+    for p in (0, 1):
+        for split in (0, 1):
+            for seed in (0, 1):
+                for v, level in (("dcid", 0.5), ("hdcid", 0.6)):
+                    shift = 0.1 * p
+                    records.append(_unit_record(
+                        v, seed, rng.random(40 + split) < level + shift, rng.random(20) < level + shift,
+                        head="linear", pretrain_run=p, split_seed=split,
+                    ))
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=500)
+    group = report.groups[0]
+    row = group.rows[0]
+    assert row.estimate.n_splits == 2 and len(row.runs) == 8
+    assert [s.what for s in row.spread] == ["pretraining run", "split seed"]
+    text = render_markdown(report)
+    assert "dcid across 2 pretraining runs" in text and "dcid across 2 split seeds" in text
+    assert "2 pretraining runs × head seeds" in " ".join(group.recommendation.facts)
+
+
+def test_minimal_hand_built_lines_with_per_clip_outcomes_are_tested(tmp_path):
+    # Only the identity, the metric and the outcomes: the unit is inferred, the units are paired
+    # by position, and without validation outcomes the ranking is on the evaluation split.
+    rng = np.random.default_rng(8)
+    correct = {"dcid": rng.random(80) < 0.3, "hdcid": rng.random(80) < 0.95}
+    records = [
+        {"task": "mytask", "direction": "v2a", "variant": v, "head": "prototype", "protocol": "strict",
+         "seed": 0, "metrics": {"accuracy": 100.0 * c.mean()}, "eval_parts": [float(x) for x in c]}
+        for v, c in correct.items()
+    ]
+    report = build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]), n_resamples=1000)
+    (group,) = report.groups
+    rec = group.recommendation
+    assert group.resampled and group.unit == "clip" and rec.split == SPLIT_EVALUATION
+    assert rec.verdict == VERDICT_CLEAR and rec.variant == "hdcid"
+    assert any("paired by position" in n for n in group.notes)
+    assert any("Validation scores are missing for 2" in w for w in rec.warnings)
+    records[1]["eval_parts"] = records[1]["eval_parts"][:79]
+    with pytest.raises(DataError, match="different numbers of clips"):
+        build_report(read_results([_write_jsonl(tmp_path / "s.jsonl", records)]))
+
+
+def test_results_scored_on_other_clips_are_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    records = _deterministic_set({"dcid": rng.random(30) < 0.5, "hdcid": rng.random(30) < 0.5}, seeds=(0,))
+    records[1]["eval_units_sha256"] = unit_ids_digest(_ids("other", 30))
+    with pytest.raises(DataError, match=r"r.jsonl:2.*different clips.*cannot be paired"):
+        build_report(read_results([_write_jsonl(tmp_path / "r.jsonl", records)]))
 
 
 def test_ranking_uses_validation_not_evaluation_and_falls_back_with_a_note(tmp_path):
     # dcid is better on evaluation, hdcid on validation: the validation split decides.
+    rng = np.random.default_rng(6)
+    eval_d, eval_h = rng.random(80) < 0.7, rng.random(80) < 0.4
+    val_d, val_h = rng.random(40) < 0.4, rng.random(40) < 0.7
     records = []
-    for seed, (e_d, v_d, e_h, v_h) in enumerate([(60, 40, 50, 50), (61, 41, 51, 52), (62, 42, 52, 51)]):
-        records.append(_record(variant="dcid", seed=seed, value=e_d, val=v_d))
-        records.append(_record(variant="hdcid", seed=seed, value=e_h, val=v_h))
-    report = build_report(read_results([_write_jsonl(tmp_path / "a.jsonl", records)]))
+    for seed in range(3):
+        records.append(_unit_record("dcid", seed, eval_d, val_d))
+        records.append(_unit_record("hdcid", seed, eval_h, val_h))
+    report = build_report(read_results([_write_jsonl(tmp_path / "a.jsonl", records)]), n_resamples=500)
     (group,) = report.groups
-    assert group.recommendation.split == SPLIT_VALIDATION and group.recommendation.variant == "hdcid"
-    del records[3]["val_metrics"]
-    report = build_report(read_results([_write_jsonl(tmp_path / "b.jsonl", records)]))
+    assert group.recommendation.split == SPLIT_VALIDATION and group.recommendation.best == "hdcid"
+    for key in ("val_metrics", "val_parts", "val_units_sha256"):
+        del records[3][key]
+    report = build_report(read_results([_write_jsonl(tmp_path / "b.jsonl", records)]), n_resamples=500)
     rec = report.groups[0].recommendation
-    assert rec.split == SPLIT_EVALUATION and rec.missing_validation == 1 and rec.variant == "dcid"
-    assert "ranked on the evaluation split" in render_markdown(report)
+    assert rec.split == SPLIT_EVALUATION and rec.missing_validation == 1 and rec.best == "dcid"
+    text = render_markdown(report)
+    assert "ranked on the evaluation split" in text and "evaluation (validation missing)" in text
 
 
 def test_difference_to_dcid_uses_only_shared_seeds(tmp_path):
@@ -216,12 +358,14 @@ def test_unknown_fields_are_ignored_and_health_lines_shown(tmp_path):
 # ---------------------------------------------------------------------------- golden files
 
 
-def test_golden_report_is_byte_identical(tmp_path):
-    shutil.copy(GOLDEN / "results.jsonl", tmp_path / "results.jsonl")
+@pytest.mark.parametrize("folder", [GOLDEN, GOLDEN / "units"], ids=["seed-only", "units"])
+def test_golden_report_is_byte_identical(tmp_path, folder):
+    # GOLDEN: lines of the old schema (no per-unit outcomes); units: the current schema.
+    shutil.copy(folder / "results.jsonl", tmp_path / "results.jsonl")
     written = write_report([tmp_path / "results.jsonl"], tmp_path / "out")
     for name in ("report.md", "results.csv", "summary.json"):
-        assert (tmp_path / "out" / name).read_bytes() == (GOLDEN / name).read_bytes(), name
-    assert {"chart-ave.png", "chart-avvp.png"} <= set(written.files)
+        assert (tmp_path / "out" / name).read_bytes() == (folder / name).read_bytes(), name
+    assert "chart-ave.png" in written.files
     assert (tmp_path / "out" / "chart-ave.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -250,13 +394,51 @@ def test_golden_numbers_agree_with_an_independent_computation():
                 assert entry["vs_dcid"]["mean"] == pytest.approx(diffs.mean(), abs=1e-6)
                 assert entry["vs_dcid"]["ci"] == [pytest.approx(d_low, abs=1e-6), pytest.approx(d_high, abs=1e-6)]
     verdicts = {(g["task"], g["direction"]): g["recommendation"] for g in summary["groups"]}
-    assert verdicts[("ave", "v2a")]["verdict"] == "clear" and verdicts[("ave", "v2a")]["variant"] == "hdcid+toc"
-    assert verdicts[("ave", "a2v")]["verdict"] == "no clear winner"
+    # Without per-clip outcomes no paired test over clips can be made: nothing is "clear", even
+    # where the seed intervals of every difference lie above 0 (ave v2a: hdcid+toc).
+    assert all(v["verdict"] == "no clear winner" and v["method"] == "seed statistics only" for v in verdicts.values())
+    assert verdicts[("ave", "v2a")]["best"] == "hdcid+toc"
     assert verdicts[("avvp", "a2v")]["ranked_on"] == "evaluation"  # one result lacks val_metrics
     csv_lines = (GOLDEN / "results.csv").read_text().splitlines()
     # ave: accuracy, val, same-modality; avvp: 4 metrics + 4 val (one result has none) + same f1.
     assert len(csv_lines) - 1 == 24 * 3 + 24 * 9 - 4
-    assert "ave,v2a,dcid,linear,strict,0,same_modality_accuracy,64.73" in csv_lines
+    assert "ave,v2a,dcid,linear,strict,,,0,same_modality_accuracy,64.73" in csv_lines
+
+
+def test_units_golden_numbers_agree_with_an_independent_computation():
+    from scipy.stats import binomtest
+
+    lines = [json.loads(x) for x in (GOLDEN / "units" / "results.jsonl").read_text().splitlines()]
+    results = [x for x in lines if x.get("kind") != "health"]
+    summary = json.loads((GOLDEN / "units" / "summary.json").read_text())
+    for group in summary["groups"]:
+        mine = [r for r in results if (r["task"], r["direction"], r["head"], r["protocol"]) ==
+                (group["task"], group["direction"], group["head"], group["protocol"])]
+        for entry in group["variants"]:
+            rs = [r for r in mine if r["variant"] == entry["variant"]]
+            parts = np.array([r["eval_parts"] for r in rs], dtype=float)
+            if group["unit"] == "clip":
+                want = 100 * parts.mean()  # every run weighs the same in these balanced sets
+            else:
+                want = np.mean([200 * p[:, 0].sum() / (p[:, 1].sum() + p[:, 2].sum()) for p in parts])
+            low, high = entry["estimate"]["interval"]
+            assert entry["estimate"]["score"] == pytest.approx(want, abs=1e-6)
+            assert low < want < high and high - low > 1.0  # never a zero-width "certain" interval
+        rec = group["recommendation"]
+        for c in rec["comparisons"]:
+            if c["test"] != "exact McNemar":
+                continue
+            (best,) = {tuple(r["val_parts"]) for r in mine if r["variant"] == rec["best"]}
+            (other,) = {tuple(r["val_parts"]) for r in mine if r["variant"] == c["other"]}
+            a_only = sum(x > y for x, y in zip(best, other, strict=True))
+            b_only = sum(y > x for x, y in zip(best, other, strict=True))
+            want_p = 1.0 if a_only + b_only == 0 else binomtest(a_only, a_only + b_only, 0.5).pvalue
+            assert c["p_value"] == pytest.approx(want_p, abs=1e-6)
+    verdicts = {(g["task"], g["head"], g["protocol"]): g["recommendation"] for g in summary["groups"]}
+    # dcid is one validation clip ahead of dcid+toc with deterministic heads: not a winner.
+    assert verdicts[("ave", "prototype", "strict")]["verdict"] == "no clear winner"
+    assert verdicts[("ave", "linear", "strict")]["variant"] == "hdcid+toc"
+    assert verdicts[("ucf-vggsound", "prototype", "reference")]["ranked_on_text"] == "evaluation (published protocol)"
 
 
 def test_report_is_deterministic_and_independent_of_input_order(tmp_path):
@@ -482,3 +664,51 @@ def test_selection_of_a_present_checkpoint_gets_the_full_toc_figure(tmp_path):
     (tmp_path / "dcid.pt").write_bytes(b"moved away")  # checkpoint changed: the fallback is drawn
     write_report([results], tmp_path / "out2", selection_files=[tmp_path / "sel.json"])
     assert struct.unpack(">I", (tmp_path / "out2" / "selection-sel.png").read_bytes()[16:20])[0] == 700
+
+
+def test_plan_with_several_pretraining_runs_and_split_seeds(tmp_path):
+    body = PLAN.replace('dcid = "ckpt/dcid.pt"\nhdcid = "/abs/hdcid.pt"', 'dcid = ["d0.pt", "d1.pt"]\nhdcid = ["h0.pt", "h1.pt"]')
+    body = body.replace("seeds = [0, 1]", 'seeds = [0, 1]\nsplit_seeds = [0, 1, 2]\npretrain_overlap = "exclude"\npretrain_csv = "pre.csv"')
+    plan = load_plan(_plan(tmp_path, body))
+    assert [(j.task, j.family, j.pretrain_run, j.checkpoint.name) for j in plan.jobs][:4] == [
+        ("ave", "dcid", 0, "d0.pt"), ("ave", "dcid", 1, "d1.pt"), ("ave", "hdcid", 0, "h0.pt"), ("ave", "hdcid", 1, "h1.pt"),
+    ]
+    assert all(j.split_seeds == (0, 1, 2) for j in plan.jobs)
+    assert plan.pretrain_overlap == "exclude" and plan.pretrain_csv == tmp_path / "pre.csv"
+    uneven = body.replace('hdcid = ["h0.pt", "h1.pt"]', 'hdcid = ["h0.pt"]')
+    with pytest.raises(ConfigError, match="pair by position"):
+        load_plan(_plan(tmp_path, uneven))
+    with pytest.raises(ConfigError, match="'split_seed' or 'split_seeds'"):
+        load_plan(_plan(tmp_path, body.replace("split_seeds", "split_seed = 1\nsplit_seeds")))
+    with pytest.raises(ConfigError, match="key 'pretrain_overlap'"):
+        load_plan(_plan(tmp_path, body.replace('"exclude"', '"drop"')))
+
+
+def test_compare_with_two_pretraining_runs_pairs_them_across_families(tmp_path):
+    from tests.checkpoints import save_reference_checkpoint
+    from tests.datafixtures import write_ave
+
+    write_ave(tmp_path / "data", n=12, train=list(range(8)), val=[8, 9], test=[10, 11])
+    for run in (0, 1):
+        save_reference_checkpoint(tmp_path / f"dcid{run}.pt", "dcid-avt", seed=1 + run)
+        save_reference_checkpoint(tmp_path / f"hdcid{run}.pt", "hdcid-avt", seed=3 + run)
+    plan = _plan(
+        tmp_path,
+        'data_root = "data"\ntasks = ["ave"]\nheads = ["prototype"]\nseeds = [0]\ndirections = ["v2a"]\n'
+        '[checkpoints]\ndcid = ["dcid0.pt", "dcid1.pt"]\nhdcid = ["hdcid0.pt", "hdcid1.pt"]\n'
+        '[selection]\nchannels = 8\nmax_num = 1\nmin_num = 1\n',
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["compare", "--config", str(plan), "-o", str(out), "--no-charts"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted({(x["variant"], x["pretrain_run"]) for x in lines}) == [
+        (v, p) for v in ("dcid", "dcid+toc", "hdcid", "hdcid+toc") for p in (0, 1)
+    ]
+    assert {p.name for p in out.glob("toc-*.json")} == {
+        "toc-ave-dcid-p0.json", "toc-ave-dcid-p1.json", "toc-ave-hdcid-p0.json", "toc-ave-hdcid-p1.json"
+    }
+    (group,) = json.loads((out / "summary.json").read_text())["groups"]
+    assert group["recommendation"]["method"] == "paired test over units"
+    assert all(len(v["runs"]) == 2 and v["spread"][0]["what"] == "pretraining run" for v in group["variants"])
+    assert "across 2 pretraining runs" in (out / "report.md").read_text()

@@ -23,7 +23,8 @@ from toc.pipeline.demo import DemoSettings, run_demo
 def demo(out_dir, quick, seed, recipe, force):
     """Synthesise a corpus in the real layouts, train DCID and H-DCID, select channels with TOC,
     evaluate DCID / DCID+TOC / H-DCID / H-DCID+TOC on AVE, AVVP, AVE→AVVP and UCF↔VGGSound in both
-    directions with several seeds (strict protocol, both heads), and write OUT/report.md."""
+    directions with several head seeds and (full mode) two pretraining runs per family (strict
+    protocol, both heads), and write OUT/report.md."""
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings = dataclasses.replace(settings, seed=seed, recipe=recipe)
     start = time.monotonic()
@@ -32,7 +33,7 @@ def demo(out_dir, quick, seed, recipe, force):
         "out_dir": str(result.out_dir),
         "report": str(result.out_dir / "report.md"),
         "files": sorted(str(p) for p in result.report_files),
-        "checkpoints": {k: str(v) for k, v in result.checkpoints.items()},
+        "checkpoints": {k: [str(p) for p in v] for k, v in result.checkpoints.items()},
         "seconds": {k: round(v, 1) for k, v in {**result.seconds, "total": time.monotonic() - start}.items()},
     }
     click.echo(json.dumps(summary, sort_keys=True, indent=2))

@@ -30,13 +30,13 @@ def _split_names(values: tuple[str, ...], allowed: tuple[str, ...], option: str)
     return names
 
 
-def _parse_seeds(text: str) -> list[int]:
+def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds") from None
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
     if not seeds:
-        raise click.BadParameter("give at least one seed", param_hint="--seeds")
+        raise click.BadParameter("give at least one seed", param_hint=option)
     return list(dict.fromkeys(seeds))
 
 
@@ -68,7 +68,11 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
 @click.option("--split-seed", type=int, default=0, help="Seed of the strict video-level split.")
+@click.option("--split-seeds", default=None, help="Comma-separated seeds of several strict video-level splits (instead of --split-seed); the report resamples them.")
+@click.option("--pretrain-csv", type=click.Path(dir_okay=False), default=None, help="Pretraining CSV (video_id column) to check evaluated clips against [default: the data root's, when present].")
+@click.option("--pretrain-overlap", type=click.Choice(["report", "exclude"]), default="report", help="Strict protocol: what to do with evaluated clips that are in the pretraining list.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Keep encoded codes here across runs (default: in memory only).")
+@click.option("--cache-fingerprint", type=click.Choice(["stat", "sha256"]), default="stat", help="How the cache recognises changed input files: path, size and mtime, or their content hash too.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", help="Encoder compute dtype (float64 is bit-faithful to the reference).")
 @click.option("--encode-batch-size", type=click.IntRange(min=1), default=64, help="Clips per encoder forward pass.")
 @device_option
@@ -78,14 +82,16 @@ def _parse_seeds(text: str) -> list[int]:
 def eval_command(
     task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
     sim_weight, var_weight, direction, heads, protocol, seeds, epochs, batch_size, head_threads, split_seed,
-    cache_dir, dtype, encode_batch_size, device, trust_checkpoint, output, force,
+    split_seeds, pretrain_csv, pretrain_overlap, cache_dir, cache_fingerprint, dtype, encode_batch_size,
+    device, trust_checkpoint, output, force,
 ):
     """Train heads on one modality's codes and test them on the other's.
 
-    Writes one JSON object per line for every (direction, variant, head, seed): `metrics`
-    (accuracy for AVE / UCF-VGGSound; precision, recall, f1, macro_f1 for AVVP / AVE-AVVP, in %),
-    `same_modality`, `val_metrics`, sizes, channels and the checkpoint's sha256. Each feature set
-    is encoded once and reused by every variant, head and seed. See docs/evaluation.md.
+    Writes one JSON object per line for every (split seed, direction, variant, head, seed):
+    `metrics` (accuracy for AVE / UCF-VGGSound; precision, recall, f1, macro_f1 and the LLP
+    scores for AVVP / AVE-AVVP, in %), `same_modality`, `val_metrics`, the per-clip (per-video)
+    outcomes `toc report` bootstraps, sizes, channels and the checkpoint's sha256. Each feature
+    set is encoded once and reused by every variant, head and seed. See docs/evaluation.md.
     """
     options = EvalOptions(
         task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
@@ -95,8 +101,10 @@ def eval_command(
         directions=DIRECTIONS if direction == "both" else (direction,),
         heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
         epochs=epochs, batch_size=batch_size, head_threads=head_threads, split_seed=split_seed,
-        cache_dir=cache_dir, dtype=dtype, encode_batch_size=encode_batch_size, device=device,
-        trust_checkpoint=trust_checkpoint,
+        split_seeds=None if split_seeds is None else _parse_seeds(split_seeds, "--split-seeds"),
+        pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap, cache_dir=cache_dir,
+        cache_fingerprint=cache_fingerprint, dtype=dtype, encode_batch_size=encode_batch_size,
+        device=device, trust_checkpoint=trust_checkpoint,
     )
     options.check()
     target = prepare_output(output, force=force) if output else None

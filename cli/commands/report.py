@@ -10,6 +10,7 @@ from cli.options import command, force_option
 from cli.progress import log
 from toc.pipeline.compare import compare as run_comparison
 from toc.report import write_report
+from toc.report.resampling import DEFAULT_RESAMPLES
 
 
 def _metric_choice(value: str) -> str:
@@ -31,16 +32,19 @@ def _metric_choice(value: str) -> str:
     help="A `toc select` JSON file whose channel-score plot to add (repeatable).",
 )
 @click.option("--no-charts", is_flag=True, default=False, help="Write no PNG files.")
+@click.option("--resamples", type=click.IntRange(min=100), default=DEFAULT_RESAMPLES, show_default=True, help="Bootstrap resamples per interval and test.")
 @force_option
-def report(results, out_dir, metric, selections, no_charts, force):
+def report(results, out_dir, metric, selections, no_charts, resamples, force):
     """Per-task model-selection report from `toc eval` results (one or more JSONL files).
 
-    Writes OUT/report.md, OUT/results.csv, OUT/summary.json and PNG charts; prints the list of
-    files as JSON on stdout. Existing files are kept unless --force is given.
+    Intervals come from a paired bootstrap over the evaluated clips (videos) and the training
+    runs; a variant is recommended only when a paired test separates it from every other one
+    (docs/report.md). Writes OUT/report.md, OUT/results.csv, OUT/summary.json and PNG charts;
+    prints the list of files as JSON on stdout. Existing files are kept unless --force is given.
     """
     written = write_report(
         list(results), out_dir, force=force, metric=metric, selection_files=list(selections),
-        charts=not no_charts,
+        charts=not no_charts, n_resamples=resamples,
     )
     for note in written.notes:
         click.echo(f"note: {note}", err=True)

@@ -167,6 +167,12 @@ def load_feature(
     return out
 
 
+def zip_paths(directory: str | Path, keys: Sequence[str]) -> tuple[str, ...]:
+    """The feature zip of every key, `<dir>/<key>.zip`, in key order (what `zip_reader` reads)."""
+    directory = Path(directory)
+    return tuple(str(directory / f"{key}.zip") for key in keys)
+
+
 def zip_reader(
     directory: str | Path, keys: Sequence[str], frame_shape: tuple[int, ...], *, pad: bool
 ) -> Callable[[np.ndarray], np.ndarray]:

@@ -74,13 +74,15 @@ def load_ave(paths: AvePaths) -> TaskData:
             name="ave/audio", modality="audio", ids=ids, labels=targets,
             feature_shape=AUDIO_SHAPE,
             read=h5_rows_reader(paths.audio_features, FEATURE_KEY, rows),
-            source=str(paths.audio_features),
+            source=str(paths.audio_features), source_files=(str(paths.audio_features),),
+            id_kind="row",
         ),
         "ave/video": FeatureSet(
             name="ave/video", modality="video", ids=ids, labels=targets.copy(),
             feature_shape=VIDEO_SHAPE,
             read=h5_rows_reader(paths.visual_features, FEATURE_KEY, rows),
-            source=str(paths.visual_features),
+            source=str(paths.visual_features), source_files=(str(paths.visual_features),),
+            id_kind="row",
         ),
     }
     return TaskData(

@@ -33,12 +33,12 @@ def load_ave_avvp(paths: AveAvvpPaths) -> TaskData:
     train_audio = FeatureSet(
         name="ave-avvp-train/audio", modality="audio", ids=ids, labels=train_labels,
         feature_shape=AUDIO_SHAPE, read=h5_rows_reader(paths.audio_features, FEATURE_KEY, order),
-        source=str(paths.audio_features),
+        source=str(paths.audio_features), source_files=(str(paths.audio_features),), id_kind="row",
     )
     train_video = FeatureSet(
         name="ave-avvp-train/video", modality="video", ids=list(ids), labels=train_labels.copy(),
         feature_shape=VIDEO_SHAPE, read=h5_rows_reader(paths.visual_features, FEATURE_KEY, order),
-        source=str(paths.visual_features),
+        source=str(paths.visual_features), source_files=(str(paths.visual_features),), id_kind="row",
     )
     audio_table = read_segment_table(paths.audio_csv, class_names)
     visual_table = read_segment_table(paths.visual_csv, class_names)

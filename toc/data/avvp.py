@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toc.data.archives import check_zips_exist, zip_reader
+from toc.data.archives import check_zips_exist, zip_paths, zip_reader
 from toc.data.base import AUDIO_SHAPE, T_SEGMENTS, VIDEO_SHAPE, FeatureSet, Modality, TaskData
 from toc.data.files import check_unique, read_class_list, read_table
 from toc.data.layout import AvvpPaths
@@ -100,7 +100,7 @@ def segment_feature_set(
         labels=table.labels,
         feature_shape=AUDIO_SHAPE if modality == "audio" else VIDEO_SHAPE,
         read=zip_reader(feature_dir, table.video_ids, frame_shape, pad=modality == "audio"),
-        source=str(feature_dir),
+        source=str(feature_dir), source_files=zip_paths(feature_dir, table.video_ids),
     )
 
 

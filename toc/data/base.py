@@ -10,6 +10,7 @@ import numpy as np
 
 Modality = Literal["audio", "video"]
 LabelKind = Literal["clip", "segment"]
+IdKind = Literal["video", "row"]
 
 # The published feature shapes: 10 one-second segments per clip, VGGish audio (128 per second)
 # and VGG19 pool5 video (a 7 x 7 grid of 512 channels per second).
@@ -36,6 +37,12 @@ class FeatureSet:
     feature_shape: tuple[int, ...]
     read: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     source: str = ""  # the file(s) the features come from, for messages
+    # Every file the features are read from: the encode cache fingerprints them, so a rebuilt
+    # corpus is re-encoded even when its ids are the same. Empty for in-memory sets.
+    source_files: tuple[str, ...] = ()
+    # "video": ids are video ids (YouTube ids, UCF clip names) that other lists can name too;
+    # "row": ids are row numbers of a file (AVE), meaningless outside it.
+    id_kind: IdKind = "video"
 
     def __len__(self) -> int:
         return len(self.ids)

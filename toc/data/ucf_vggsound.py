@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toc.data.archives import check_zips_exist, zip_reader
+from toc.data.archives import check_zips_exist, zip_paths, zip_reader
 from toc.data.base import AUDIO_SHAPE, VIDEO_SHAPE, FeatureSet, TaskData
 from toc.data.files import check_unique, read_class_list, read_table
 from toc.data.layout import UcfVggsoundPaths
@@ -62,13 +62,14 @@ def load_ucf_vggsound(paths: UcfVggsoundPaths) -> TaskData:
             feature_shape=VIDEO_SHAPE,
             # The UCF loader alone pads/truncates video, repeating whole frames.
             read=zip_reader(paths.ucf_video_dir, ucf_ids, VIDEO_SHAPE[1:], pad=True),
-            source=str(paths.ucf_video_dir),
+            source=str(paths.ucf_video_dir), source_files=zip_paths(paths.ucf_video_dir, ucf_ids),
         ),
         "vggsound/audio": FeatureSet(
             name="vggsound/audio", modality="audio", ids=vgg_ids, labels=vgg_labels,
             feature_shape=AUDIO_SHAPE,
             read=zip_reader(paths.vggsound_audio_dir, vgg_ids, AUDIO_SHAPE[1:], pad=True),
             source=str(paths.vggsound_audio_dir),
+            source_files=zip_paths(paths.vggsound_audio_dir, vgg_ids),
         ),
     }
     # Class names: "<UCF name> / <VGGSound name>" so reports show both spellings.

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from toc.data.archives import check_zips_exist, zip_reader
+from toc.data.archives import check_zips_exist, zip_paths, zip_reader
 from toc.data.base import AUDIO_SHAPE, T_SEGMENTS, VIDEO_SHAPE, FeatureSet
 from toc.data.files import check_unique, read_table, shape_text
 from toc.data.layout import PretrainPaths
@@ -135,12 +135,14 @@ class PretrainCorpus:
                 name="pretrain/audio", modality="audio", ids=list(self.ids),
                 labels=self.labels.copy(), feature_shape=AUDIO_SHAPE, read=self._read_audio,
                 source=str(self.paths.audio_dir),
+                source_files=zip_paths(self.paths.audio_dir, self.ids),
             )
         if modality == "video":
             return FeatureSet(
                 name="pretrain/video", modality="video", ids=list(self.ids),
                 labels=self.labels.copy(), feature_shape=VIDEO_SHAPE, read=self._read_video,
                 source=str(self.paths.video_dir),
+                source_files=zip_paths(self.paths.video_dir, self.ids),
             )
         raise ValueError(f"unknown modality {modality!r}")
 
@@ -183,6 +185,18 @@ def load_pretrain(paths: PretrainPaths) -> PretrainCorpus:
         _read_audio=zip_reader(paths.audio_dir, ids, AUDIO_SHAPE[1:], pad=True),
         _read_video=zip_reader(paths.video_dir, ids, VIDEO_SHAPE[1:], pad=False),
     )
+
+
+def read_pretrain_ids(path: str | Path) -> list[str]:
+    """The video ids of a pretraining CSV (`video_id` column), for overlap checks: only the
+    ids are read, so the features need not be present."""
+    path = Path(path)
+    rows = read_table(path, ("video_id",), delimiter=",")
+    ids = [row.values["video_id"] for row in rows]
+    for row, video_id in zip(rows, ids, strict=True):
+        if not video_id:
+            raise DataError(f"row {row.line}: empty video id", file=path, key="video_id")
+    return ids
 
 
 class PairedClips:

@@ -1,4 +1,5 @@
-"""Encode-once cache: code indices per level for each (checkpoint, task, set, modality, dtype)."""
+"""Encode-once cache: code indices per level for each (checkpoint, task, set, modality, dtype,
+input-file fingerprint)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from hdcid.families import DTYPES
 from toc.codebook.checkpoint import Checkpoint
 from toc.codebook.encode import EncodingSession
 from toc.data.base import FeatureSet
-from toc.errors import ConfigError, SettingsError, TocError
+from toc.errors import ConfigError, DataError, SettingsError, TocError
 from toc.progress import Advance, ProgressFactory, no_progress
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the key holds a fingerprint of the input files
+FINGERPRINTS = ("stat", "sha256")  # what of an input file the cache key sees
+_HASH_CHUNK = 1 << 20
 
 
 class CodeSource(Protocol):
@@ -84,18 +87,70 @@ class CacheKey:
     modality: str
     dtype: str
     dropout_seed: int | None = None
+    inputs: str = ""  # fingerprint of the set's input files (`input_fingerprint`)
 
     def as_dict(self) -> dict:
         return {
             "format": CACHE_FORMAT, "checkpoint_sha256": self.checkpoint_sha256, "task": self.task,
             "set_name": self.set_name, "modality": self.modality, "dtype": self.dtype,
             "dropout_seed": -1 if self.dropout_seed is None else self.dropout_seed,
+            "inputs": self.inputs,
         }
 
     def filename(self) -> str:
         digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
         safe_set = "".join(ch if ch.isalnum() else "-" for ch in self.set_name)[:40]
         return f"{self.task}_{safe_set}_{self.dtype}_{digest[:24]}.h5"
+
+
+class InputFingerprint:
+    """What the cache key knows of a set's input files, so that a rebuilt corpus is re-encoded.
+
+    Ids alone do not tell two corpora apart (AVE's ids are row numbers). "stat" (the default)
+    fingerprints every file by resolved path, size and modification time in nanoseconds: a
+    rebuilt or edited file gets a new mtime. "sha256" hashes the content too, for files whose
+    mtime can be restored (copies with preserved times, some sync tools); it reads every byte
+    once per file and process (remembered by path, size and mtime).
+    """
+
+    def __init__(self, mode: str = "stat"):
+        if mode not in FINGERPRINTS:
+            raise SettingsError(
+                f"{{}} must be one of {', '.join(FINGERPRINTS)}, not {mode!r}",
+                settings=("cache_fingerprint",),
+            )
+        self.mode = mode
+        self._hashes: dict[tuple[str, int, int], str] = {}
+
+    def __call__(self, feature_set: FeatureSet) -> str:
+        """Digest of every input file of the set (in order); "" for a set without files."""
+        if not feature_set.source_files:
+            return ""
+        digest = hashlib.sha256(self.mode.encode())
+        for name in feature_set.source_files:
+            path = Path(name).resolve()
+            try:
+                info = path.stat()
+            except OSError as exc:
+                raise DataError(f"cannot read an input file ({exc.strerror})", file=path) from None
+            line = f"{path}\t{info.st_size}\t{info.st_mtime_ns}"
+            if self.mode == "sha256":
+                line += "\t" + self._content(path, info.st_size, info.st_mtime_ns)
+            digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+        return digest.hexdigest()
+
+    def _content(self, path: Path, size: int, mtime_ns: int) -> str:
+        key = (str(path), size, mtime_ns)
+        if key not in self._hashes:
+            content = hashlib.sha256()
+            try:
+                with path.open("rb") as handle:
+                    while chunk := handle.read(_HASH_CHUNK):
+                        content.update(chunk)
+            except OSError as exc:
+                raise DataError(f"cannot read an input file ({exc.strerror})", file=path) from None
+            self._hashes[key] = content.hexdigest()
+        return self._hashes[key]
 
 
 @dataclass(frozen=True)
@@ -126,15 +181,18 @@ class CodeCache:
     On disk each key is one h5 file holding `level{L}/codes` and `level{L}/codebook`, the key as
     attributes and a `complete` attribute written last; the file is written to a temporary name
     and renamed, so a file that is missing the attribute, holds another key or is unreadable is
-    an interrupted or foreign write and is rebuilt.
+    an interrupted or foreign write and is rebuilt. The key includes a fingerprint of the set's
+    input files (`InputFingerprint`, `fingerprint` = "stat" or "sha256"), so a changed corpus
+    gets a new key and is encoded again.
     """
 
     def __init__(
         self, source: CodeSource, cache_dir: str | Path | None = None, *, batch_size: int = 64,
-        progress: ProgressFactory | None = None,
+        progress: ProgressFactory | None = None, fingerprint: str = "stat",
     ):
         if batch_size < 1:
             raise SettingsError("{} must be at least 1", settings=("encode_batch_size",))
+        self.fingerprint = InputFingerprint(fingerprint)
         self.source = source
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.batch_size = batch_size
@@ -154,7 +212,10 @@ class CodeCache:
         """The set's codes: from memory, else from a valid cache file, else from the encoder."""
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-        key = CacheKey(self.source.sha256, task, feature_set.name, feature_set.modality, dtype, dropout_seed)
+        key = CacheKey(
+            self.source.sha256, task, feature_set.name, feature_set.modality, dtype, dropout_seed,
+            self.fingerprint(feature_set),
+        )
         if key in self._memory:
             return self._memory[key]
         encoded = self._read_disk(key, feature_set)

@@ -1,11 +1,14 @@
-"""The one evaluation loop: per direction, variant, head and seed, train (or not) and score.
+"""The one evaluation loop: per split seed, direction, variant, head and seed, train (or not)
+and score.
 
 It reads codes from an encode-once cache, views them through a variant, trains (or builds)
-a head on one modality and scores the other; each result is a `ResultRecord`.
+a head on one modality and scores the other; each result is a `ResultRecord` with the per-unit
+outcomes a bootstrap over the evaluated clips or videos needs.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +27,9 @@ from toc.eval.heads import (
     SegmentPrototypePredictor,
     train_linear_head,
 )
-from toc.eval.metrics import clip_accuracy, segment_metrics
+from toc.eval.llp_metrics import ModalityParse, llp_scores
+from toc.eval.metrics import clip_accuracy, correctness_parts, segment_count_parts, segment_metrics
+from toc.eval.overlap import PretrainingList, apply_pretraining_overlap, overlap_note
 from toc.eval.protocols import (
     DIRECTIONS,
     PROTOCOLS,
@@ -33,7 +38,7 @@ from toc.eval.protocols import (
     epochs_to_train,
     plan_direction,
 )
-from toc.eval.records import ResultRecord
+from toc.eval.records import ResultRecord, parts_metrics, unit_ids_digest
 from toc.eval.tasks import get_task
 from toc.eval.variants import ChannelView, check_applicable, resolve_view
 from toc.progress import LogFn, no_log
@@ -54,6 +59,10 @@ class EvalRequest:
     selection: SelectionFile | None = None  # for the +toc variants
     split_seed: int = 0
     head_threads: int | None = None  # torch threads for linear-head steps (None: torch default)
+    # Several seeds of the strict video-level split (None: `split_seed` alone). Tasks with
+    # predefined splits (AVE) and the reference protocol have one split: one is run.
+    split_seeds: Sequence[int] | None = None
+    pretraining: PretrainingList | None = None  # strict: evaluated ids checked against it
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -65,6 +74,14 @@ class EvalRequest:
             raise ConfigError("no seed given")
         if self.batch_size < 1:
             raise SettingsError(f"{{}} must be at least 1, got {self.batch_size}", settings=("batch_size",))
+        if self.split_seeds is not None and (
+            not self.split_seeds or len(set(self.split_seeds)) != len(self.split_seeds)
+        ):
+            raise SettingsError("{} must be distinct integers, at least one", settings=("split_seeds",))
+
+    @property
+    def all_split_seeds(self) -> tuple[int, ...]:
+        return tuple(self.split_seeds) if self.split_seeds is not None else (self.split_seed,)
 
 
 def score(kind: str, predicted: np.ndarray, labels: np.ndarray, n_classes: int, protocol: str, batch_size: int) -> dict[str, float]:
@@ -88,7 +105,9 @@ class _Features:
 
 
 def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
-    """Yield one record per (direction, variant, head, seed), encoding each set at most once."""
+    """Yield one record per (split seed, direction, variant, head, seed), encoding each set at
+    most once. For segment tasks with both directions, the records of one split come together
+    at its end: each carries the LLP scores that need both directions' heads."""
     say = log
     check_applicable(request.variants, cache.source.levels)
     n_epoch = request.epochs if request.epochs is not None else get_task(data.task).default_epochs
@@ -108,8 +127,22 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
             f"{selection.checkpoint_sha256[:16]}..., not from this checkpoint"
         )
         say(f"warning: {notes[-1]}")
-    for direction in request.directions:
-        plan = plan_direction(data, direction, request.protocol, split_seed=request.split_seed)
+    split_seeds = request.all_split_seeds
+    # Segment tasks with both directions: the records wait for the LLP scores of both heads.
+    combine = data.kind == "segment" and set(DIRECTIONS) <= set(request.directions)
+    pending: list[ResultRecord] = []
+    parses: dict[tuple, dict[str, _Parse]] = {}
+    for split_seed, direction in itertools.product(split_seeds, request.directions):
+        plan = plan_direction(data, direction, request.protocol, split_seed=split_seed)
+        varies = plan.split.startswith("video-level")
+        if not varies and split_seed != split_seeds[0]:
+            say(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
+            continue
+        plan, overlap = apply_pretraining_overlap(data, plan, request.pretraining)
+        record_notes = list(notes)
+        if (note := overlap_note(overlap)) is not None:
+            record_notes.append(note)
+            say(f"warning: {data.task} {direction}: {note}")
         train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
         say(f"{data.task} {direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
         train_codes = cache.get(data.task, train_set, request.dtype)
@@ -123,16 +156,56 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
                     trained_codes = train_codes
                     if plan.dropout_during_training:
                         trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
-                    record = _evaluate_one(
+                    record, parse = _evaluate_one(
                         data, plan, view, head, seed, request, epochs, features,
                         trained_codes, train_codes, eval_codes,
                     )
                     record = replace(
                         record, seconds=round(time.perf_counter() - start, 4),
-                        checkpoint_sha256=cache.source.sha256, notes=list(notes),
+                        checkpoint_sha256=cache.source.sha256, notes=list(record_notes),
+                        split_seed=split_seed if varies else None, pretrain_overlap=overlap,
                     )
                     say(f"{data.task} {direction} {view.variant} {head} seed {seed}: {_short(record.metrics)}")
-                    yield record
+                    if combine:
+                        pending.append(record)
+                        parses.setdefault((record.split_seed, view.variant, head, seed), {})[direction] = parse
+                    else:
+                        yield record
+    for record in pending:
+        key = (record.split_seed, record.variant, record.head, record.seed)
+        yield replace(record, llp_both_directions=_both_directions(data, parses[key]))
+
+
+@dataclass(frozen=True)
+class _Parse:
+    """One direction's predictions on its evaluated videos (segment tasks)."""
+
+    ids: tuple[str, ...]
+    modality: str  # of the evaluated set: "audio" predicts audio events, "video" visual ones
+    predicted: np.ndarray  # bool [N, T, C+1]
+    labels: np.ndarray  # [N, T, C+1]
+
+
+def _both_directions(data: TaskData, parses: dict[str, _Parse]) -> dict:
+    """The LLP scores of the audio-visual parse: v2a's audio events and a2v's visual events on
+    the videos both directions evaluate (in the audio side's order)."""
+    by_modality = {p.modality: p for p in parses.values()}
+    audio, video = by_modality.get("audio"), by_modality.get("video")
+    if audio is None or video is None:
+        return {"n_videos": 0, "undefined": "needs one direction evaluated on audio and one on video"}
+    position = {vid: i for i, vid in enumerate(video.ids)}
+    shared = [vid for vid in audio.ids if vid in position]
+    if not shared:
+        return {"n_videos": 0, "undefined": "the two directions evaluate no video in common"}
+    audio_rows = np.array([i for i, vid in enumerate(audio.ids) if vid in position], dtype=np.int64)
+    video_rows = np.array([position[vid] for vid in shared], dtype=np.int64)
+    scores = llp_scores(
+        ModalityParse(audio.predicted[audio_rows], audio.labels[audio_rows], shared),
+        ModalityParse(video.predicted[video_rows], video.labels[video_rows], shared),
+        n_classes=data.n_classes,
+    )
+    both = {k: v for k, v in scores.metrics.items() if k.endswith(("_av", "_type_at_av", "_event_at_av"))}
+    return {"n_videos": len(shared), "metrics": both}
 
 
 def _short(metrics: dict[str, float]) -> str:
@@ -147,7 +220,7 @@ def _evaluate_one(
     data: TaskData, plan: DirectionPlan, view: ChannelView, head: str, seed: int, request: EvalRequest,
     epochs: int | None, features: _Features, trained_codes: EncodedSet, train_codes: EncodedSet,
     eval_codes: EncodedSet,
-) -> ResultRecord:
+) -> tuple[ResultRecord, _Parse | None]:
     n_classes = data.n_classes
     x_train = features.get(view, trained_codes, plan.train)
     y_train = _labels(data, plan.train)
@@ -197,9 +270,24 @@ def _evaluate_one(
         best_epoch = result.best_epoch
         val_metrics = result.best.metrics or None
         trained_epochs = epochs
-    metrics = measure(predictor, x_eval, y_eval) or {}
+    eval_predicted = predictor.predict(x_eval)
+    metrics = score(data.kind, eval_predicted, y_eval, n_classes, request.protocol, request.batch_size)
     same = measure(predictor, x_same, y_same) or {}
-    return ResultRecord(
+    # The head is at its selected epoch now, so these are the outcomes behind val_metrics.
+    val_parts = None if x_select is None else _parts(data, predictor.predict(x_select), y_select)
+    eval_ids = _ids(data, plan.evaluate)
+    parse = None
+    llp_per_video = None
+    if data.kind == "segment":
+        modality = data.sets[plan.evaluate.set_name].modality
+        parse = _Parse(tuple(eval_ids), modality, np.asarray(eval_predicted, dtype=bool), y_eval)
+        kind = {"audio": "audio", "video": "visual"}[modality]
+        llp = llp_scores(
+            **{kind: ModalityParse(eval_predicted, y_eval, eval_ids)}, n_classes=n_classes
+        )
+        metrics.update(llp.metrics)
+        llp_per_video = {key: [float(v) for v in values] for key, values in llp.per_video.items()}
+    record = ResultRecord(
         task=data.task, direction=plan.direction, variant=view.variant, head=head, protocol=request.protocol,
         seed=seed, metrics=metrics, same_modality=same, val_metrics=val_metrics,
         n_train=len(plan.train), n_eval=len(plan.evaluate), n_val=len(plan.select),
@@ -207,4 +295,25 @@ def _evaluate_one(
         split=plan.split, channels=view.channels_json(), levels=list(view.levels), checkpoint_sha256="",
         dtype=request.dtype, epochs_trained=trained_epochs, best_epoch=best_epoch,
         selection_metric=selection_metric, seconds=0.0,
+        unit="clip" if data.kind == "clip" else "video",
+        parts_metrics=parts_metrics("clip" if data.kind == "clip" else "video", request.protocol),
+        eval_parts=_parts(data, eval_predicted, y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
+        val_parts=val_parts,
+        val_units_sha256=None if x_select is None else unit_ids_digest(_ids(data, plan.select)),
+        val_split="evaluation" if plan.select.set_name == plan.evaluate.set_name else "validation",
+        llp_per_video=llp_per_video,
     )
+    return record, parse
+
+
+def _ids(data: TaskData, rows: Rows) -> list[str]:
+    ids = data.sets[rows.set_name].ids
+    return [str(ids[i]) for i in rows.rows]
+
+
+def _parts(data: TaskData, predicted: np.ndarray, labels: np.ndarray) -> list:
+    """JSON per-unit outcomes: 0/1 per clip, or [tp, n_pred, n_label] per video."""
+    if data.kind == "clip":
+        return [int(x) for x in correctness_parts(predicted, labels)[:, 0]]
+    counts = segment_count_parts(predicted, labels, data.n_classes)
+    return [[int(x) for x in row] for row in counts]

@@ -100,3 +100,31 @@ def segment_metrics(predicted: np.ndarray, labels: np.ndarray, n_classes: int, p
         "micro_recall": strict["recall"],
         "micro_f1": strict["f1"],
     }
+
+
+# Per-unit parts: additive pieces whose sums give a metric, so a bootstrap over clips or videos
+# (toc.report.resampling) can recompute it from resampled sums.
+
+
+def correctness_parts(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-clip 0/1 correctness `[N, 1]`: the parts of ACCURACY (`clip_accuracy`)."""
+    predicted, target = np.asarray(predicted), np.asarray(target)
+    if predicted.shape != target.shape or predicted.ndim != 1:
+        raise ValueError(f"predictions {predicted.shape} and targets {target.shape} must be equal 1-D shapes")
+    return (predicted == target).astype(np.float64)[:, None]
+
+
+def segment_count_parts(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-video foreground counts `[N, 3]` = (tp, n_pred, n_label) over [T, n_classes].
+
+    Their sums give exactly the global micro P/R/F1 of `segment_scores` (background,
+    column `n_classes` if present, left out), so MICRO_F1 on these parts is that number.
+    """
+    predicted = np.asarray(predicted, dtype=bool)
+    labels = np.asarray(labels) > 0.5
+    if predicted.shape != labels.shape or predicted.ndim != 3:
+        raise ValueError(f"predictions {predicted.shape} and labels {labels.shape} must be equal [N, T, C] shapes")
+    p, y = predicted[..., :n_classes], labels[..., :n_classes]
+    return np.stack(
+        [(p & y).sum(axis=(1, 2)), p.sum(axis=(1, 2)), y.sum(axis=(1, 2))], axis=1
+    ).astype(np.float64)

@@ -13,6 +13,7 @@ from toc.codebook.selection import SelectionFile, TocSettings, read_selection
 from toc.data.base import TaskData
 from toc.errors import ConfigError
 from toc.eval.loop import EvalRequest
+from toc.eval.overlap import find_pretraining_list
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
 from toc.eval.variants import VARIANTS, family_levels
@@ -26,9 +27,11 @@ from toc.report.writer import REPORT_FILES, WrittenReport, write_result_set
 RESULTS_FILE = "results.jsonl"
 
 
-def selection_file_name(task: str, family: str) -> str:
-    """Where `toc compare` writes the selection it computes for inline TOC settings."""
-    return f"toc-{task}-{family}.json"
+def selection_file_name(task: str, family: str, pretrain_run: int | None = None) -> str:
+    """Where `toc compare` writes the selection it computes for inline TOC settings (one per
+    checkpoint: with several pretraining runs, one per run)."""
+    run = "" if pretrain_run is None else f"-p{pretrain_run}"
+    return f"toc-{task}-{family}{run}.json"
 
 
 @dataclass
@@ -43,7 +46,10 @@ class ComparisonRun:
 def planned_outputs(plan: ComparisonPlan) -> list[str]:
     """The files a run of `plan` writes into its output folder (the report's charts aside)."""
     names = [RESULTS_FILE, *REPORT_FILES]
-    names += [selection_file_name(j.task, j.family) for j in plan.jobs if isinstance(j.selection, TocSettings)]
+    names += [
+        selection_file_name(j.task, j.family, j.pretrain_run)
+        for j in plan.jobs if isinstance(j.selection, TocSettings)
+    ]
     return names
 
 
@@ -56,14 +62,22 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
     report can draw them and the run can be repeated from the file.
     """
     out = Path(out_dir)
-    sessions: dict[str, EvalSession] = {}
+    sessions: dict[tuple[str, int | None], EvalSession] = {}
     tasks: dict[str, TaskData] = {}
     records: list[ResultRecord] = []
     made: list[MadeSelection] = []
+    pretraining = None
+    if any(job.protocol == "strict" for job in plan.jobs):
+        pretraining = find_pretraining_list(
+            plan.pretrain_csv, data_root=plan.data_root, config=plan.data_config,
+            policy=plan.pretrain_overlap,
+        )
     for job in plan.jobs:
-        if job.family not in sessions:
+        run_key = (job.family, job.pretrain_run)
+        if run_key not in sessions:
             session = EvalSession.open(
                 job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
+                cache_fingerprint=plan.cache_fingerprint,
             )
             wanted_levels = family_levels(job.family)
             if session.checkpoint.levels != wanted_levels:
@@ -71,13 +85,15 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
                     f"{job.checkpoint}: checkpoints.{job.family} has {session.checkpoint.levels} codebook level(s); "
                     f"{job.family} variants need {wanted_levels}"
                 )
-            sessions[job.family] = session
-        session = sessions[job.family]
+            sessions[run_key] = session
+        session = sessions[run_key]
         if job.task not in tasks:
             tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
         selection: SelectionFile | None = None
         if isinstance(job.selection, TocSettings):
-            selection = session.select(job.selection).save(out / selection_file_name(job.task, job.family))
+            selection = session.select(job.selection).save(
+                out / selection_file_name(job.task, job.family, job.pretrain_run)
+            )
             made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
         elif isinstance(job.selection, Path):
             selection = read_selection(job.selection)
@@ -89,11 +105,13 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
         request = EvalRequest(
             variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
             seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
-            selection=selection, split_seed=job.split_seed,
+            selection=selection, split_seed=job.split_seed, split_seeds=job.split_seeds,
+            pretraining=pretraining if job.protocol == "strict" else None,
         )
-        log(f"compare: {job.task} with {job.family} ({', '.join(job.variants)})")
+        run = "" if job.pretrain_run is None else f", pretraining run {job.pretrain_run}"
+        log(f"compare: {job.task} with {job.family}{run} ({', '.join(job.variants)})")
         for record in session.evaluate(tasks[job.task], request, log=log):
-            extra = {"checkpoint": str(job.checkpoint)}
+            extra = {"checkpoint": str(job.checkpoint), "pretrain_run": job.pretrain_run}
             if VARIANTS[record.variant].uses_selection and selection is not None:
                 extra.update(toc=dict(selection.parameters), selection=str(selection.path))
             records.append(replace(record, **extra))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError
 from toc.eval.tasks import TASKS, chance_level
 from toc.eval.variants import VARIANT_NAMES
-from toc.pipeline.compare import run_plan, write_comparison
+from toc.pipeline.compare import run_plan, selection_file_name, write_comparison
 from toc.pipeline.plan import make_plan
 from toc.progress import LogFn, no_log
 from toc.report.results import HealthRecord
@@ -26,7 +27,10 @@ class DemoSettings:
     """CPU-sized defaults: the whole demo fits in minutes on 2 cores."""
 
     scale: float = 1.0
-    seed: int = 0
+    seed: int = 0  # of the corpus, and of the first pretraining run
+    # Pretraining runs per family (training seeds seed, seed + 1, ...): the report shows the
+    # spread across them and resamples them; DCID run k pairs with H-DCID run k.
+    pretrain_runs: int = 2
     epochs: int = 6  # the published DCID n_epoch
     batch_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -42,23 +46,23 @@ class DemoSettings:
 
     @staticmethod
     def quick() -> DemoSettings:
-        return DemoSettings(scale=0.25, epochs=2, seeds=(0, 1), head_epochs=10)
+        return DemoSettings(scale=0.25, epochs=2, seeds=(0, 1), head_epochs=10, pretrain_runs=1)
 
 
 @dataclass
 class DemoResult:
     out_dir: Path
     report_files: list[Path]
-    checkpoints: dict[str, Path]
+    checkpoints: dict[str, list[Path]]  # per family, one per pretraining run
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _train_config(settings: DemoSettings, levels: int) -> TrainConfig:
+def _train_config(settings: DemoSettings, levels: int, run: int) -> TrainConfig:
     return TrainConfig(
         levels=levels,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        seed=settings.seed,
+        seed=settings.seed + run,
         level2_start=max(1, settings.epochs // 2) if levels == 2 else 3,
         n_embeddings=settings.n_embeddings,
         embedding_dim=256 if levels == 1 else settings.hdcid_width,
@@ -93,9 +97,9 @@ def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[HealthReco
     return lines
 
 
-def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: dict[str, Path]):
+def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: Mapping[str, Path | Sequence[Path]]):
     """The demo's comparison: every task, direction and variant, both heads, strict protocol,
-    with the demo's TOC budget per family."""
+    with the demo's TOC budget per family, over every pretraining run."""
     budgets = {"dcid": settings.dcid_channels, "hdcid": settings.hdcid_channels}
     return make_plan(
         source="toc demo", data_root=data_root, checkpoints=checkpoints, tasks=settings.tasks,
@@ -122,30 +126,48 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
     seconds["synth"] = time.monotonic() - start
 
     corpus = PairedClips(load_pretrain(resolve_paths("pretrain", data_root=data_root)))
-    checkpoints: dict[str, Path] = {}
+    if settings.pretrain_runs < 1:
+        raise ConfigError(f"the demo needs at least one pretraining run, got {settings.pretrain_runs}")
+    checkpoints: dict[str, list[Path]] = {}
     health: list[HealthRecord] = []
     for family, levels in (("dcid", 1), ("hdcid", 2)):
         start = time.monotonic()
-        say(f"demo: training {family.upper()} ({settings.epochs} epochs, {len(corpus)} clips, recipe {settings.recipe})")
-        run_dir = out / "runs" / family
-        result = train(
-            _train_config(settings, levels), corpus, run_dir,
-            on_epoch=lambda metrics, diagnostics, family=family: say(
-                f"demo: {family} epoch {metrics.get('epoch')}: "
-                + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
-            ),
-        )
-        checkpoints[family] = result.last_checkpoint
-        health += _health_lines(family, result.last_checkpoint, result.diagnostics)
+        for run in range(settings.pretrain_runs):
+            say(
+                f"demo: training {family.upper()} run {run} (seed {settings.seed + run}, {settings.epochs} epochs, "
+                f"{len(corpus)} clips, recipe {settings.recipe})"
+            )
+            run_dir = out / "runs" / (family if settings.pretrain_runs == 1 else f"{family}-p{run}")
+            result = train(
+                _train_config(settings, levels, run), corpus, run_dir,
+                on_epoch=lambda metrics, diagnostics, family=family: say(
+                    f"demo: {family} epoch {metrics.get('epoch')}: "
+                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
+                ),
+            )
+            checkpoints.setdefault(family, []).append(result.last_checkpoint)
+            health += _health_lines(family, result.last_checkpoint, result.diagnostics)
         seconds[f"train_{family}"] = time.monotonic() - start
 
     start = time.monotonic()
-    plan = demo_plan(settings, data_root.resolve(), {k: v.resolve() for k, v in checkpoints.items()})
+    resolved = {k: [p.resolve() for p in v] for k, v in checkpoints.items()}
+    # One pretraining run: plain paths, so the records carry no pretraining-run label.
+    plan = demo_plan(
+        settings, data_root.resolve(),
+        {k: (v[0] if settings.pretrain_runs == 1 else v) for k, v in resolved.items()},
+    )
     run = run_plan(plan, out, log=say)
     run.records[:] = [replace(r, chance=chance_level(run.tasks[r.task])) for r in run.records]
     seconds["evaluate"] = time.monotonic() - start
 
     say("demo: writing the report")
-    selection_files = sorted(m.selection.path for m in run.made_selections)
+    # The TOC figures of the first pretraining run (one per task and family).
+    first_run = {
+        selection_file_name(task, family, None if settings.pretrain_runs == 1 else 0)
+        for task in settings.tasks for family in ("dcid", "hdcid")
+    }
+    selection_files = sorted(
+        m.selection.path for m in run.made_selections if Path(m.selection.path).name in first_run
+    )
     written = write_comparison(run, out, health=health, selection_files=selection_files, source=plan.source)
     return DemoResult(out_dir=out, report_files=list(written.files), checkpoints=checkpoints, seconds=seconds)

@@ -15,7 +15,9 @@ from hdcid.families import DTYPES
 from toc.codebook.selection import TocSettings
 from toc.data.files import read_toml
 from toc.errors import ConfigError, SettingsError
+from toc.eval.cache import FINGERPRINTS
 from toc.eval.heads import HEADS
+from toc.eval.overlap import OVERLAP_POLICIES
 from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.tasks import TASKS
 from toc.eval.variants import FAMILIES, VARIANT_NAMES, VARIANTS
@@ -29,7 +31,7 @@ def _short(value: Any) -> str:
 _PLAN_KEYS = {
     "data_root", "data_config", "cache_dir", "checkpoints", "tasks", "directions", "variants", "heads",
     "seeds", "protocol", "epochs", "batch_size", "dtype", "split_seed", "device", "trust_checkpoint",
-    "selection",
+    "selection", "split_seeds", "pretrain_csv", "pretrain_overlap", "cache_fingerprint",
 }
 _INLINE_KEYS = ("channels", "max_num", "min_num")  # required in every TOC table
 _OPTIONAL_TOC_KEYS = ("exact_budget", "sim_weight", "var_weight")
@@ -52,6 +54,10 @@ class EvalJob:
     dtype: str
     split_seed: int
     selection: TocSettings | Path | None  # inline settings or a selection file; None without +toc
+    # Which pretraining run of the family the checkpoint is (its place in the plan's list of
+    # checkpoints); None when the family has one checkpoint. Runs pair across families by it.
+    pretrain_run: int | None = None
+    split_seeds: tuple[int, ...] | None = None  # several strict splits (None: split_seed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class ComparisonPlan:
     device: str
     trust_checkpoint: bool
     jobs: tuple[EvalJob, ...]
+    pretrain_csv: Path | None = None  # None: the data layout's pretraining CSV, if present
+    pretrain_overlap: str = "report"
+    cache_fingerprint: str = "stat"
 
 
 def _plan_error(path: Path, key: str, expected: str, actual: Any) -> ConfigError:
@@ -207,35 +216,88 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     epochs = _plan_int(raw, "epochs", None, plan_path, minimum=1)
     batch_size = _plan_int(raw, "batch_size", 80, plan_path, minimum=1)
     split_seed = _plan_int(raw, "split_seed", 0, plan_path)
+    split_seeds = None
+    if "split_seeds" in raw:
+        value = raw["split_seeds"]
+        if "split_seed" in raw:
+            raise ConfigError(f"{plan_path}: give 'split_seed' or 'split_seeds', not both")
+        if (
+            not isinstance(value, list) or not value
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value)
+            or len(set(value)) != len(value)
+        ):
+            raise _plan_error(plan_path, "split_seeds", "a non-empty list of distinct integers >= 0", value)
+        split_seeds = tuple(value)
+    pretrain_csv = _plan_path(raw["pretrain_csv"], "pretrain_csv", base, plan_path) if "pretrain_csv" in raw else None
+    pretrain_overlap = raw.get("pretrain_overlap", "report")
+    if pretrain_overlap not in OVERLAP_POLICIES:
+        raise _plan_error(plan_path, "pretrain_overlap", " or ".join(OVERLAP_POLICIES), pretrain_overlap)
+    cache_fingerprint = raw.get("cache_fingerprint", "stat")
+    if cache_fingerprint not in FINGERPRINTS:
+        raise _plan_error(plan_path, "cache_fingerprint", " or ".join(FINGERPRINTS), cache_fingerprint)
     checkpoints_raw = raw.get("checkpoints")
     if not isinstance(checkpoints_raw, dict):
         raise _plan_error(plan_path, "checkpoints", "a table: dcid = PATH, hdcid = PATH", checkpoints_raw)
     for name in checkpoints_raw:
         if name not in FAMILIES:
             raise _plan_error(plan_path, f"checkpoints.{name}", " or ".join(FAMILIES), name)
-    checkpoints = {
-        family: _plan_path(value, f"checkpoints.{family}", base, plan_path) for family, value in checkpoints_raw.items()
-    }
+    checkpoints: dict[str, Path | tuple[Path, ...]] = {}
+    for family, value in checkpoints_raw.items():
+        key = f"checkpoints.{family}"
+        if isinstance(value, list):
+            if not value:
+                raise _plan_error(plan_path, key, "a path or a non-empty list of paths (one per pretraining run)", value)
+            checkpoints[family] = tuple(_plan_path(v, f"{key}[{i}]", base, plan_path) for i, v in enumerate(value))
+        else:
+            checkpoints[family] = _plan_path(value, key, base, plan_path)
     return make_plan(
         source=str(plan_path), data_root=data_root, data_config=data_config, cache_dir=cache_dir,
         checkpoints=checkpoints, tasks=tasks, directions=directions, variants=variants, heads=heads,
         seeds=tuple(seeds_raw), protocol=protocol, epochs=epochs, batch_size=batch_size or 80, dtype=dtype,
         split_seed=split_seed or 0, device=device, trust_checkpoint=trust,
         toc=lambda task, family: _selection_for(raw.get("selection"), task, family, base, plan_path),
+        split_seeds=split_seeds, pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap,
+        cache_fingerprint=cache_fingerprint,
     )
 
 
+def pretraining_runs(source: str, checkpoints: Mapping[str, Path | Sequence[Path]]) -> dict[str, list[tuple[int | None, Path]]]:
+    """Per family its checkpoints with their pretraining-run labels: (None, path) for one
+    checkpoint, (0, path0), (1, path1), ... for a list. Lists pair across families by position,
+    so every family given as a list must have the same length (and none may be a single path)."""
+    runs: dict[str, list[tuple[int | None, Path]]] = {}
+    lengths = set()
+    for family, value in checkpoints.items():
+        if isinstance(value, (str, Path)):
+            runs[family] = [(None, Path(value))]
+        else:
+            paths = [Path(p) for p in value]
+            runs[family] = list(enumerate(paths))
+            lengths.add(len(paths))
+    singles = [f for f, r in runs.items() if r[0][0] is None]
+    if len(lengths) > 1 or (lengths and singles):
+        counts = {f: (1 if r[0][0] is None else len(r)) for f, r in runs.items()}
+        raise ConfigError(
+            f"{source}: checkpoints of several pretraining runs pair by position, so every family "
+            f"needs a list of the same length (got {counts})"
+        )
+    return runs
+
+
 def make_plan(
-    *, source: str, checkpoints: Mapping[str, Path], tasks: Sequence[str],
+    *, source: str, checkpoints: Mapping[str, Path | Sequence[Path]], tasks: Sequence[str],
     toc: Callable[[str, str], TocSettings | Path | None], data_root: Path | None = None,
     data_config: Path | None = None, cache_dir: Path | None = None,
     directions: Sequence[str] = DIRECTIONS, variants: Sequence[str] = VARIANT_NAMES,
     heads: Sequence[str] = ("linear",), seeds: Sequence[int] = (0, 1, 2), protocol: str = "strict",
     epochs: int | None = None, batch_size: int = 80, dtype: str = "float32", split_seed: int = 0,
-    device: str = "cpu", trust_checkpoint: bool = False,
+    device: str = "cpu", trust_checkpoint: bool = False, split_seeds: Sequence[int] | None = None,
+    pretrain_csv: Path | None = None, pretrain_overlap: str = "report", cache_fingerprint: str = "stat",
 ) -> ComparisonPlan:
-    """Expand a comparison into its jobs: one per task and checkpoint family, each with that
-    family's variants; `toc(task, family)` gives the TOC settings (or selection file) of a job."""
+    """Expand a comparison into its jobs: one per task, checkpoint family and pretraining run
+    (a family may list several checkpoints), each with that family's variants;
+    `toc(task, family)` gives the TOC settings (or selection file) of a job."""
+    runs = pretraining_runs(source, checkpoints)
     jobs: list[EvalJob] = []
     for task in tasks:
         for family in FAMILIES:
@@ -253,15 +315,18 @@ def make_plan(
                     f"{source}: variant {family}+toc on task {task} needs TOC settings "
                     f"([selection], [selection.{task}] or [selection.{task}.{family}])"
                 )
-            jobs.append(
-                EvalJob(
-                    task=task, family=family, checkpoint=checkpoints[family], variants=family_variants,
-                    directions=tuple(directions), heads=tuple(heads), seeds=tuple(seeds), protocol=protocol,
-                    epochs=epochs, batch_size=batch_size, dtype=dtype, split_seed=split_seed,
-                    selection=selection if needs_toc else None,
+            for pretrain_run, checkpoint in runs[family]:
+                jobs.append(
+                    EvalJob(
+                        task=task, family=family, checkpoint=checkpoint, variants=family_variants,
+                        directions=tuple(directions), heads=tuple(heads), seeds=tuple(seeds), protocol=protocol,
+                        epochs=epochs, batch_size=batch_size, dtype=dtype, split_seed=split_seed,
+                        selection=selection if needs_toc else None, pretrain_run=pretrain_run,
+                        split_seeds=None if split_seeds is None else tuple(split_seeds),
+                    )
                 )
-            )
     return ComparisonPlan(
         source=source, data_root=data_root, data_config=data_config, cache_dir=cache_dir,
-        device=device, trust_checkpoint=trust_checkpoint, jobs=tuple(jobs),
+        device=device, trust_checkpoint=trust_checkpoint, jobs=tuple(jobs), pretrain_csv=pretrain_csv,
+        pretrain_overlap=pretrain_overlap, cache_fingerprint=cache_fingerprint,
     )

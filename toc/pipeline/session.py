@@ -12,8 +12,9 @@ from toc.codebook.checkpoint import Checkpoint, load_checkpoint
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
 from toc.data.base import TaskData
 from toc.errors import SettingsError
-from toc.eval.cache import CheckpointCodeSource, CodeCache
+from toc.eval.cache import FINGERPRINTS, CheckpointCodeSource, CodeCache
 from toc.eval.loop import EvalRequest, run_evaluation
+from toc.eval.overlap import OVERLAP_POLICIES, find_pretraining_list
 from toc.eval.protocols import DIRECTIONS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
@@ -32,11 +33,14 @@ class EvalSession:
     def open(
         path: str | Path, *, trust_checkpoint: bool = False, device: str = "cpu",
         cache_dir: str | Path | None = None, encode_batch_size: int = 64,
-        progress: ProgressFactory = no_progress,
+        progress: ProgressFactory = no_progress, cache_fingerprint: str = "stat",
     ) -> EvalSession:
         checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
         source = CheckpointCodeSource(checkpoint, device=device)
-        return EvalSession(checkpoint, CodeCache(source, cache_dir, batch_size=encode_batch_size, progress=progress))
+        cache = CodeCache(
+            source, cache_dir, batch_size=encode_batch_size, progress=progress, fingerprint=cache_fingerprint,
+        )
+        return EvalSession(checkpoint, cache)
 
     def select(self, settings: TocSettings) -> SelectionFile:
         """TOC on this checkpoint's codebooks (every level), in memory."""
@@ -95,7 +99,11 @@ class EvalOptions:
     batch_size: int = 80
     head_threads: int | None = None
     split_seed: int = 0
+    split_seeds: Sequence[int] | None = None  # several strict video-level splits
+    pretrain_csv: str | Path | None = None  # None: the data layout's pretraining CSV, if present
+    pretrain_overlap: str = "report"  # or "exclude" (toc.eval.overlap)
     cache_dir: str | Path | None = None
+    cache_fingerprint: str = "stat"
     dtype: str = "float32"
     encode_batch_size: int = 64
     device: str = "cpu"
@@ -132,6 +140,16 @@ class EvalOptions:
             toc.settings()  # validates the inline settings before any work
         if "linear" not in self.heads and self.epochs is not None:
             raise SettingsError("{} applies only to {} linear", settings=("epochs", "head"))
+        if self.split_seeds is not None and self.split_seed != 0:
+            raise SettingsError("{} and {} are alternatives; give one", settings=("split_seed", "split_seeds"))
+        if self.pretrain_overlap not in OVERLAP_POLICIES:
+            raise SettingsError(
+                f"{{}} must be one of {', '.join(OVERLAP_POLICIES)}", settings=("pretrain_overlap",),
+            )
+        if self.cache_fingerprint not in FINGERPRINTS:
+            raise SettingsError(
+                f"{{}} must be one of {', '.join(FINGERPRINTS)}", settings=("cache_fingerprint",),
+            )
 
 
 def evaluate_task(
@@ -144,15 +162,24 @@ def evaluate_task(
     session = EvalSession.open(
         options.checkpoint, trust_checkpoint=options.trust_checkpoint, device=options.device,
         cache_dir=options.cache_dir, encode_batch_size=options.encode_batch_size, progress=progress,
+        cache_fingerprint=options.cache_fingerprint,
     )
     if options.toc.channels is not None:
         selection = session.select(options.toc.settings())
     variants = list(options.variants) or default_variants(session.checkpoint.levels, options.wants_toc)
     data = load_task(options.task, data_root=options.data_root, config=options.config)
+    pretraining = None
+    if options.protocol == "strict":
+        pretraining = find_pretraining_list(
+            options.pretrain_csv, data_root=options.data_root, config=options.config,
+            policy=options.pretrain_overlap,
+        )
     request = EvalRequest(
         variants=variants, directions=tuple(options.directions), heads=tuple(options.heads),
         protocol=options.protocol, seeds=tuple(options.seeds), epochs=options.epochs,
         batch_size=options.batch_size, dtype=options.dtype, selection=selection,
         split_seed=options.split_seed, head_threads=options.head_threads,
+        split_seeds=None if options.split_seeds is None else tuple(options.split_seeds),
+        pretraining=pretraining,
     )
     yield from session.evaluate(data, request, log=log)

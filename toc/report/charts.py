@@ -33,8 +33,9 @@ def render_task_chart(report: Report, task: str) -> bytes:
         ax.set_visible(False)
     for ax, g in zip(axes, groups, strict=False):
         names = [r.variant for r in g.rows]
-        means = [r.eval.mean for r in g.rows]
-        errors = [r.eval.half_width or 0.0 for r in g.rows]
+        means = [r.score for r in g.rows]
+        spans = [r.interval or (r.score, r.score) for r in g.rows]
+        errors = [[m - s[0] for m, s in zip(means, spans, strict=True)], [s[1] - m for m, s in zip(means, spans, strict=True)]]
         colors = ["#4C72B0" if r.variant == g.recommendation.variant else "#9AA5B1" for r in g.rows]
         ax.bar(range(len(names)), means, yerr=errors, capsize=4, color=colors)
         ax.set_xticks(range(len(names)))
@@ -44,7 +45,8 @@ def render_task_chart(report: Report, task: str) -> bytes:
         if g.chance is not None:
             ax.axhline(g.chance, color="#C44E52", linestyle="--", linewidth=1, label="chance")
             ax.legend(fontsize=7, loc="lower right")
-    figure.suptitle(f"{task}: mean over seeds, error bars = {int(round(report.confidence * 100))}% CI", fontsize=10)
+    kind = "bootstrap over units and runs" if all(g.resampled for g in groups) else "see report.md"
+    figure.suptitle(f"{task}: score, error bars = {report.confidence * 100:g}% interval ({kind})", fontsize=10)
     figure.tight_layout()
     return png_bytes(figure)
 

@@ -15,12 +15,31 @@ from toc.eval.protocols import DIRECTION_TEXT, DIRECTIONS, PROTOCOLS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import TASKS
 from toc.eval.variants import VARIANT_NAMES
-from toc.report.analysis import VERDICT_CLEAR, VERDICT_SINGLE, Group, Report
+from toc.report.analysis import Group, Report, VariantRow
+from toc.report.resampling import (
+    SPLIT_VALIDATION,
+    TEST_BOOTSTRAP,
+    TEST_MCNEMAR,
+    VERDICT_CLEAR,
+    VERDICT_SINGLE,
+    Interval,
+    PairedEstimate,
+    VariantEstimate,
+)
 from toc.report.results import order_key
 from toc.report.stats import PairedDifference, SampleSummary
 
-REPORT_FORMAT = "toc-report/1"
+REPORT_FORMAT = "toc-report/2"
 SUMMARY_DECIMALS = 6  # summary.json floats are rounded so reruns and library versions agree
+LLP_COLUMNS = (
+    ("llp_segment_audio", "segment audio"), ("llp_segment_visual", "segment visual"),
+    ("llp_event_audio", "event audio"), ("llp_event_visual", "event visual"),
+)
+LLP_BOTH = (
+    ("llp_segment_av", "segment audio-visual"), ("llp_segment_type_at_av", "segment Type@AV"),
+    ("llp_segment_event_at_av", "segment Event@AV"), ("llp_event_av", "event audio-visual"),
+    ("llp_event_type_at_av", "event Type@AV"), ("llp_event_event_at_av", "event Event@AV"),
+)
 
 
 def _f(value: float | None, signed: bool = False) -> str:
@@ -34,6 +53,12 @@ def _ci(summary: SampleSummary | None) -> str:
     if summary is None or summary.ci_low is None:
         return "—"
     return f"[{_f(summary.ci_low)}, {_f(summary.ci_high)}]"
+
+
+def _span(interval: Interval | None, signed: bool = False) -> str:
+    if interval is None:
+        return "—"
+    return f"[{_f(interval.low, signed)}, {_f(interval.high, signed)}]"
 
 
 def _mean_std(summary: SampleSummary | None) -> str:
@@ -77,71 +102,85 @@ def _difference_text(d: PairedDifference | None) -> tuple[str, str]:
     return mean, ci
 
 
-def _recommendation_text(group: Group) -> str:
-    rec = group.recommendation
-    metric = f"{rec.split} {group.metric}"
-    if rec.verdict == VERDICT_SINGLE:
-        text = f"**Recommended: {rec.best}** — the only variant evaluated here ({metric} {_f(rec.best_mean)})."
-    else:
-        d = rec.vs_runner_up
-        if d is None or d.summary is None:
-            diff = "no seed shared, so no paired difference"
-        elif d.summary.ci_low is None:
-            diff = f"Δ {_f(d.summary.mean, True)} on {d.n} shared seed, too few for an interval"
-        else:
-            diff = (
-                f"paired Δ {_f(d.summary.mean, True)}, 95% CI [{_f(d.summary.ci_low, True)}, "
-                f"{_f(d.summary.ci_high, True)}], n={d.n}"
-            )
-        if rec.verdict == VERDICT_CLEAR:
-            text = (
-                f"**Recommended: {rec.best}** — best mean {metric} ({_f(rec.best_mean)}); its paired "
-                f"interval lies above 0 against every other variant (runner-up {rec.runner_up}: {diff})."
-            )
-        else:
-            text = (
-                f"**No clear winner** — best mean {metric}: {rec.best} ({_f(rec.best_mean)}), runner-up "
-                f"{rec.runner_up} ({_f(rec.runner_up_mean)}; {diff}). Not separated from the best: "
-                f"{', '.join(rec.contenders)}."
-            )
-    if rec.missing_validation:
-        text += (
-            f" Validation scores are missing for {rec.missing_validation} result(s), so the variants "
-            "are ranked on the evaluation split, which makes the choice optimistic."
+def _how_to_read(report: Report) -> list[str]:
+    """The header: exactly what was done, for the kinds of groups this report has."""
+    pct = f"{report.confidence * 100:g}%"
+    resampled = [g for g in report.groups if g.resampled]
+    seed_only = [g for g in report.groups if not g.resampled]
+    out = ["## How this report was made", ""]
+    out.append(
+        "- Scores are in %. A variant's score is its metric on all evaluated clips (videos for the "
+        "segment tasks), averaged over its training runs: head seeds and, where the results have "
+        "them, pretraining runs (checkpoints) and split seeds."
+    )
+    if resampled:
+        out += [
+            f"- Intervals ({pct}) come from a paired bootstrap: {report.n_resamples} resamples "
+            f"(seed {report.bootstrap_seed}) of the evaluated units, the same draw for every "
+            "variant. Where a head differs between runs the runs are resampled too (pretraining "
+            "runs first, head seeds within them), and with several split seeds the splits. They "
+            "are expanded percentile intervals (the small-sample widening of Hesterberg 2015). "
+            "*Δ vs dcid* is paired by unit and run.",
+            "- A head that gives the same outcome for every seed on one fixed split (the "
+            "training-free prototype head) is one training run, n_eff = 1: its interval covers "
+            "the evaluation sample only, not another split or another pretraining run. *runs "
+            "(n_eff)* gives the results per variant and how many of them differ.",
+            "- Recommendation: variants are ranked by their score on the **validation split**, the "
+            "held-out rows of the *training* modality: a same-modality score, not a cross-modal "
+            "one; for the linear head it is the score at the epoch those same rows chose, which "
+            "is optimistic. Groups of the reference protocol are ranked on the **evaluation "
+            "split (published protocol)**, as the published scripts choose, and say so. The best "
+            "variant is called the winner only when a two-sided paired test over units (exact "
+            "McNemar for the accuracy of deterministic heads on one split, else the paired "
+            f"bootstrap) separates it from every other variant at level {report.level:g}, "
+            "Holm-adjusted over those comparisons; otherwise the verdict is *no clear winner* and "
+            "the variants not separated from the best are listed.",
+        ]
+    if seed_only:
+        names = ", ".join(g.title for g in seed_only)
+        out.append(
+            f"- Groups without per-unit outcomes ({names}) show seed statistics only: mean ± "
+            f"sample std over the results and the Student-t {pct} interval, which describe "
+            "seed-to-seed spread, not the evaluated sample; no paired test can be made and no "
+            "variant is called a winner there."
         )
-    return text
+    return out + [""]
+
+
+def _choice_text(group: Group) -> str:
+    rec = group.recommendation
+    return rec.variant if rec.variant else f"no clear winner ({', '.join(rec.contenders)})"
+
+
+def _interval_of(row: VariantRow) -> str:
+    span = row.interval
+    if span is None:
+        return "—"
+    return f"[{_f(span[0])}, {_f(span[1])}]" + (" (Wilson)" if row.wilson_shown else "")
 
 
 def render_markdown(report: Report) -> str:
-    """report.md: summary table, one section per task, TOC settings, codebook health, plots."""
-    pct = int(round(report.confidence * 100))
+    """report.md: how it was made, summary table, one section per task, TOC settings, codebook
+    health, plots."""
+    pct = f"{report.confidence * 100:g}%"
     out: list[str] = ["# Model-selection report", ""]
     out.append("Inputs:")
     for item in report.inputs:
         out.append(f"- `{item.name}` (sha256 `{item.sha256[:16]}`): {item.n_results} results, {item.n_health} health records")
+    out.append("")
+    out += _how_to_read(report)
     out += [
-        "",
-        "How to read this report. Scores are in %. *mean ± std* is over seeds (sample standard deviation, "
-        f"n − 1); the {pct}% CI is mean ± t(0.975, n − 1)·std/√n. *Δ vs dcid* is the difference to the "
-        "DCID baseline paired by seed (only seeds both variants have; n is shown when some are "
-        f"missing), with its {pct}% t interval. The recommendation ranks variants by their mean on the "
-        "validation split (never the evaluation split, unless validation scores are missing, which "
-        "is then said). The best is recommended only when its seed-paired interval against every "
-        "other variant lies strictly above 0; otherwise the verdict is *no clear winner* and the "
-        "variants not separated from the best are listed.",
-        "",
         "## Summary",
         "",
-        "| task | direction | head | protocol | metric | recommendation | ranked on | eval mean of best | chance |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| task | direction | head | protocol | metric | recommendation | ranked on | evaluation score of best | {pct} interval | chance |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in report.groups:
         rec = g.recommendation
-        choice = rec.variant if rec.variant else f"no clear winner ({', '.join(rec.contenders)})"
         best_row = next(r for r in g.rows if r.variant == rec.best)
         out.append(
-            f"| {g.task} | {g.direction} | {g.head} | {g.protocol} | {g.metric} | {_cell(choice)} | "
-            f"{rec.split} | {_f(best_row.eval.mean)} | {_pct(g.chance)} |"
+            f"| {g.task} | {g.direction} | {g.head} | {g.protocol} | {g.metric} | {_cell(_choice_text(g))} | "
+            f"{rec.ranked_on} | {_f(best_row.score)} | {_interval_of(best_row)} | {_pct(g.chance)} |"
         )
     out.append("")
     current_task = None
@@ -153,44 +192,20 @@ def render_markdown(report: Report) -> str:
             if len(chances) == 1 and None not in chances:
                 out += [f"Chance level: {_pct(next(iter(chances)))} %.", ""]
             if g.task in report.charted_tasks:
-                out += [f"![{g.task}: mean with {pct}% CI per variant]({chart_name(g.task)})", ""]
+                out += [f"![{g.task}: score with {pct} interval per variant]({chart_name(g.task)})", ""]
         direction = DIRECTION_TEXT.get(g.direction, g.direction)
         out += [f"### {g.title} — {g.metric} ({direction})", ""]
         if g.chance is not None and len({x.chance for x in report.groups if x.task == g.task}) > 1:
             out += [f"Chance level: {_pct(g.chance)} %.", ""]
-        out += [
-            f"| variant | n | mean ± std | {pct}% CI | Δ vs dcid | {pct}% CI of Δ | validation mean | same-modality |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for row in g.rows:
-            diff, diff_ci = _difference_text(row.vs_baseline)
-            name = f"**{row.variant}**" if row.variant == g.recommendation.variant else row.variant
-            out.append(
-                f"| {_cell(name)} | {row.eval.n} | {_mean_std(row.eval)} | {_ci(row.eval)} | {diff} | "
-                f"{diff_ci} | {_mean_std(row.val)} | {_mean_std(row.same_modality)} |"
-            )
-        notes = []
-        for row in g.rows:
-            d = row.vs_baseline
-            if d is not None and (d.only_a or d.only_b):
-                parts = []
-                if d.only_a:
-                    parts.append(f"seeds {list(d.only_a)} have no dcid result")
-                if d.only_b:
-                    parts.append(f"dcid seeds {list(d.only_b)} have no {row.variant} result")
-                notes.append(f"{row.variant}: " + "; ".join(parts) + " (left out of Δ).")
-        constant = [r.variant for r in g.rows if r.eval.n >= 2 and r.eval.std == 0.0]
-        if constant:
-            notes.append(
-                f"{', '.join(constant)}: every seed gave the same score, so the interval has zero width "
-                "(intervals measure seed-to-seed variation only, e.g. none for a training-free head on a fixed split)."
-            )
+        out += _resampled_table(g, pct) if g.resampled else _seed_table(g, pct)
+        notes = list(g.notes) + _row_notes(g)
         out.append("")
         for note in notes:
-            out += [f"- {note}"]
+            out.append(f"- {note}")
         if notes:
             out.append("")
-        out += [_recommendation_text(g), ""]
+        out += _llp_table(g, pct)
+        out += _recommendation_lines(g)
     out += ["## TOC settings", ""]
     if report.toc_settings:
         out += [
@@ -232,6 +247,161 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ranking_column(g: Group) -> str:
+    """What the ranking column holds; never called validation when it is not."""
+    if g.recommendation.split == SPLIT_VALIDATION:
+        return "validation score"
+    return "ranking score (evaluation split)"
+
+
+def _resampled_table(g: Group, pct: str) -> list[str]:
+    rec = g.recommendation
+    unit = g.unit or "clip"
+    out = [
+        f"| variant | {unit}s | runs (n_eff) | score | {pct} interval | Δ vs dcid | {pct} interval of Δ | "
+        f"{_ranking_column(g)} | same-modality |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in g.rows:
+        e = row.estimate
+        assert e is not None
+        d = row.vs_dcid
+        name = f"**{row.variant}**" if row.variant == rec.variant else row.variant
+        units = str(e.n_units) if e.n_splits == 1 else f"{e.n_units}+ × {e.n_splits} splits"
+        out.append(
+            f"| {_cell(name)} | {units} | {len(row.runs)} ({e.n_eff_runs}) | {_f(e.estimate)} | "
+            f"{_interval_of(row)} | {'—' if d is None else _f(d.difference, True)} | "
+            f"{'—' if d is None else _span(d.interval, True)} | {_f(rec.means.get(row.variant))} | "
+            f"{_mean_std(row.same_modality)} |"
+        )
+    return out
+
+
+def _seed_table(g: Group, pct: str) -> list[str]:
+    rec = g.recommendation
+    column = "validation mean" if rec.split == SPLIT_VALIDATION else "ranking mean (evaluation split)"
+    out = [
+        f"| variant | n | mean ± std (seeds) | {pct} CI (seeds) | Δ vs dcid | {pct} CI of Δ | {column} | same-modality |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in g.rows:
+        diff, diff_ci = _difference_text(row.vs_baseline)
+        name = f"**{row.variant}**" if row.variant == rec.variant else row.variant
+        ranking = _mean_std(row.val) if rec.split == SPLIT_VALIDATION else _f(rec.means.get(row.variant))
+        out.append(
+            f"| {_cell(name)} | {row.eval.n} | {_mean_std(row.eval)} | {_ci(row.eval)} | {diff} | "
+            f"{diff_ci} | {ranking} | {_mean_std(row.same_modality)} |"
+        )
+    return out
+
+
+def _row_notes(g: Group) -> list[str]:
+    notes = []
+    for row in g.rows:
+        d = row.vs_baseline
+        if d is not None and (d.only_a or d.only_b):
+            parts = []
+            if d.only_a:
+                parts.append(f"seeds {list(d.only_a)} have no dcid result")
+            if d.only_b:
+                parts.append(f"dcid seeds {list(d.only_b)} have no {row.variant} result")
+            notes.append(f"{row.variant}: " + "; ".join(parts) + " (left out of Δ).")
+    if g.resampled:
+        deterministic = [r.variant for r in g.rows if r.estimate is not None and r.estimate.n_eff_runs == 1]
+        if deterministic:
+            n = max(len(r.runs) for r in g.rows)
+            alike = (
+                "one run" if n < 2
+                else f"{'both' if n == 2 else f'all {n}'} runs give the same outcome on every {g.unit}"
+            )
+            notes.append(
+                f"{', '.join(deterministic)}: {alike} (n_eff = 1), so the interval covers the "
+                "evaluation sample only, not training or split variation."
+            )
+        zero = [r.variant for r in g.rows if r.estimate is not None and r.estimate.zero_width]
+        if zero:
+            wilson = [r.variant for r in g.rows if r.variant in zero and r.wilson_shown]
+            notes.append(
+                f"{', '.join(zero)}: every {g.unit} has the same outcome, so the bootstrap interval "
+                "has zero width; that is not certainty."
+                + (
+                    f" The interval shown for {', '.join(wilson)} is the Wilson interval of k "
+                    "correct out of n."
+                    if wilson else ""
+                )
+            )
+        for row in g.rows:
+            d = row.vs_dcid
+            if d is not None and d.identical:
+                notes.append(f"{row.variant} and dcid score every {g.unit} alike: no evidence either way.")
+    else:
+        constant = [r.variant for r in g.rows if r.eval.n >= 2 and r.eval.std == 0.0]
+        if constant:
+            notes.append(
+                f"{', '.join(constant)}: every seed gave the same score, so the seed interval has zero "
+                "width; that is not certainty (it measures seed-to-seed variation only, e.g. none for "
+                "a training-free head on a fixed split)."
+            )
+    for row in g.rows:
+        for spread in row.spread:
+            values = ", ".join(f"{label}: {_f(value)}" for label, value in spread.values)
+            notes.append(
+                f"{row.variant} across {len(spread.values)} {spread.what}s: {values} "
+                f"(sd {_f(spread.summary.std)})."
+            )
+    return notes
+
+
+def _llp_table(g: Group, pct: str) -> list[str]:
+    rows = [r for r in g.rows if r.llp is not None]
+    if not rows:
+        return []
+    keys = [(k, name) for k, name in LLP_COLUMNS if all(k in r.llp.estimates for r in rows)]  # type: ignore[union-attr]
+    both = [(k, name) for k, name in LLP_BOTH if any(k in r.llp.both_directions for r in rows)]  # type: ignore[union-attr]
+    if not keys and not both:
+        return []
+    header = [f"{name} [{pct}]" for _, name in keys] + [name for _, name in both]
+    out = [
+        "LLP scores (F1 per video, then averaged over videos, as the audio-visual video parsing "
+        "literature reports them; an event matches at segment IoU >= 0.5):",
+        "",
+        "| variant | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    for row in rows:
+        llp = row.llp
+        assert llp is not None
+        cells = [f"{_f(llp.estimates[k].estimate)} {_span(llp.estimates[k].interval)}" for k, _ in keys]
+        cells += [_f(llp.both_directions.get(k)) for k, _ in both]
+        out.append(f"| {_cell(row.variant)} | " + " | ".join(cells) + " |")
+    out.append("")
+    if both:
+        n = min((r.llp.n_videos_both or 0) for r in rows)  # type: ignore[union-attr]
+        out += [
+            f"- The audio-visual, Type@AV and Event@AV columns combine the v2a head's audio events "
+            f"and the a2v head's visual events of the same variant, head and seed on the {n} videos "
+            "both directions evaluate; they are means over runs without an interval.",
+            "",
+        ]
+    return out
+
+
+def _recommendation_lines(g: Group) -> list[str]:
+    rec = g.recommendation
+    if rec.verdict == VERDICT_SINGLE:
+        head = f"**Recommended: {rec.best}** — the only variant evaluated here."
+    elif rec.verdict == VERDICT_CLEAR:
+        head = f"**Recommended: {rec.best}** — separated from every other variant."
+    else:
+        head = f"**No clear winner** — not separated from the best ({rec.best}): {', '.join(rec.contenders[1:]) or '—'}."
+    out = [head, ""]
+    for fact in rec.facts:
+        out.append(f"- {fact}")
+    for warning in rec.warnings:
+        out.append(f"- Warning: {warning}")
+    return out + [""]
+
+
 def _sha(value: Any) -> str:
     return f"`{str(value)[:12]}`" if value else "—"
 
@@ -241,17 +411,24 @@ def chart_name(task: str) -> str:
     return f"chart-{safe}.png"
 
 
-def results_rows(records: Sequence[ResultRecord]) -> list[tuple[str, str, str, str, str, int, str, float]]:
+CSV_HEADER = ("task", "direction", "variant", "head", "protocol", "pretrain_run", "split_seed", "seed", "metric", "value")
+
+
+def results_rows(records: Sequence[ResultRecord]) -> list[tuple]:
     """Tidy rows: one per (result, metric); validation and same-modality scores prefixed."""
     rows = []
     for r in records:
         for prefix, metrics in (("", r.metrics), ("val_", r.val_metrics), ("same_modality_", r.same_modality)):
             for name, value in (metrics or {}).items():
-                rows.append((r.task, r.direction, r.variant, r.head, r.protocol, r.seed, prefix + name, value))
+                rows.append((
+                    r.task, r.direction, r.variant, r.head, r.protocol, r.pretrain_run, r.split_seed,
+                    r.seed, prefix + name, value,
+                ))
     rows.sort(
         key=lambda x: (
             order_key(x[0], TASKS), order_key(x[1], DIRECTIONS), order_key(x[2], VARIANT_NAMES),
-            order_key(x[3], HEADS), order_key(x[4], PROTOCOLS), x[5], x[6],
+            order_key(x[3], HEADS), order_key(x[4], PROTOCOLS),
+            -1 if x[5] is None else x[5], -1 if x[6] is None else x[6], x[7], x[8],
         )
     )
     return rows
@@ -260,9 +437,9 @@ def results_rows(records: Sequence[ResultRecord]) -> list[tuple[str, str, str, s
 def render_csv(records: Sequence[ResultRecord]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["task", "direction", "variant", "head", "protocol", "seed", "metric", "value"])
+    writer.writerow(CSV_HEADER)
     for row in results_rows(records):
-        writer.writerow([*row[:7], repr(float(row[7]))])
+        writer.writerow([*("" if x is None else x for x in row[:9]), repr(float(row[9]))])
     return buffer.getvalue()
 
 
@@ -280,11 +457,58 @@ def _summary_json(s: SampleSummary | None) -> dict | None:
     return {"n": s.n, "mean": _r(s.mean), "std": _r(s.std), "ci": ci}
 
 
+def _interval_json(i: Interval | None) -> list | None:
+    return None if i is None else [_r(i.low), _r(i.high)]
+
+
 def _difference_json(d: PairedDifference | None) -> dict | None:
     if d is None:
         return None
     out = _summary_json(d.summary) or {"n": 0, "mean": None, "std": None, "ci": None}
-    out.update({"seeds": list(d.seeds), "only_variant": list(d.only_a), "only_other": list(d.only_b)})
+    out.update({
+        "method": "seed t interval", "seeds": list(d.seeds), "only_variant": list(d.only_a),
+        "only_other": list(d.only_b),
+    })
+    return out
+
+
+def _paired_json(d: PairedEstimate | None) -> dict | None:
+    if d is None:
+        return None
+    return {
+        "method": "paired bootstrap", "difference": _r(d.difference), "interval": _interval_json(d.interval),
+        "p_value": _r(d.p_value), "identical": d.identical,
+    }
+
+
+def _estimate_json(e: VariantEstimate | None) -> dict | None:
+    if e is None:
+        return None
+    return {
+        "score": _r(e.estimate), "interval": _interval_json(e.interval), "n_units": e.n_units,
+        "n_runs": e.n_runs, "n_eff_runs": e.n_eff_runs, "n_splits": e.n_splits,
+        "wilson": _interval_json(e.wilson),
+    }
+
+
+def _row_json(row: VariantRow) -> dict:
+    out = {
+        "variant": row.variant, "seeds": list(row.seeds), "eval": _summary_json(row.eval),
+        "validation": _summary_json(row.val), "same_modality": _summary_json(row.same_modality),
+        "vs_dcid": _paired_json(row.vs_dcid) if row.estimate is not None else _difference_json(row.vs_baseline),
+        "checkpoints": list(row.checkpoints), "estimate": _estimate_json(row.estimate),
+        "runs": [list(run) for run in row.runs],
+        "spread": [
+            {"what": s.what, "values": [[label, _r(v)] for label, v in s.values], "std": _r(s.summary.std)}
+            for s in row.spread
+        ],
+    }
+    if row.llp is not None:
+        out["llp"] = {
+            "estimates": {k: _estimate_json(v) for k, v in sorted(row.llp.estimates.items())},
+            "both_directions": {k: _r(v) for k, v in row.llp.both_directions.items()},
+            "n_videos_both": row.llp.n_videos_both,
+        }
     return out
 
 
@@ -295,26 +519,33 @@ def summary_document(report: Report) -> dict[str, Any]:
         groups.append(
             {
                 "task": g.task, "direction": g.direction, "head": g.head, "protocol": g.protocol,
-                "metric": g.metric, "chance": _r(g.chance),
-                "variants": [
-                    {
-                        "variant": row.variant, "seeds": list(row.seeds), "eval": _summary_json(row.eval),
-                        "validation": _summary_json(row.val), "same_modality": _summary_json(row.same_modality),
-                        "vs_dcid": _difference_json(row.vs_baseline), "checkpoints": list(row.checkpoints),
-                    }
-                    for row in g.rows
-                ],
+                "metric": g.metric, "chance": _r(g.chance), "unit": g.unit, "n_units": g.n_units,
+                "notes": list(g.notes),
+                "variants": [_row_json(row) for row in g.rows],
                 "recommendation": {
                     "verdict": rec.verdict, "variant": rec.variant, "ranked_on": rec.split,
+                    "ranked_on_text": rec.ranked_on, "method": rec.method,
                     "best": rec.best, "best_mean": _r(rec.best_mean), "runner_up": rec.runner_up,
-                    "runner_up_mean": _r(rec.runner_up_mean), "best_vs_runner_up": _difference_json(rec.vs_runner_up),
+                    "ranking": list(rec.ranking), "means": {k: _r(v) for k, v in rec.means.items()},
                     "contenders": list(rec.contenders), "missing_validation": rec.missing_validation,
+                    "comparisons": [
+                        {
+                            "other": c.other, "difference": _r(c.difference),
+                            "interval": _interval_json(c.interval), "test": c.test,
+                            "p_value": _r(c.p_value), "adjusted_p": _r(c.adjusted_p),
+                            "separated": c.separated,
+                        }
+                        for c in rec.comparisons
+                    ],
+                    "facts": list(rec.facts), "warnings": list(rec.warnings),
                 },
             }
         )
     return {
         "format": REPORT_FORMAT,
         "confidence": report.confidence,
+        "level": report.level,
+        "bootstrap": {"resamples": report.n_resamples, "seed": report.bootstrap_seed, "tests": [TEST_MCNEMAR, TEST_BOOTSTRAP]},
         "metric_option": report.metric_option,
         "inputs": [
             {"name": i.name, "sha256": i.sha256, "results": i.n_results, "health": i.n_health} for i in report.inputs

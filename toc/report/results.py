@@ -50,14 +50,19 @@ class ResultSet:
 
     def add(self, record: ResultRecord | HealthRecord) -> None:
         """Add one line; a second result for the same (task, direction, variant, head,
-        protocol, seed) is an error naming both places."""
+        protocol, pretraining run, split seed, seed) is an error naming both places."""
         if isinstance(record, HealthRecord):
             self.health.append(record)
             return
         if record.key in self._seen:
+            run = "".join(
+                f" {name}={value}"
+                for name, value in (("pretrain_run", record.pretrain_run), ("split_seed", record.split_seed))
+                if value is not None
+            )
             raise DataError(
                 f"duplicate result for task={record.task} direction={record.direction} "
-                f"variant={record.variant} head={record.head} protocol={record.protocol} "
+                f"variant={record.variant} head={record.head} protocol={record.protocol}{run} "
                 f"seed={record.seed} (first at {self._seen[record.key]})",
                 file=record.source or None,
             )

@@ -1,4 +1,8 @@
-"""Seed statistics: mean, sample std, t-based confidence intervals and seed-paired differences."""
+"""Seed statistics: mean, sample std, t-based confidence intervals and seed-paired differences.
+
+They describe how scores spread over training runs (head seeds, pretraining runs, splits). They
+say nothing about the evaluated sample; the report's intervals come from the bootstrap over
+clips and runs (toc.report.resampling) wherever the results carry per-clip outcomes."""
 
 from __future__ import annotations
 
@@ -71,6 +75,10 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Sample
     mean = math.fsum(data) / n
     if n < 2:
         return SampleSummary(n=n, mean=mean, std=None, ci_low=None, ci_high=None, confidence=confidence)
+    if all(v == data[0] for v in data):
+        # Exactly 0, not the ~1e-15 that rounding of the mean can leave (100·5/45 three times):
+        # a zero-width interval must be recognisable as one.
+        return SampleSummary(n=n, mean=data[0], std=0.0, ci_low=data[0], ci_high=data[0], confidence=confidence)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in data) / (n - 1))
     half = t_critical(n, confidence) * std / math.sqrt(n)
     return SampleSummary(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half, confidence=confidence)

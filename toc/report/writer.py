@@ -13,6 +13,7 @@ from toc.figures import have_matplotlib
 from toc.report.analysis import MadeSelection, build_report
 from toc.report.charts import render_selection_chart, render_task_chart
 from toc.report.markdown import chart_name, render_csv, render_markdown, render_summary
+from toc.report.resampling import DEFAULT_RESAMPLES
 from toc.report.results import ResultSet, read_results
 
 REPORT_FILES = ("report.md", "results.csv", "summary.json")
@@ -33,13 +34,14 @@ def write_report(
     metric: str = "auto",
     selection_files: Sequence[str | os.PathLike] = (),
     charts: bool = True,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> WrittenReport:
     """`toc report`: read results files, analyse them and write every report file."""
     if not result_files:
         raise ConfigError("no results file given")
     return write_result_set(
         read_results(result_files), out_dir, force=force, metric=metric,
-        selection_files=selection_files, charts=charts,
+        selection_files=selection_files, charts=charts, n_resamples=n_resamples,
     )
 
 
@@ -52,9 +54,13 @@ def write_result_set(
     selection_files: Sequence[str | os.PathLike] = (),
     made_selections: Sequence[MadeSelection] = (),
     charts: bool = True,
+    n_resamples: int = DEFAULT_RESAMPLES,
 ) -> WrittenReport:
     """Analyse `results` and write every report file; nothing is written unless everything renders."""
-    report = build_report(results, metric=metric, selection_files=selection_files, made_selections=made_selections)
+    report = build_report(
+        results, metric=metric, selection_files=selection_files, made_selections=made_selections,
+        n_resamples=n_resamples,
+    )
     notes: list[str] = []
     images: dict[str, bytes] = {}
     if charts:
