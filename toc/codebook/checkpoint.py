@@ -246,9 +246,12 @@ def infer_sizes(state: dict, path: Path) -> EncoderSizes:
     )
     modalities = FAMILY_MODALITIES[family]
     if "video" in modalities:
+        # A linear video branch (video features without a spatial grid) or the published convolutional one.
+        grid = "Video_encoder.video_linear.weight" not in state
         fields.update(
             video_dim=_dim(state, "video_self_att.affine_matrix.weight", 1, path),
-            video_output_dim=_dim(state, "Video_encoder.conv_stack.2.weight", 0, path),
+            video_output_dim=_dim(state, "Video_encoder.conv_stack.2.weight" if grid else "Video_encoder.video_linear.weight", 0, path),
+            video_grid=grid,
             se_hidden=_dim(state, "video_semantic_encoder.se_layer.0.weight", 0, path),
             video_att_dim=_dim(state, "video_semantic_encoder.affine_video_ave.weight", 0, path),
         )

@@ -14,7 +14,7 @@ from cmg_base.errors import literal
 from cmg_base.files import atomic_path, check_space
 from hdcid import normalization
 from hdcid.families import DTYPES
-from hdcid.modules import run_text_lstm
+from hdcid.modules import MIN_VIDEO_GRID, run_text_lstm
 from toc.codebook.checkpoint import Checkpoint
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
@@ -26,7 +26,7 @@ def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, 
     if modality == "audio":
         return ("T", str(sizes.audio_dim))
     if modality == "video":
-        return ("T", "7", "7", str(sizes.video_dim))
+        return ("T", "H", "W", str(sizes.video_dim)) if sizes.video_grid else ("T", str(sizes.video_dim))
     widths = [str(sizes.text_dim)]
     if checkpoint.text_lstm_input_dim and checkpoint.text_lstm_input_dim != sizes.text_dim:
         widths.append(str(checkpoint.text_lstm_input_dim))
@@ -45,8 +45,12 @@ def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...]
     needs_lstm = False
     if modality == "audio":
         ok = len(shape) == 3 and shape[2] == sizes.audio_dim
+    elif modality == "video" and sizes.video_grid:
+        # Any grid the convolutional branch can take (H, W >= 5); the published maps are 7 x 7.
+        ok = len(shape) == 5 and shape[4] == sizes.video_dim and min(shape[2:4]) >= MIN_VIDEO_GRID
+        expected += f" with H, W >= {MIN_VIDEO_GRID} (published: 7 x 7)"
     elif modality == "video":
-        ok = len(shape) == 5 and tuple(shape[2:]) == (7, 7, sizes.video_dim)
+        ok = len(shape) == 3 and shape[2] == sizes.video_dim
     else:
         if len(shape) == 3 and shape[2] == sizes.text_dim:
             ok = True
