@@ -119,8 +119,9 @@ def _epochs_help() -> str:
 @click.option("--warmup-steps", type=click.IntRange(min=0), **_recipe_setting(), help="Linear warm-up of the CLUB and commitment loss weights (0 = off).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
+@click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, help="Also write metrics.jsonl's step losses and per-epoch diagnostics as TensorBoard scalars into this folder (needs the tensorboard extra).")
 def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, output, resume,
-          init_from, force, **options):
+          init_from, force, tensorboard, **options):
     """Pretrain a DCID (--levels 1) or H-DCID (--levels 2) model.
 
     Writes RUN_DIR/epoch-{E}.pt after every epoch (E from 0), RUN_DIR/last.pt every --save-every
@@ -136,7 +137,7 @@ def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, outp
         output=Path(output) if output is not None else None,
         resume=Path(resume) if resume is not None else None,
         init_from=Path(init_from) if init_from is not None else None,
-        force=force, settings=given,
+        force=force, settings=given, tensorboard=Path(tensorboard) if tensorboard is not None else None,
     )
 
     def load_corpus():
