@@ -112,9 +112,11 @@ def test_own_data_trains_and_evaluates_with_the_defaults(tmp_path):
         ("v2a", "hdcid", "predefined"), ("a2v", "hdcid", "predefined"),
     ]
     assert all(r["n_eval"] == 6 and 0 <= r["metrics"]["accuracy"] <= 100 for r in records)
-    # A published-layout checkpoint cannot read vectors, and says what it expects.
-    wrong = run("encode", tmp_path / "run/last.pt", "--modality", "video", "--input", tmp_path / "v.npy", "-o", tmp_path / "o.h5")
-    assert wrong.exit_code == 1
+    # `toc encode` takes clip embeddings [N, D] as one step each; maps are refused in one line.
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(3, 37)).astype(np.float32))
+    encoded = run("encode", tmp_path / "run/last.pt", "--modality", "audio", "--input", tmp_path / "a.npy", "-o", tmp_path / "a.h5")
+    assert encoded.exit_code == 0, encoded.output
+    assert json.loads(encoded.stdout)["steps"] == 1
     np.save(tmp_path / "v.npy", np.zeros((2, 1, 7, 7, 19), dtype=np.float32))
     wrong = run("encode", tmp_path / "run/last.pt", "--modality", "video", "--input", tmp_path / "v.npy", "-o", tmp_path / "o.h5")
     assert wrong.exit_code == 1 and "expected [N, T, 19]" in wrong.stderr
