@@ -410,9 +410,9 @@ def checkpoint_health(
     loaded = load_codebooks(path, trust_checkpoint=trust_checkpoint, codebook_key=tuple(codebook_key))
     if loaded.ema_counts is None:
         raise DataError(
-            "this model file stores no per-code usage counts; measure the codes instead "
-            "(`toc encode` writes them, `toc health CODES.h5 --codebook-size K` reads them)",
-            file=loaded.path,
+            "this model file stores no per-code usage counts; measure the codes it produces instead "
+            "(a codes file with {} K)",
+            file=loaded.path, settings=("codebook_size",),
         )
     sizes = {int(codebook.shape[0]) for codebook in loaded.codebooks}
     if codebook_size is not None and sizes != {codebook_size}:
