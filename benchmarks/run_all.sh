@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
 .venv/bin/python benchmarks/toc_scoring.py
+.venv/bin/python benchmarks/code_health_memory.py
 .venv/bin/python benchmarks/eval_cache.py
 .venv/bin/python benchmarks/train_throughput.py
 if command -v espeak-ng >/dev/null && .venv/bin/python -c "import sklearn" 2>/dev/null; then

@@ -7,6 +7,7 @@ import functools
 import click
 
 from cmg_base.errors import CmgError, SettingsError
+from cmg_base.files import prepare_output, write_text_atomic
 from toc.codebook.scoring import DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT
 
 
@@ -50,6 +51,14 @@ def output_option(help_text: str = "Write to FILE instead of stdout."):
     return click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help=help_text)
 
 
+def emit_output(text: str, output: str | None, force: bool) -> None:
+    """A command's document: to stdout, or written atomically to the `output_option` FILE."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_text_atomic(prepare_output(output, force=force), text)
+
+
 force_option = click.option("--force", is_flag=True, default=False, help="Overwrite existing output files.")
 
 trust_option = click.option(
@@ -69,6 +78,14 @@ sim_weight_option = click.option("--sim-weight", type=float, default=DEFAULT_SIM
 var_weight_option = click.option("--var-weight", type=float, default=DEFAULT_VAR_WEIGHT, help="Weight of the channel variance (added).")
 
 
+codebook_key_option = click.option(
+    "--codebook-key", "codebook_key", multiple=True, metavar="PATTERN",
+    help="Use the tensor(s) whose key matches PATTERN as the codebook(s): a glob (fnmatch), or "
+    "'re:REGEX' for a regular expression on the whole key; repeatable. Default: CMG checkpoints, "
+    "bare codebooks and the known VQ layouts are found automatically (docs/toc.md).",
+)
+
+
 def toc_selection_options(func):
     """The TOC settings of `toc select` / `toc plot` (every one has a default)."""
     for decorator in reversed(
@@ -76,11 +93,12 @@ def toc_selection_options(func):
             click.option("--channels", type=click.IntRange(min=1), required=True, help="Channel budget C per level."),
             click.option("--max-num", type=click.IntRange(min=0), default=1, help="Top-block share a: k*a highest-scoring channels, k = C // (a+b)."),
             click.option("--min-num", type=click.IntRange(min=0), default=1, help="Bottom-block share b: k*b lowest-scoring channels."),
-            click.option("--level", default="all", help="Codebook level: 'all' or a number."),
+            click.option("--level", default="all", help="Codebook level: 'all', a number, or (another VQ model's file) a level name."),
             click.option("--exact-budget", is_flag=True, default=False, help="Return exactly C channels (the remainder goes to the top block)."),
             sim_weight_option,
             var_weight_option,
             click.option("--allow-nonfinite", is_flag=True, default=False, help="Skip channels holding NaN/Inf instead of failing."),
+            codebook_key_option,
         ]
     ):
         func = decorator(func)

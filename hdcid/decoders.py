@@ -58,6 +58,12 @@ class AudioDecoder(_LinearDecoder):
     rec_name, linear_name = "audio_rec", "audio_linear"
 
 
+class VectorVideoDecoder(_LinearDecoder):
+    """Rebuilds video features without a spatial grid [B, T, C] (the VectorVideoEncoder's input)."""
+
+    rec_name, linear_name = "video_rec", "video_linear"
+
+
 class TextDecoder(_LinearDecoder):
     rec_name, linear_name = "text_rec", "text_linear"
 
@@ -92,6 +98,7 @@ class DecoderSizes:
     text_output_dim: int = 256
     vq_dim: int = 256
     n_classes: int = VGGSOUND_CLASSES
+    video_grid: bool = True  # video as [.., H, W, C] maps (conv decoder) or [.., C] vectors
 
 
 @dataclass
@@ -109,7 +116,10 @@ class DcidDecoder(nn.Module):
         super().__init__()
         s = sizes
         self.sizes = sizes
-        self.Video_decoder = VideoDecoder(s.video_output_dim, s.video_dim, s.vq_dim)
+        if s.video_grid:
+            self.Video_decoder = VideoDecoder(s.video_output_dim, s.video_dim, s.vq_dim)
+        else:
+            self.Video_decoder = VectorVideoDecoder(s.video_output_dim, s.video_dim, s.vq_dim)
         self.Audio_decoder = AudioDecoder(s.audio_output_dim, s.audio_dim, s.vq_dim)
         self.Text_decoder = TextDecoder(s.text_output_dim, s.text_dim, s.vq_dim)
         self._add_extra_heads()
@@ -128,16 +138,14 @@ class DcidDecoder(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """MSE of each modality's reconstruction from (its specific feature, its codeword).
 
-        `inputs['text']` is the text-LSTM output, not detached (the reference's target).
+        `inputs['text']` is the text-LSTM output, not detached (the reference's target). A
+        modality absent from `quantized` (a corpus without text) has no loss.
         """
-        audio = self.Audio_decoder(specific["audio"], quantized["audio"])
-        video = self.Video_decoder(specific["video"], quantized["video"])
-        text = self.Text_decoder(specific["text"], quantized["text"])
-        return {
-            "audio": F.mse_loss(audio, inputs["audio"]),
-            "video": F.mse_loss(video, inputs["video"]),
-            "text": F.mse_loss(text, inputs["text"]),
-        }
+        decoders = {"audio": self.Audio_decoder, "video": self.Video_decoder, "text": self.Text_decoder}
+        present = [m for m in ("audio", "video", "text") if m in quantized]
+        # Every reconstruction first, then every loss: the published order of the autograd graph.
+        rebuilt = {m: decoders[m](specific[m], quantized[m]) for m in present}
+        return {m: F.mse_loss(rebuilt[m], inputs[m]) for m in present}
 
     def forward(self, inputs, specific, quantized, specific_2=None, quantized_2=None) -> ReconstructionLosses:
         # The semantic heads never enter a loss in the reference, so they are not computed.
@@ -160,14 +168,11 @@ class HdcidDecoder(DcidDecoder):
         quantized_2: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """Level 2 rebuilds the level-1 specific features (targets not detached, as the reference)."""
-        audio = self.Audio_decoder_2(specific_2["audio"], quantized_2["audio"])
-        video = self.Video_decoder_2(specific_2["video"], quantized_2["video"])
-        text = self.Text_decoder_2(specific_2["text"], quantized_2["text"])
-        return {
-            "audio": F.mse_loss(audio, specific["audio"]),
-            "video": F.mse_loss(video, specific["video_club"]),
-            "text": F.mse_loss(text, specific["text"]),
-        }
+        decoders = {"audio": self.Audio_decoder_2, "video": self.Video_decoder_2, "text": self.Text_decoder_2}
+        targets = {"audio": "audio", "video": "video_club", "text": "text"}
+        present = [m for m in ("audio", "video", "text") if m in quantized_2]
+        rebuilt = {m: decoders[m](specific_2[m], quantized_2[m]) for m in present}
+        return {m: F.mse_loss(rebuilt[m], specific[targets[m]]) for m in present}
 
     def forward(self, inputs, specific, quantized, specific_2=None, quantized_2=None) -> ReconstructionLosses:
         level_1 = self.level_1_losses(inputs, specific, quantized)

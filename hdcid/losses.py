@@ -1,4 +1,5 @@
-"""Pretraining losses: Cross-CPC over three modalities, the CLUB MI upper bound, InfoNCE alignment."""
+"""Pretraining losses: Cross-CPC over three modalities (and its clip-level stand-in for clips too
+short for it), the CLUB MI upper bound, InfoNCE alignment."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ CROSS_PAIRS = (
     ("video", "audio"), ("text", "audio"), ("text", "video"),
 )
 SELF_WEIGHT = 0.1
+# The clip-level stand-in's InfoNCE temperature (the info-nce-pytorch default the authors point to).
+CLIP_NCE_TEMPERATURE = 0.1
 
 
 @dataclass
@@ -53,9 +56,15 @@ class CrossCPC(nn.Module):
         self.audio_predictors = nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps)
         self.text_predictors = nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps)
 
-    def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> CpcOutput:
-        """Semantic features [B, T, D] per modality (continuous, not quantized)."""
-        features = {"audio": audio, "video": video, "text": text}
+    @property
+    def min_steps(self) -> int:
+        """Time steps a clip needs: a context of `min_start_steps` + 1, then the predicted steps."""
+        return self.min_start_steps + self.n_prediction_steps + 1
+
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor | None = None) -> CpcOutput:
+        """Semantic features [B, T, D] per modality (continuous, not quantized); T >= min_steps.
+        Without text (None) only the audio-video pairs enter."""
+        features = {name: x for name, x in (("audio", audio), ("video", video), ("text", text)) if x is not None}
         batch, steps = audio.shape[:2]
         k_steps = self.n_prediction_steps
         # One time index per call, shared by the batch (reference), from the global torch RNG.
@@ -71,6 +80,7 @@ class CrossCPC(nn.Module):
         accuracy: dict[str, float] = {}
         diagonal = torch.arange(batch, device=audio.device)
         pairs = [(x, y, 1.0) for x, y in CROSS_PAIRS] + [(m, m, SELF_WEIGHT) for m in MODALITIES]
+        pairs = [(x, y, weight) for x, y, weight in pairs if x in features and y in features]
         for k in range(k_steps):
             for x, y, weight in pairs:
                 target = features[x][:, t + k + 1]
@@ -155,6 +165,34 @@ def info_nce(
     masked = logits.masked_fill(positives & ~eye, float("-inf"))
     target = torch.arange(x.shape[0], device=x.device)
     return 0.5 * (F.cross_entropy(masked, target) + F.cross_entropy(masked.t(), target))
+
+
+def clip_contrastive(
+    semantic: dict[str, torch.Tensor], temperature: float = CLIP_NCE_TEMPERATURE,
+    same_text: torch.Tensor | None = None,
+) -> CpcOutput:
+    """The clip-level stand-in for Cross-CPC when clips are too short to predict a future step
+    (e.g. T = 1: features without a time axis): symmetric InfoNCE (cosine, `temperature`)
+    between the clip-level (mean over T) semantic features of every modality pair — the
+    authors' advice for data without a time axis. Clips with identical text (`same_text`) are
+    not each other's negatives in the pairs with text. `accuracy` per pair ('av', 'at', 'vt'):
+    how often a clip's partner is its nearest match, both ways (logging only).
+    """
+    names = [m for m in MODALITIES if m in semantic]
+    clips = {m: semantic[m].mean(dim=1) for m in names}
+    terms, accuracy = [], {}
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            positives = same_text if "text" in (x, y) else None
+            terms.append(info_nce(clips[x], clips[y], temperature, positives))
+            with torch.no_grad():
+                similarity = F.normalize(clips[x], dim=-1) @ F.normalize(clips[y], dim=-1).t()
+                target = torch.arange(similarity.shape[0], device=similarity.device)
+                hits = (similarity.argmax(dim=1) == target).double().mean() + (similarity.argmax(dim=0) == target).double().mean()
+            accuracy[x[0] + y[0]] = float(hits / 2)
+    if not terms:
+        return CpcOutput(next(iter(semantic.values())).new_zeros(()), accuracy)
+    return CpcOutput(torch.stack(terms).mean(), accuracy)
 
 
 def identical_rows(x: torch.Tensor) -> torch.Tensor:

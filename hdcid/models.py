@@ -13,6 +13,7 @@ from hdcid.modules import (
     InternalTemporalRelationModule,
     SimpleEncoder,
     TextEncoder,
+    VectorVideoEncoder,
     VideoEncoder,
     VideoSemanticEncoder,
 )
@@ -42,6 +43,9 @@ class EncoderSizes:
     dim_feedforward: int = 1024
     se_hidden: int | None = None  # video SE bottleneck (video_dim // 8)
     video_att_dim: int | None = None  # width of the dead attention linears (video_dim // 2)
+    # Video as a spatial grid [.., T, H, W, C] (the published VGG19 maps: a convolutional video
+    # branch), or as vectors [.., T, C] (a linear video branch; see VectorVideoEncoder).
+    video_grid: bool = True
 
     @property
     def levels(self) -> int:
@@ -86,6 +90,8 @@ class CmgEncoder(nn.Module):
         has_text = "text" in sizes.modalities
 
         def video_encoder():
+            if not s.video_grid:
+                return VectorVideoEncoder(s.video_dim, s.video_output_dim)
             return VideoEncoder(s.video_dim, s.video_output_dim)
 
         if family == "dcid-av":

@@ -79,13 +79,15 @@ class VideoSemanticEncoder(nn.Module):
 
     The reference's spatial attention takes a softmax over a size-1 axis, so every weight is 1 and
     `affine_video_ave`, `affine_video_self` and `ave_v_att` have no effect; they are kept for
-    checkpoint compatibility.
+    checkpoint compatibility. Video without a spatial grid, [B, T, C], is a 1 x 1 grid: the SE
+    reweighting of the vector itself, and the sum over one cell is the identity.
     """
 
     def __init__(self, video_dim: int = 512, se_hidden: int | None = None, att_dim: int | None = None):
         super().__init__()
-        se_hidden = se_hidden or video_dim // 8
-        att_dim = att_dim or video_dim // 2
+        # At least one unit, so that narrow video features (C < 8) still get an SE bottleneck.
+        se_hidden = se_hidden or max(1, video_dim // 8)
+        att_dim = att_dim or max(1, video_dim // 2)
         self.se_layer = nn.Sequential(
             nn.Linear(video_dim, se_hidden, bias=False),
             nn.ReLU(),
@@ -97,7 +99,9 @@ class VideoSemanticEncoder(nn.Module):
         self.ave_v_att = nn.Linear(att_dim, 1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """[B, T, H, W, C] → [B, T, C]."""
+        """[B, T, H, W, C] (or [B, T, C]: no grid) → [B, T, C]."""
+        if video.dim() == 3:
+            video = video[:, :, None, None, :]
         batch, steps, height, width, channels = video.shape
         maps = video.reshape(batch * steps, height * width, channels)
         channel_weight = self.se_layer(maps.mean(dim=1)).unsqueeze(1)
@@ -139,8 +143,16 @@ class ResidualStack(nn.Module):
         return F.relu(x)
 
 
+# The convolutional video branch's two unpadded 3 x 3 convolutions need maps of at least 5 x 5.
+MIN_VIDEO_GRID = 5
+
+
 class VideoEncoder(nn.Module):
-    """Video-specific branch: conv stack on the 7x7 map, plus the pooled `club` feature vector."""
+    """Video-specific branch: conv stack on the 7x7 map, plus the pooled `club` feature vector.
+
+    Other grids of at least 5 x 5 work too: the two unpadded 3 x 3 convolutions leave an
+    (H - 4) x (W - 4) map, which is averaged to one vector (for 7 x 7 the published 3 x 3 pool).
+    """
 
     def __init__(self, video_dim: int = 512, hidden_dim: int = 2048):
         super().__init__()
@@ -164,10 +176,35 @@ class VideoEncoder(nn.Module):
         batch, steps = video.shape[:2]
         maps = video.reshape(batch * steps, *video.shape[2:]).permute(0, 3, 1, 2)
         encoded = self.conv_stack(maps)
-        pooled = self.video_pool(encoded).reshape(batch, steps, -1)
+        if encoded.shape[2:] == (3, 3):
+            pooled = self.video_pool(encoded).reshape(batch, steps, -1)
+        else:
+            pooled = encoded.mean(dim=(2, 3)).reshape(batch, steps, -1)
         club_feature = self.feed_forward(pooled)
         encoded = encoded.permute(0, 2, 3, 1).reshape(batch, steps, *encoded.shape[2:], encoded.shape[1])
         return encoded, club_feature
+
+
+class VectorVideoEncoder(nn.Module):
+    """Video-specific branch for video features without a spatial grid, [B, T, C] (clip or frame
+    embeddings such as CLIP's): Linear + ReLU to the specific feature, and the published branch's
+    feed-forward back to C for the `club` feature. Keys `Video_encoder.video_linear.*` tell its
+    checkpoints apart from the convolutional branch's (`Video_encoder.conv_stack.*`).
+    """
+
+    def __init__(self, video_dim: int = 512, hidden_dim: int = 2048):
+        super().__init__()
+        self.video_linear = nn.Linear(video_dim, hidden_dim)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden_dim, max(1, hidden_dim // 2)),
+            nn.ReLU(),
+            nn.Linear(max(1, hidden_dim // 2), video_dim),
+        )
+
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, C] → (specific feature [B, T, hidden], club feature [B, T, C])."""
+        specific = F.relu(self.video_linear(video))
+        return specific, self.feed_forward(specific)
 
 
 class AudioEncoder(nn.Module):

@@ -93,7 +93,7 @@ def test_missing_root_and_unknown_names(tmp_path):
 
 
 def test_registry_loads_through_a_config_file(tmp_path):
-    assert TASKS == ("ave", "avvp", "ave-avvp", "ucf-vggsound")
+    assert TASKS == ("ave", "avvp", "ave-avvp", "ucf-vggsound", "paired")
     write_ave(tmp_path / "data")
     write_avvp(tmp_path / "data")
     config = tmp_path / "data.toml"

@@ -6,18 +6,26 @@ import hashlib
 import json
 from dataclasses import replace
 
+import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from tests.test_report_html import assert_rendered
 from toc.pipeline.demo import DemoSettings, run_demo
 
 
-def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("tiny")
     settings = replace(
         DemoSettings.quick(), scale=0.1, epochs=1, seeds=(0, 1), head_epochs=2, heads=("prototype", "linear"),
         pretrain_runs=2,
     )
-    result = run_demo(tmp_path / "demo", settings)
+    return tmp_path, run_demo(tmp_path / "demo", settings)
+
+
+def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tiny_demo):
+    tmp_path, result = tiny_demo
     out = tmp_path / "demo"
     summary = json.loads((out / "summary.json").read_text())
     text = (out / "report.md").read_text()
@@ -59,6 +67,12 @@ def test_tiny_demo_writes_a_report_with_every_task_direction_and_variant(tmp_pat
                 assert row in text, row
     health = [r for r in records if r.get("kind") == "health"]
     assert len(health) == 2 * (1 + 2)
+
+
+def test_the_demo_report_html_renders_every_table_and_chart_in_chromium(tiny_demo):
+    tmp_path, result = tiny_demo
+    assert "report.html" in [str(name) for name in result.report_files]
+    assert_rendered(tmp_path / "demo")
 
 
 def test_demo_refuses_a_non_empty_folder_without_force(tmp_path):

@@ -460,7 +460,7 @@ def test_cli_writes_files_and_refuses_to_overwrite_without_force(tmp_path):
     args = ["report", str(GOLDEN / "results.jsonl"), "-o", str(out), "--no-charts"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["files"] == ["report.md", "results.csv", "summary.json"]
+    assert json.loads(first.stdout)["files"] == ["report.md", "results.csv", "summary.json", "report.html"]
     (out / "report.md").write_text("keep me")
     second = runner.invoke(cli, args)
     assert second.exit_code == 1 and "output exists" in second.stderr and "--force" in second.stderr
@@ -499,7 +499,7 @@ def test_metric_option_and_chart_skip_note(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     written = write_report([GOLDEN / "results.jsonl"], tmp_path / "out")
-    assert written.files == ("report.md", "results.csv", "summary.json")
+    assert written.files == ("report.md", "results.csv", "summary.json", "report.html")
     assert any("matplotlib" in note for note in written.notes)
     assert "chart-ave.png" not in (tmp_path / "out" / "report.md").read_text()
 

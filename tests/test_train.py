@@ -145,11 +145,20 @@ def test_bad_data_shapes_are_reported(tmp_path):
     class Broken(PlantedCorpus):
         def read(self, rows):
             out = super().read(rows)
-            out["video"] = out["video"][:, :, :5]
+            out["video"] = out["video"][:, :, :4]  # a 4 x 7 grid: too small for the conv branch
             return out
 
-    with pytest.raises(TrainDataError, match="video"):
+    with pytest.raises(TrainDataError, match=r"video.*H, W >= 5"):
         Trainer(TrainConfig(levels=2, epochs=1, embedding_dim=32, **SMALL), Broken(4), tmp_path)
+
+    class Unequal(PlantedCorpus):
+        def read(self, rows):
+            out = super().read(rows)
+            out["video"] = out["video"][:, :9]
+            return out
+
+    with pytest.raises(TrainDataError, match="different time lengths"):
+        Trainer(TrainConfig(levels=2, epochs=1, embedding_dim=32, **SMALL), Unequal(4), tmp_path)
 
 
 def test_init_from_dcid_warm_starts_level_one(tmp_path):

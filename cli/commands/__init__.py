@@ -1,6 +1,6 @@
 """One module per command family; each exposes COMMANDS, the Click commands it defines."""
 
-from cli.commands import codebook, corpus, demo, encode, eval, report, synth, train
+from cli.commands import codebook, corpus, demo, encode, eval, health, report, synth, train
 
 COMMANDS = [
     *train.COMMANDS,
@@ -8,6 +8,7 @@ COMMANDS = [
     *report.COMMANDS,
     *synth.COMMANDS,
     *codebook.COMMANDS,
+    *health.COMMANDS,
     *eval.COMMANDS,
     *corpus.COMMANDS,
     *demo.COMMANDS,

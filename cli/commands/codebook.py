@@ -7,7 +7,9 @@ import json
 import click
 
 from cli.options import (
+    codebook_key_option,
     command,
+    emit_output,
     flag,
     force_option,
     output_option,
@@ -16,65 +18,70 @@ from cli.options import (
     trust_option,
     var_weight_option,
 )
-from cmg_base.files import prepare_output, write_bytes_atomic, write_text_atomic
+from cmg_base.files import prepare_output, write_bytes_atomic
 from toc.codebook.checkpoint import choose_levels, load_codebooks
 from toc.codebook.selection import SelectionFile, TocSettings, select_levels
 from toc.codebook.summary import (
     inspect_document,
     inspect_table,
+    level_notes,
     score_levels,
     scores_csv,
     scores_document,
     scores_table,
+    with_level_names,
 )
 from toc.documents import dumps_document
 from toc.figures import require_matplotlib, toc_figure
 
 
-def _emit(text: str, output: str | None, force: bool) -> None:
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    write_text_atomic(prepare_output(output, force=force), text)
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"Warning: {note}", err=True)
 
 
 @command("inspect")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="Output format.")
+@codebook_key_option
 @trust_option
-def inspect_command(checkpoint, fmt, trust_checkpoint):
+def inspect_command(checkpoint, fmt, codebook_key, trust_checkpoint):
     """Show the family, sizes, codebook levels and code usage of a checkpoint or codebook file.
 
     Code usage comes from ema_count: a code is active when its count exceeds 1e-3; the usage
     perplexity is exp(entropy) of the counts normalised to sum 1 (null when all counts are 0).
+    Other VQ models' files (vector-quantize-pytorch, EnCodec, DAC, Mimi, VQGAN, ...) are read
+    from their key layouts, or from the tensors --codebook-key names.
     """
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
     click.echo(dumps_document(inspect_document(loaded)) if fmt == "json" else inspect_table(loaded), nl=False)
 
 
 @command("score")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--level", default="all", help="Codebook level to score: 'all' or a number.")
+@click.option("--level", default="all", help="Codebook level to score: 'all', a number, or (another VQ model's file) a level name.")
 @sim_weight_option
 @var_weight_option
 @click.option("--allow-nonfinite", is_flag=True, default=False, help="Score channels holding NaN/Inf as NaN instead of failing.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", help="Output format.")
+@codebook_key_option
 @output_option()
 @force_option
 @trust_option
-def score_command(checkpoint, level, sim_weight, var_weight, allow_nonfinite, fmt, output, force, trust_checkpoint):
+def score_command(checkpoint, level, sim_weight, var_weight, allow_nonfinite, fmt, codebook_key, output, force, trust_checkpoint):
     """Per-channel TOC statistics: similarity, variance and score = -w_sim*sim + w_var*var."""
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
     levels = choose_levels(loaded, level)
+    _warn(level_notes(loaded, levels))
     scored = score_levels(loaded, levels, sim_weight, var_weight, allow_nonfinite)
     if fmt == "json":
         parameters = {"sim_weight": sim_weight, "var_weight": var_weight, "level": level, "allow_nonfinite": allow_nonfinite}
-        text = dumps_document(scores_document(loaded, levels, scored, parameters))
+        text = dumps_document(with_level_names(scores_document(loaded, levels, scored, parameters), loaded))
     else:
         text = (scores_csv if fmt == "csv" else scores_table)(levels, scored)
-    _emit(text, output, force)
+    emit_output(text, output, force)
 
 
 def _warn_short(selections) -> None:
@@ -90,7 +97,7 @@ def _warn_short(selections) -> None:
 @output_option("Write the selection JSON to FILE instead of stdout.")
 @force_option
 @trust_option
-def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, output, force, trust_checkpoint):
+def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, codebook_key, output, force, trust_checkpoint):
     """Pick TOC channels per codebook level and print the selection JSON.
 
     Order per level: the k*a highest scores descending, then the k*b lowest ascending, with
@@ -100,14 +107,16 @@ def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, 
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
-    selections = select_levels(loaded.codebooks, settings, choose_levels(loaded, level))
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
+    levels = choose_levels(loaded, level)
+    _warn(level_notes(loaded, levels))
+    selections = select_levels(loaded.codebooks, settings, levels)
     _warn_short(selections)
     document = SelectionFile.from_selections(
         selections, checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
         family=loaded.family, parameters=dict(settings.as_dict(), level=level),
     )
-    _emit(document.dumps(), output, force)
+    emit_output(dumps_document(with_level_names(document.to_json(), loaded)), output, force)
 
 
 @command("plot")
@@ -117,14 +126,15 @@ def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, 
 @click.option("--max-codes", type=click.IntRange(min=2), default=512, help="Codes shown in the heatmaps (the first ones).")
 @force_option
 @trust_option
-def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, output, max_codes, force, trust_checkpoint):
+def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, codebook_key, output, max_codes, force, trust_checkpoint):
     """Figure: sorted channel scores with the selected ones marked, and code-by-code cosine
     similarity heatmaps before and after selection (needs the optional `plot` extra)."""
     require_matplotlib()  # fail with the install hint before any work
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
     target = prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
     levels = choose_levels(loaded, level)
+    _warn(level_notes(loaded, levels))
     selections = select_levels(loaded.codebooks, settings, levels)
     _warn_short(selections)
     png = toc_figure(

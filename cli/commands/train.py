@@ -1,4 +1,5 @@
-"""`toc train`: DCID / H-DCID pretraining on VGGSound-AVEL-layout features plus text features.
+"""`toc train`: DCID / H-DCID pretraining on own paired features or on VGGSound-AVEL-layout
+features plus text features.
 
 The command only reads options and shows progress: which settings were given, the resume and
 overwrite rules and every default live in `hdcid.training` (`run_training`).
@@ -23,8 +24,7 @@ from hdcid.training import (
     parse_reset_patience,
     run_training,
 )
-from toc.data.layout import resolve_paths
-from toc.data.vggsound import PairedClips, load_pretrain
+from toc.data.pretraining import open_pretraining
 
 
 class SettingOption(click.Option):
@@ -81,7 +81,8 @@ def _epochs_help() -> str:
 
 @command("train")
 @click.option("--levels", type=click.Choice(["1", "2"]), **_setting("levels"), help="1 = DCID (one codebook, width 256), 2 = H-DCID.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the reference data layout (vggsound40k/...).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Data root: own data (DIR/paired.h5 or DIR/paired/) or the reference layout (vggsound40k/...).")
+@click.option("--paired", "paired", type=click.Path(), default=None, help="Own paired features: an h5 file or a folder of .npy files (audio, video, optional text, labels, split; docs/data.md).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="vggsound-avel40k.csv (category,video_id,split); overrides --data-root.")
 @click.option("--audio-dir", type=click.Path(file_okay=False), default=None, help="Folder of <video_id>.zip audio features [T,128].")
 @click.option("--video-dir", type=click.Path(file_okay=False), default=None, help="Folder of <video_id>.zip video features [10,7,7,512].")
@@ -118,8 +119,9 @@ def _epochs_help() -> str:
 @click.option("--warmup-steps", type=click.IntRange(min=0), **_recipe_setting(), help="Linear warm-up of the CLUB and commitment loss weights (0 = off).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
-def train(data_root, csv_path, audio_dir, video_dir, text_features, output, resume,
-          init_from, force, **options):
+@click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, help="Also write metrics.jsonl's step losses and per-epoch diagnostics as TensorBoard scalars into this folder (needs the tensorboard extra).")
+def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, output, resume,
+          init_from, force, tensorboard, **options):
     """Pretrain a DCID (--levels 1) or H-DCID (--levels 2) model.
 
     Writes RUN_DIR/epoch-{E}.pt after every epoch (E from 0), RUN_DIR/last.pt every --save-every
@@ -135,16 +137,13 @@ def train(data_root, csv_path, audio_dir, video_dir, text_features, output, resu
         output=Path(output) if output is not None else None,
         resume=Path(resume) if resume is not None else None,
         init_from=Path(init_from) if init_from is not None else None,
-        force=force, settings=given,
+        force=force, settings=given, tensorboard=Path(tensorboard) if tensorboard is not None else None,
     )
 
-    def load_corpus() -> PairedClips:
-        if data_root is None and not (csv_path and audio_dir and video_dir and text_features):
-            raise click.UsageError("give --data-root DIR, or all of --csv, --audio-dir, --video-dir and --text-features")
-        paths = resolve_paths("pretrain", data_root=data_root, overrides={
+    def load_corpus():
+        return open_pretraining(data_root=data_root, paired=paired, paths={
             "csv": csv_path, "audio_dir": audio_dir, "video_dir": video_dir, "text_features": text_features,
         })
-        return PairedClips(load_pretrain(paths))
 
     bars: list[tqdm] = []
 

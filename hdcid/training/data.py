@@ -11,19 +11,21 @@ import torch
 
 from hdcid.errors import TrainDataError
 from hdcid.families import MODALITIES
+from hdcid.modules import MIN_VIDEO_GRID
 
-# Array rank per modality: audio [n, T, A], video [n, T, H, W, C], text [n, T, W].
-RANKS = {"audio": 3, "video": 5, "text": 3}
-VIDEO_MAP = (7, 7)  # VGG19 pool5 maps
-MIN_STEPS = 3  # CPC predicts future steps, so a clip needs at least 3
+# Array ranks per modality: audio [n, T, A]; video [n, T, H, W, C] (a spatial grid, e.g. VGG19
+# pool5 maps) or [n, T, C] (no grid); text [n, T, W]. Audio and video are required, text optional.
+RANKS = {"audio": (3,), "video": (5, 3), "text": (3,)}
+REQUIRED = ("audio", "video")
 
 
 class PretrainData(Protocol):
     """What the trainer needs from a corpus: its size and paired features for given rows.
 
-    `read(rows)` returns numpy float arrays: audio [n, T, A], video [n, T, H, W, C], text [n, T, W]
-    (word-level text features; the text LSTM runs inside the model). An optional attribute
-    `labels` (int array [len]) enables the linear-probe diagnostic.
+    `read(rows)` returns numpy float arrays: audio [n, T, A], video [n, T, H, W, C] or [n, T, C],
+    and optionally text [n, T, W] (word-level text features; the text LSTM runs inside the model);
+    every modality has the same T (T = 1 for features without a time axis). An optional
+    attribute `labels` (int array [len]) enables the linear-probe diagnostic.
     """
 
     def __len__(self) -> int: ...
@@ -32,16 +34,19 @@ class PretrainData(Protocol):
 
 
 def check_batch(batch: dict[str, np.ndarray], n: int, expected: dict[str, tuple] | None) -> None:
-    """One-line TrainDataError unless `batch` holds `n` finite rows per modality of the expected shape."""
-    for key in MODALITIES:
-        rank = RANKS[key]
+    """One-line TrainDataError unless `batch` holds `n` finite rows per modality of the expected
+    shape (`expected`: per-clip shapes, whose keys are the modalities the run uses)."""
+    names = list(expected) if expected is not None else [k for k in MODALITIES if k in batch or k in REQUIRED]
+    for key in names:
+        ranks = RANKS[key]
         if key not in batch:
             raise TrainDataError(f"pretraining data: read() returned no '{key}' array (keys {sorted(batch)})")
         array = batch[key]
         shape = tuple(array.shape)
-        if len(shape) != rank or shape[0] != n:
+        if len(shape) not in ranks or shape[0] != n:
+            dims = " or ".join(str(r) for r in ranks)
             raise TrainDataError(
-                f"pretraining data: key '{key}' has shape {list(shape)} (expected {rank} dims with {n} rows)"
+                f"pretraining data: key '{key}' has shape {list(shape)} (expected {dims} dims with {n} rows)"
             )
         if expected is not None and shape[1:] != expected[key]:
             raise TrainDataError(
@@ -50,9 +55,9 @@ def check_batch(batch: dict[str, np.ndarray], n: int, expected: dict[str, tuple]
             )
         if not np.all(np.isfinite(array)):
             raise TrainDataError(f"pretraining data: key '{key}' holds NaN or infinite values")
-    steps = {batch[k].shape[1] for k in MODALITIES}
+    steps = {batch[k].shape[1] for k in names}
     if len(steps) != 1:
-        raise TrainDataError(f"pretraining data: audio / video / text have different time lengths {sorted(steps)}")
+        raise TrainDataError(f"pretraining data: {' / '.join(names)} have different time lengths {sorted(steps)}")
 
 
 def probe_shapes(data: PretrainData) -> dict[str, tuple[int, ...]]:
@@ -61,15 +66,21 @@ def probe_shapes(data: PretrainData) -> dict[str, tuple[int, ...]]:
         raise TrainDataError("pretraining data is empty (0 clips)")
     probe = data.read([0])
     check_batch(probe, 1, None)
-    shapes = {k: tuple(probe[k].shape[1:]) for k in MODALITIES}
-    if shapes["audio"][0] < MIN_STEPS:
-        raise TrainDataError(f"pretraining data: clips need at least {MIN_STEPS} time steps for CPC, got {shapes['audio'][0]}")
-    if shapes["video"][1:3] != VIDEO_MAP:
+    shapes = {k: tuple(probe[k].shape[1:]) for k in MODALITIES if k in probe}
+    if shapes["audio"][0] < 1:
+        raise TrainDataError("pretraining data: clips have no time steps (T = 0)")
+    video = shapes["video"]
+    if len(video) == 4 and min(video[1:3]) < MIN_VIDEO_GRID:
         raise TrainDataError(
-            f"pretraining data: key 'video' (expected [n, T, 7, 7, C] VGG19 pool5 maps, got "
-            f"[n, {', '.join(map(str, shapes['video']))}])"
+            f"pretraining data: key 'video' (expected [n, T, H, W, C] maps with H, W >= {MIN_VIDEO_GRID}, e.g. "
+            f"7 x 7 VGG19 pool5, or [n, T, C] without a grid; got [n, {', '.join(map(str, video))}])"
         )
     return shapes
+
+
+def video_has_grid(shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Whether the corpus' video is a spatial grid [T, H, W, C] (else vectors [T, C])."""
+    return len(shapes["video"]) == 4
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

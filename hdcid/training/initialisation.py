@@ -148,8 +148,9 @@ def semantic_sample(
     model.eval()
     for start in range(0, len(rows), config.batch_size):
         batch = inputs(data.read(rows[start : start + config.batch_size]))
-        batch["text"] = run_text_lstm(model.text_lstm, batch["text"])
-        for modality in MODALITIES:
+        if "text" in batch:
+            batch["text"] = run_text_lstm(model.text_lstm, batch["text"])
+        for modality in (m for m in MODALITIES if m in batch):
             for level, features in enumerate(model.encoder.semantic_features(modality, batch[modality])):
                 pooled[level].append(features.reshape(-1, features.shape[-1]).double().cpu())
     model.train()

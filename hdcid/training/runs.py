@@ -19,6 +19,7 @@ from hdcid.diagnostics import LevelDiagnostics
 from hdcid.errors import ModelError, OutputExistsError, SettingsError, literal
 from hdcid.training.data import PretrainData
 from hdcid.training.recipes import TrainConfig, new_run_default
+from hdcid.training.tensorboard_log import TensorBoardLog, require_tensorboard
 from hdcid.training.trainer import SavedRun, Trainer, TrainResult
 
 
@@ -31,6 +32,7 @@ class TrainRequest:
     init_from: Path | None = None  # DCID checkpoint to warm-start H-DCID level 1 from
     force: bool = False  # a new run may replace the checkpoints already in RUN_DIR
     settings: Mapping[str, Any] = field(default_factory=dict)  # flat setting names, given ones only
+    tensorboard: Path | None = None  # also mirror metrics.jsonl as TensorBoard scalars into this folder
 
     def run_dir(self) -> Path:
         """The folder the run lives in; SettingsError when the request names none or two."""
@@ -94,8 +96,31 @@ def run_training(
     on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
 ) -> TrainResult:
     """Set up (open_training) and run a training request. `on_start(planned_steps, done_steps)`
-    is called once before the first step, e.g. to size a progress bar."""
-    trainer = open_training(request, load_data, on_step=on_step, on_epoch=on_epoch)
-    if on_start:
-        on_start(trainer.planned_steps, trainer.total_step)
-    return trainer.run()
+    is called once before the first step, e.g. to size a progress bar. With `request.tensorboard`
+    every metrics.jsonl line is also written as TensorBoard scalars (tensorboard_log)."""
+    if request.tensorboard is None:
+        trainer = open_training(request, load_data, on_step=on_step, on_epoch=on_epoch)
+        if on_start:
+            on_start(trainer.planned_steps, trainer.total_step)
+        return trainer.run()
+    require_tensorboard()  # before the corpus is read
+    log: list[TensorBoardLog] = []
+
+    def step(record: dict) -> None:
+        log[0].step(record)
+        if on_step:
+            on_step(record)
+
+    def epoch(record: dict, diagnostics: list[LevelDiagnostics]) -> None:
+        log[0].epoch(record)
+        if on_epoch:
+            on_epoch(record, diagnostics)
+
+    trainer = open_training(request, load_data, on_step=step, on_epoch=epoch)
+    log.append(TensorBoardLog(request.tensorboard, purge_step=trainer.total_step + 1 if trainer.resumed else None))
+    try:
+        if on_start:
+            on_start(trainer.planned_steps, trainer.total_step)
+        return trainer.run()
+    finally:
+        log[0].close()

@@ -1,10 +1,14 @@
 """One pretraining step: the bundle of networks a run trains, and the step itself.
 
 A step's loss is a sum of named terms, each times its weight (the scheme descript-audio-codec's
-trainer uses): per level the CPC InfoNCE `nce`, the cross-modal code matching `cmcm`, and per
+trainer uses): per level the CPC InfoNCE `nce` (for clips shorter than Cross-CPC needs, e.g.
+T = 1, its clip-level stand-in `clip_nce`), the cross-modal code matching `cmcm`, and per
 modality the reconstruction `recon`, the commitment `commit` and the CLUB MI bound `mi`, plus
 the optional remedies `align` and `gap`. The total is level 1 + level2_weight · level 2. Every
 name written to metrics.jsonl comes from `metric_name`: `{term}[_2][_{modality}]`.
+
+A corpus without text trains the same networks (the published layout, text branch included);
+the text terms are left out and the text branch keeps its initial weights.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hdcid.losses import (
     CLUBSampleGroup,
     CrossCPC,
     alignment_loss,
+    clip_contrastive,
     identical_rows,
     modality_gap_loss,
 )
@@ -42,8 +47,10 @@ TEXT_LSTM_HIDDEN = 128  # the BiLSTM gives 2·128 = 256 text features (the encod
 CLUB_HIDDEN = 256
 CPC_WIDTH = 256
 
-# Loss terms in the order they are added (the order fixes the float result of the sum).
+# Loss terms in the order they are added (the order fixes the float result of the sum); for
+# clips too short for Cross-CPC, `clip_nce` takes the place of `nce`.
 LEVEL_TERMS = ("nce", "cmcm")
+CLIP_NCE_TERM = "clip_nce"
 MODALITY_TERMS = ("recon", "commit", "mi")
 REMEDY_TERMS = ("align", "gap")
 
@@ -102,14 +109,21 @@ class StepResult:
 class PretrainModel(nn.Module):
     """Every network of a DCID / H-DCID pretraining run, named as the checkpoint keys."""
 
-    def __init__(self, config: TrainConfig, audio_dim: int, video_dim: int, word_dim: int):
+    def __init__(
+        self, config: TrainConfig, audio_dim: int, video_dim: int, word_dim: int | None, *, video_grid: bool = True,
+    ):
+        """`word_dim`: the text features' width, None for a corpus without text (the text LSTM is
+        then built at its output width and never trained). `video_grid`: video as [T, H, W, C]
+        maps (the published convolutional branch) or [T, C] vectors (a linear branch)."""
         super().__init__()
         c = config
         self.sizes = EncoderSizes(
             family=family_for(c.levels), audio_dim=audio_dim, video_dim=video_dim, text_dim=2 * TEXT_LSTM_HIDDEN,
             audio_output_dim=c.audio_output_dim, video_output_dim=c.video_output_dim,
             text_output_dim=c.text_output_dim, n_embeddings=c.n_embeddings, embedding_dim=c.embedding_dim,
+            video_grid=video_grid,
         )
+        word_dim = 2 * TEXT_LSTM_HIDDEN if word_dim is None else word_dim
         self.levels = c.levels
         # Built in this order because parameter initialisation draws from the global RNG.
         self.text_lstm = text_lstm(word_dim, TEXT_LSTM_HIDDEN)
@@ -118,7 +132,7 @@ class PretrainModel(nn.Module):
         self.decoder = build_decoder(c.levels, DecoderSizes(
             audio_dim=audio_dim, video_dim=video_dim, text_dim=2 * TEXT_LSTM_HIDDEN,
             audio_output_dim=c.audio_output_dim, video_output_dim=c.video_output_dim,
-            text_output_dim=c.text_output_dim, vq_dim=c.embedding_dim,
+            text_output_dim=c.text_output_dim, vq_dim=c.embedding_dim, video_grid=video_grid,
         ))
         y_dims = {"video": video_dim, "text": c.text_output_dim, "audio": c.audio_output_dim}
         # Per level, in the reference's training order video, text, audio.
@@ -176,9 +190,10 @@ def model_inputs(
     batch: Mapping[str, np.ndarray], *, dtype: torch.dtype, device: torch.device,
     stats: dict[str, torch.Tensor] | None,
 ) -> dict[str, torch.Tensor]:
-    """A batch as tensors in the run's dtype and device, standardised with `stats` if any."""
+    """A batch as tensors in the run's dtype and device, standardised with `stats` if any
+    (the modalities it holds: text is optional)."""
     out = {}
-    for key in MODALITIES:
+    for key in (m for m in MODALITIES if m in batch):
         x = torch.as_tensor(np.asarray(batch[key]), dtype=dtype).to(device)
         out[key] = normalization.apply(stats, key, x)
     return out
@@ -188,7 +203,8 @@ def club_targets(out: EncoderOutput, level: int) -> dict[str, torch.Tensor]:
     """The modality-specific features each level's CLUB estimators pair with the codewords."""
     if level:
         return out.specific_2
-    return {"video": out.specific["video_club"], "text": out.specific["text"], "audio": out.specific["audio"]}
+    names = {"video": "video_club", "text": "text", "audio": "audio"}
+    return {m: out.specific[name] for m, name in names.items() if name in out.specific}
 
 
 def train_club(
@@ -200,9 +216,10 @@ def train_club(
     for level in range(levels):
         quantized = out.quantized[level].quantized
         specific = club_targets(out, level)
-        pairs = {m: (quantized[m].detach(), specific[m].detach()) for m in MI_MODALITIES}
+        present = [m for m in MI_MODALITIES if m in quantized]
+        pairs = {m: (quantized[m].detach(), specific[m].detach()) for m in present}
         for _ in range(iterations):
-            for m in MI_MODALITIES:
+            for m in present:
                 optimizer = optimizers.mi[level][m]
                 optimizer.zero_grad()
                 loss = model.mi_nets[level][m].learning_loss(*pairs[m])
@@ -230,13 +247,21 @@ def _level_loss(
         recon = model.decoder.level_1_losses(targets, out.specific, q.quantized)
     else:
         recon = model.decoder.level_2_losses(out.specific, out.specific_2, q.quantized)
-    mi = {m: model.mi_nets[level][m].mi_est(q.quantized[m], specific[m]) for m in MI_MODALITIES}
-    cpc = model.cpc[level](semantic["audio"], semantic["video"], semantic["text"])
+    present = [m for m in MODALITIES if m in semantic]
+    mi = {m: model.mi_nets[level][m].mi_est(q.quantized[m], specific[m]) for m in MI_MODALITIES if m in semantic}
     loss = LossSum()
-    loss.add(metric_name("nce", level), cpc.nce, weights["nce"])
+    if semantic["audio"].shape[1] >= model.cpc[level].min_steps:
+        cpc = model.cpc[level](semantic["audio"], semantic["video"], semantic.get("text"))
+        loss.add(metric_name("nce", level), cpc.nce, weights["nce"])
+        accuracy_name = "cpc_acc"
+    else:
+        # Too few time steps to predict one (e.g. T = 1): clip-level InfoNCE instead, same weight.
+        cpc = clip_contrastive(semantic, same_text=same_text)
+        loss.add(metric_name(CLIP_NCE_TERM, level), cpc.nce, weights["nce"])
+        accuracy_name = f"{CLIP_NCE_TERM}_acc"
     loss.add(metric_name("cmcm", level), q.cmcm_loss.reshape(()), weights["cmcm"])
     per_modality = {"recon": recon, "commit": q.commitment, "mi": mi}
-    for m in MODALITIES:
+    for m in present:
         for term in MODALITY_TERMS:
             loss.add(metric_name(term, level, m), per_modality[term][m], weights[term])
     if remedies.align_weight > 0:
@@ -248,8 +273,8 @@ def _level_loss(
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)
     for pair, value in cpc.accuracy.items():
-        metrics[metric_name("cpc_acc", level, pair)] = value
-    for m in MODALITIES:
+        metrics[metric_name(accuracy_name, level, pair)] = value
+    for m in present:
         metrics[metric_name("batch_codes", level, m)] = float(len(torch.unique(q.indices[m])))
     metrics[metric_name("batch_agree", level, "av")] = float((q.indices["audio"] == q.indices["video"]).double().mean())
     metrics[level_loss_name(level)] = float(loss.total.detach())
@@ -263,7 +288,7 @@ def training_step(
     """One optimizer step on a batch of model inputs (see model_inputs) in epoch `epoch`, after
     `total_step` steps; returns every loss term and batch statistic."""
     c = config
-    text = run_text_lstm(model.text_lstm, inputs["text"])
+    text = run_text_lstm(model.text_lstm, inputs["text"]) if "text" in inputs else None
     level_2 = c.levels == 2 and epoch >= c.level2_start
     active_levels = 2 if level_2 else 1
     metrics: dict[str, float] = {}
@@ -280,7 +305,7 @@ def training_step(
     warm = warmup_weight(c.remedies, total_step)
     weights = loss_weights(c.remedies, warm)
     targets = {"audio": inputs["audio"], "video": inputs["video"], "text": text}
-    same_text = identical_rows(inputs["text"]) if c.remedies.align_weight > 0 else None
+    same_text = identical_rows(inputs["text"]) if "text" in inputs else None
     levels = [
         _level_loss(model, out, targets, level, weights, c.remedies, same_text, metrics)
         for level in range(active_levels)

@@ -39,6 +39,7 @@ from hdcid.training.data import (
     check_batch,
     epoch_order,
     probe_shapes,
+    video_has_grid,
 )
 from hdcid.training.recipes import TrainConfig
 from hdcid.training.step import (
@@ -197,6 +198,7 @@ class Trainer:
         self.device = torch.device(config.device)
         self.dtype = config.torch_dtype
         self.shapes = probe_shapes(data)
+        self.modalities = tuple(m for m in MODALITIES if m in self.shapes)  # text is optional
         self.steps_per_epoch = math.ceil(len(data) / config.batch_size)
         self._build_model()
         self.normalization: dict[str, torch.Tensor] | None = None
@@ -237,7 +239,11 @@ class Trainer:
         """Seed, build every network and the optimizers (the seeds fix the initial weights)."""
         c = self.config
         initialisation.seed_everything(c.seed)
-        self.model = PretrainModel(c, self.shapes["audio"][-1], self.shapes["video"][-1], self.shapes["text"][-1])
+        text = self.shapes.get("text")
+        self.model = PretrainModel(
+            c, self.shapes["audio"][-1], self.shapes["video"][-1], text[-1] if text else None,
+            video_grid=video_has_grid(self.shapes),
+        )
         self.model.encoder.Cross_quantizer.python_random.seed(c.seed)
         self.model.to(device=self.device, dtype=self.dtype)
         optimizers = build_optimizers(self.model, c)
@@ -323,15 +329,16 @@ class Trainer:
         if limit <= 0:
             return []
         rows = sorted(epoch_order(len(self.data), self.config.seed, DIAGNOSTICS_SUBSET)[:limit].tolist())
-        indices: list[dict[str, list[torch.Tensor]]] = [{m: [] for m in MODALITIES} for _ in range(self.config.levels)]
-        semantic: list[dict[str, list[torch.Tensor]]] = [{m: [] for m in MODALITIES} for _ in range(self.config.levels)]
+        indices: list[dict[str, list[torch.Tensor]]] = [{m: [] for m in self.modalities} for _ in range(self.config.levels)]
+        semantic: list[dict[str, list[torch.Tensor]]] = [{m: [] for m in self.modalities} for _ in range(self.config.levels)]
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(rows), self.config.batch_size):
                 inputs = self._tensors(self.data.read(rows[start : start + self.config.batch_size]))
-                inputs["text"] = run_text_lstm(self.model.text_lstm, inputs["text"])
-                for m in MODALITIES:
+                if "text" in inputs:
+                    inputs["text"] = run_text_lstm(self.model.text_lstm, inputs["text"])
+                for m in self.modalities:
                     features = self.model.encoder.semantic_features(m, inputs[m])
                     for level, feature in enumerate(features):
                         _, idx = quantize(feature, self.model.encoder.codebook(level))

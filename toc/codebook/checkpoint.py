@@ -26,11 +26,16 @@ from hdcid.families import FAMILY_MODALITIES, levels_of
 from hdcid.models import CmgEncoder, EncoderSizes
 from hdcid.modules import text_lstm
 from hdcid.normalization import NORMALIZATION_KEY
+from toc.codebook.foreign import (
+    ForeignLevel,
+    foreign_candidates,
+    layout_summary,
+    locate_codebooks,
+    locate_in_raw,
+    open_safetensors,
+)
+from toc.codebook.state_dicts import FLOAT_DTYPES, WRAPPER_KEYS, strip_prefix
 from toc.errors import CheckpointError, SettingsError
-
-WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
-STRIPPED_PREFIXES = ("module.", "_orig_mod.")
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def file_sha256(path: Path) -> str:
@@ -90,17 +95,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _strip_prefixes(state: dict) -> dict:
-    out = {}
-    for key, value in state.items():
-        name = str(key)
-        changed = True
-        while changed:
-            changed = False
-            for prefix in STRIPPED_PREFIXES:
-                if name.startswith(prefix):
-                    name, changed = name[len(prefix) :], True
-        out[name] = value
-    return out
+    return {strip_prefix(str(key)): value for key, value in state.items()}
 
 
 def _looks_like_encoder(state) -> bool:
@@ -251,9 +246,12 @@ def infer_sizes(state: dict, path: Path) -> EncoderSizes:
     )
     modalities = FAMILY_MODALITIES[family]
     if "video" in modalities:
+        # A linear video branch (video features without a spatial grid) or the published convolutional one.
+        grid = "Video_encoder.video_linear.weight" not in state
         fields.update(
             video_dim=_dim(state, "video_self_att.affine_matrix.weight", 1, path),
-            video_output_dim=_dim(state, "Video_encoder.conv_stack.2.weight", 0, path),
+            video_output_dim=_dim(state, "Video_encoder.conv_stack.2.weight" if grid else "Video_encoder.video_linear.weight", 0, path),
+            video_grid=grid,
             se_hidden=_dim(state, "video_semantic_encoder.se_layer.0.weight", 0, path),
             video_att_dim=_dim(state, "video_semantic_encoder.affine_video_ave.weight", 0, path),
         )
@@ -323,7 +321,27 @@ def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, to
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
     """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint."""
     path = Path(path)
-    return _checkpoint_from_raw(_read_raw(path, trust_checkpoint), path)
+    raw = _read_raw(path, trust_checkpoint)
+    try:
+        return _checkpoint_from_raw(raw, path)
+    except CheckpointError as exc:
+        _refuse_foreign_encoder(raw, path, exc)
+        raise
+
+
+def _refuse_foreign_encoder(raw, path: Path, cause: CheckpointError) -> None:
+    """Say plainly when the file is another VQ model's: its codebooks can be scored, not encoded with."""
+    try:
+        levels = locate_in_raw(raw, path=path)
+    except CheckpointError:
+        return
+    if levels:
+        raise CheckpointError(
+            f"a {layout_summary(levels)} checkpoint ({len(levels)} codebook level(s)), not a CMG / DCID / "
+            "H-DCID encoder: toc inspect / score / select / plot read its codebooks, but encoding and "
+            "evaluation need a CMG encoder",
+            file=path,
+        ) from cause
 
 
 def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
@@ -375,6 +393,8 @@ class LoadedCodebooks:
     ema_counts: list[torch.Tensor] | None
     epoch: int | None
     sizes: dict[str, int]
+    # Levels of another VQ model's file (toc.codebook.foreign): names, layout, usage, notes.
+    foreign: list[ForeignLevel] | None = None
 
 
 def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
@@ -397,18 +417,41 @@ def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
     return candidate
 
 
-def load_codebooks(path: str | Path, *, trust_checkpoint: bool = False) -> LoadedCodebooks:
-    """Codebooks per level from a reference checkpoint (any family) or a bare codebook file."""
+def load_codebooks(
+    path: str | Path, *, trust_checkpoint: bool = False, codebook_key: tuple[str, ...] | list[str] | None = None,
+) -> LoadedCodebooks:
+    """Codebooks per level from a reference checkpoint (any family), a bare codebook file, or
+    another VQ model's state_dict (a known layout, or the tensors `codebook_key` patterns name)."""
     path = Path(path)
+    codebook_key = tuple(p for p in (codebook_key or ()) if p)
+    if path.suffix.lower() == ".safetensors" and path.is_file() and path.stat().st_size > 0:
+        # Header first: a large model's codebooks are found and read without loading the rest.
+        with open_safetensors(path) as source:
+            levels = None
+            if codebook_key or not _looks_like_encoder(dict.fromkeys(source.keys())):
+                levels = locate_codebooks(source, codebook_key, path)
+        if levels:
+            return _foreign_codebooks(path, levels)
     raw = _read_raw(path, trust_checkpoint)
+    if codebook_key:
+        return _foreign_codebooks(path, locate_in_raw(raw, codebook_key, path))
     bare = None
     if not (isinstance(raw, dict) and (ENCODER_KEY in raw or _looks_like_encoder(_strip_prefixes(raw)))):
+        foreign = locate_in_raw(raw, path=path)
+        if foreign:
+            return _foreign_codebooks(path, foreign)
         bare = _bare_codebook(raw, path)
     if bare is not None:
         levels = [bare] if bare.dim() == 2 else list(bare.unbind(0))
         return LoadedCodebooks(
             path=path, sha256=file_sha256(path), family="codebook", codebooks=levels, ema_counts=None,
             epoch=None, sizes={"levels": len(levels), "n_embeddings": int(bare.shape[-2]), "embedding_dim": int(bare.shape[-1])},
+        )
+    if isinstance(raw, dict) and not _holds_encoder(raw):
+        raise CheckpointError(
+            "no codebook found: not a CMG checkpoint, not a bare codebook, and no known VQ layout "
+            f"matched ({literal(foreign_candidates(raw))}); name the codebook tensor(s) with {{}} PATTERN",
+            file=path, settings=("codebook_key",),
         )
     checkpoint = _checkpoint_from_raw(raw, path)
     return LoadedCodebooks(
@@ -417,15 +460,43 @@ def load_codebooks(path: str | Path, *, trust_checkpoint: bool = False) -> Loade
     )
 
 
+def _holds_encoder(raw: dict) -> bool:
+    """Whether `_unwrap` would find a CMG encoder state_dict in this container."""
+    if ENCODER_KEY in raw or _looks_like_encoder(_strip_prefixes(raw)):
+        return True
+    return any(isinstance(raw.get(w), dict) and _looks_like_encoder(_strip_prefixes(raw[w])) for w in WRAPPER_KEYS)
+
+
+def _foreign_codebooks(path: Path, levels: list[ForeignLevel]) -> LoadedCodebooks:
+    shapes = {tuple(level.codebook.shape) for level in levels}
+    sizes = {"levels": len(levels)}
+    if len(shapes) == 1:
+        ((n, d),) = shapes
+        sizes.update(n_embeddings=int(n), embedding_dim=int(d))
+    counts = [level.usage for level in levels]
+    return LoadedCodebooks(
+        path=path, sha256=file_sha256(path), family=layout_summary(levels),
+        codebooks=[level.codebook for level in levels],
+        ema_counts=counts if all(c is not None for c in counts) else None,  # type: ignore[misc]
+        epoch=None, sizes=sizes, foreign=levels,
+    )
+
+
 def choose_levels(loaded: LoadedCodebooks, level: str | int) -> list[int]:
-    """The codebook levels a command works on: "all", or one level number that the file has."""
+    """The codebook levels a command works on: "all", one level number that the file has, or
+    (another VQ model's file) one level's name."""
     count = len(loaded.codebooks)
     if level == "all":
         return list(range(count))
+    names = [info.name for info in loaded.foreign or ()]
+    if level in names:
+        return [names.index(level)]
     try:
         value = int(level)
     except (TypeError, ValueError):
-        raise SettingsError(f"{{}}: expected 'all' or a level number, got {level!r}", settings=("level",)) from None
+        raise SettingsError(
+            f"{{}}: expected 'all', a level number or a level name, got {literal(repr(level))}", settings=("level",),
+        ) from None
     if not 0 <= value < count:
         raise SettingsError(
             f"{{}}: level {value} does not exist in {loaded.path} (it has {count} level(s): 0..{count - 1})",

@@ -14,7 +14,7 @@ from cmg_base.errors import literal
 from cmg_base.files import atomic_path, check_space
 from hdcid import normalization
 from hdcid.families import DTYPES
-from hdcid.modules import run_text_lstm
+from hdcid.modules import MIN_VIDEO_GRID, run_text_lstm
 from toc.codebook.checkpoint import Checkpoint
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
@@ -26,7 +26,7 @@ def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, 
     if modality == "audio":
         return ("T", str(sizes.audio_dim))
     if modality == "video":
-        return ("T", "7", "7", str(sizes.video_dim))
+        return ("T", "H", "W", str(sizes.video_dim)) if sizes.video_grid else ("T", str(sizes.video_dim))
     widths = [str(sizes.text_dim)]
     if checkpoint.text_lstm_input_dim and checkpoint.text_lstm_input_dim != sizes.text_dim:
         widths.append(str(checkpoint.text_lstm_input_dim))
@@ -45,8 +45,12 @@ def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...]
     needs_lstm = False
     if modality == "audio":
         ok = len(shape) == 3 and shape[2] == sizes.audio_dim
+    elif modality == "video" and sizes.video_grid:
+        # Any grid the convolutional branch can take (H, W >= 5); the published maps are 7 x 7.
+        ok = len(shape) == 5 and shape[4] == sizes.video_dim and min(shape[2:4]) >= MIN_VIDEO_GRID
+        expected += f" with H, W >= {MIN_VIDEO_GRID} (published: 7 x 7)"
     elif modality == "video":
-        ok = len(shape) == 5 and tuple(shape[2:]) == (7, 7, sizes.video_dim)
+        ok = len(shape) == 3 and shape[2] == sizes.video_dim
     else:
         if len(shape) == 3 and shape[2] == sizes.text_dim:
             ok = True
@@ -119,6 +123,8 @@ class EncodingSession:
         for start in range(0, n_rows, batch_size):
             rows = np.arange(start, min(n_rows, start + batch_size))
             features = np.asarray(read(rows))
+            if features.ndim == 2:
+                features = features[:, None]  # features without a time axis [N, D]: one step each
             needs_lstm = check_features(self.checkpoint, modality, features.shape, source)
             _check_finite(features, source)
             for level, (level_codes, _) in enumerate(self.encode_batch(modality, features, needs_lstm=needs_lstm)):
@@ -238,11 +244,13 @@ def encode_file(
         raise SettingsError("{} must be at least 1", settings=("batch_size",))
     features = open_features(input_path, key)
     try:
-        needs_lstm = check_features(checkpoint, modality, features.shape, str(features.path), features.key)
+        # Features without a time axis, [N, D] (clip embeddings), are one step per clip.
+        shape = (features.shape[0], 1, *features.shape[1:]) if len(features.shape) == 2 else features.shape
+        needs_lstm = check_features(checkpoint, modality, shape, str(features.path), features.key)
         if needs_lstm and checkpoint.text_lstm_state is None:  # pragma: no cover - guarded in check_features
             raise ConfigError("text input needs the checkpoint's Text_ar_lstm_parameters")
         session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)
-        n, steps = features.shape[0], features.shape[1]
+        n, steps = shape[0], shape[1]
         widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
         itemsize = 8 if dtype == "float64" else 4
         check_space(output_path, sum(n * steps * (8 + w * itemsize) for w in widths) + (1 << 16))
@@ -265,7 +273,7 @@ def encode_file(
                 with progress(f"encode {modality}", n) as advance:
                     for start in range(0, n, batch_size):
                         rows = np.arange(start, min(n, start + batch_size))
-                        batch = features.read(rows)
+                        batch = features.read(rows).reshape(len(rows), *shape[1:])
                         _check_finite(batch, str(features.path))
                         results = session.encode_batch(modality, batch, needs_lstm=needs_lstm)
                         for (codes_ds, quant_ds), (codes, quantized) in zip(targets, results, strict=True):

@@ -1,5 +1,6 @@
 """What a codebook file holds, as `toc inspect` and `toc score` report it: code usage per level,
-and per-channel TOC statistics as a JSON document, a CSV table or a text table."""
+and per-channel TOC statistics as a JSON document, a CSV table or a text table. Another VQ
+model's levels also carry their names (the keys they were read from), layouts and notes."""
 
 from __future__ import annotations
 
@@ -12,31 +13,42 @@ from typing import Any
 import torch
 
 from toc.codebook.checkpoint import LoadedCodebooks
+from toc.codebook.health import ACTIVE_THRESHOLD, usage_from_counts
 from toc.codebook.scoring import ChannelScores, score_channels
 from toc.documents import TOOL_NAME, tool_version
-
-# A code counts as active when its EMA assignment count exceeds this. The Laplace smoothing in
-# the EMA leaves a never-chosen code near 1e-5, and a fresh (never updated) buffer is exactly 0.
-ACTIVE_THRESHOLD = 1e-3
 
 
 def code_usage(ema_count: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> dict:
     """Active / dead codes and the usage perplexity exp(H(p)) of the normalised ema_count."""
-    counts = ema_count.detach().to(torch.float64).flatten()
-    active = int((counts > threshold).sum())
-    total = float(counts.clamp_min(0).sum())
-    perplexity = None
-    if total > 0 and bool(torch.isfinite(counts).all()):
-        p = counts.clamp_min(0) / total
-        nonzero = p[p > 0]
-        perplexity = float(torch.exp(-(nonzero * nonzero.log()).sum()))
+    usage = usage_from_counts(ema_count.detach().to(torch.float64).flatten().numpy(), active_threshold=threshold)
     return {
-        "active_codes": active,
-        "dead_codes": int(counts.numel()) - active,
+        "active_codes": usage.used_codes,
+        "dead_codes": usage.dead_codes,
         "active_threshold": threshold,
-        "usage_perplexity": perplexity,
-        "ema_count_total": total,
+        "usage_perplexity": usage.perplexity,
+        "ema_count_total": usage.tokens if math.isfinite(usage.tokens) else None,
     }
+
+
+def level_notes(loaded: LoadedCodebooks, levels: Sequence[int]) -> list[str]:
+    """What a user should know about another VQ model's levels before trusting their scores
+    (a never-initialised codebook, identical codes, a shared codebook, ...)."""
+    notes = []
+    for level in levels:
+        info = loaded.foreign[level] if loaded.foreign else None
+        for note in info.notes if info else ():
+            notes.append(f"level {level} ({info.name}): {note}")
+    return notes
+
+
+def with_level_names(document: dict[str, Any], loaded: LoadedCodebooks) -> dict[str, Any]:
+    """Another VQ model's level names (the keys they were read from) and layouts beside the
+    level numbers of a `toc score` / `toc select` document."""
+    if loaded.foreign:
+        for entry in document["levels"]:
+            info = loaded.foreign[entry["level"]]
+            entry.update(name=info.name, layout=info.layout)
+    return document
 
 
 def checkpoint_block(loaded: LoadedCodebooks) -> dict[str, Any]:
@@ -47,12 +59,20 @@ def inspect_document(loaded: LoadedCodebooks) -> dict[str, Any]:
     """`toc inspect --format json`: family, sizes, and per level the codebook shape, dtype, usage."""
     levels = []
     for level, codebook in enumerate(loaded.codebooks):
-        levels.append({
+        info = loaded.foreign[level] if loaded.foreign else None
+        # Another model's levels may keep counts individually even when not all of them do.
+        counts = info.usage if info is not None else (
+            loaded.ema_counts[level] if loaded.ema_counts is not None else None
+        )
+        entry = {
             "level": level,
             "codebook_shape": [int(s) for s in codebook.shape],
             "dtype": str(codebook.dtype).replace("torch.", ""),
-            "usage": code_usage(loaded.ema_counts[level]) if loaded.ema_counts is not None else None,
-        })
+            "usage": code_usage(counts) if counts is not None else None,
+        }
+        if info is not None:
+            entry.update(info.describe())
+        levels.append(entry)
     return {
         "tool": TOOL_NAME,
         "version": tool_version(),
@@ -83,7 +103,12 @@ def inspect_table(loaded: LoadedCodebooks) -> str:
         else:
             active, dead = str(usage["active_codes"]), str(usage["dead_codes"])
             perplexity = "-" if usage["usage_perplexity"] is None else f"{usage['usage_perplexity']:.2f}"
-        lines.append(f"{entry['level']:>5}  {shape:>12}  {entry['dtype']:>8}  {active:>6}  {dead:>6}  {perplexity:>10}")
+        name = f"  {entry['name']}" if "name" in entry else ""
+        lines.append(f"{entry['level']:>5}  {shape:>12}  {entry['dtype']:>8}  {active:>6}  {dead:>6}  {perplexity:>10}{name}")
+        lines.extend(f"{'':>7}note: {note}" for note in entry.get("notes", ()))
+    if loaded.foreign:
+        lines.append("")
+        lines.append("active / dead / perplexity come from the stored EMA counts (a proxy); `toc health` measures them on codes")
     return "\n".join(lines) + "\n"
 
 

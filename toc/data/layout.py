@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from toc.data.files import read_toml
+from toc.data.paired import FILE_NAME as PAIRED_FILE
+from toc.data.paired import FOLDER_NAME as PAIRED_FOLDER
 from toc.errors import ConfigError
 
 
@@ -71,7 +73,14 @@ class PretrainPaths:
     text_features: Path
 
 
-TaskPaths = AvePaths | AvvpPaths | AveAvvpPaths | UcfVggsoundPaths | PretrainPaths
+@dataclass(frozen=True)
+class PairedPaths:
+    """Own data (toc.data.paired): one h5 file, or a folder of .npy files, of paired features."""
+
+    features: Path
+
+
+TaskPaths = AvePaths | AvvpPaths | AveAvvpPaths | UcfVggsoundPaths | PretrainPaths | PairedPaths
 
 _AVE = "AVE-ECCV18-master/data"
 _EXTRACTOR = "feature_extractor/feature_extractor"
@@ -120,6 +129,8 @@ _DEFAULTS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
         "video_dir": ("vggsound40k/feature/video/zip",),
         "text_features": ("vggsound40k/data/text_features.h5",),
     }),
+    # Own data for `toc train` and `toc eval paired`: DIR/paired.h5, else the folder DIR/paired/.
+    "paired": (PairedPaths, {"features": (PAIRED_FILE, PAIRED_FOLDER)}),
 }
 
 # A field left unset in a section falls back to the same file set in another section, so the

@@ -14,7 +14,8 @@ from toc.data.ave import load_ave
 from toc.data.ave_avvp import load_ave_avvp
 from toc.data.avvp import load_avvp
 from toc.data.base import LabelKind, TaskData
-from toc.data.layout import DataConfig, resolve_paths
+from toc.data.layout import DataConfig, PairedPaths, resolve_paths
+from toc.data.paired import load_paired, paired_task
 from toc.data.ucf_vggsound import load_ucf_vggsound
 from toc.errors import ConfigError
 
@@ -30,11 +31,16 @@ class Task:
     # The metric the published scripts keep their best epoch by (AVE has no rule: accuracy).
     reference_selection_metric: str
     description: str
+    own_data: bool = False  # read from the own-data format (toc.data.paired), not a published layout
 
     @property
     def primary_metric(self) -> str:
         """What the report compares on by default: accuracy for clip tasks, f1 for segment tasks."""
         return "accuracy" if self.kind == "clip" else "f1"
+
+
+def _load_paired(paths: PairedPaths) -> TaskData:
+    return paired_task(load_paired(paths.features))
 
 
 TASK_REGISTRY: dict[str, Task] = {
@@ -44,9 +50,12 @@ TASK_REGISTRY: dict[str, Task] = {
         Task("avvp", "segment", load_avvp, 100, "precision", "AVVP cross-modal event localisation"),
         Task("ave-avvp", "segment", load_ave_avvp, 100, "f1", "AVE → AVVP cross-dataset localisation"),
         Task("ucf-vggsound", "clip", load_ucf_vggsound, 100, "accuracy", "UCF101 ↔ VGGSound-AVEL classification"),
+        Task("paired", "clip", _load_paired, 50, "accuracy", "own paired features: cross-modal classification", own_data=True),
     )
 }
 TASKS: tuple[str, ...] = tuple(TASK_REGISTRY)  # the task names, in display order
+# The tasks of the published layouts (what the built-in synthetic corpus and the demo cover).
+REFERENCE_TASKS: tuple[str, ...] = tuple(name for name, task in TASK_REGISTRY.items() if not task.own_data)
 
 
 def get_task(name: str) -> Task:

@@ -14,7 +14,7 @@ from toc.corpora.synthetic import synthesize
 from toc.data.layout import resolve_paths
 from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError
-from toc.eval.tasks import TASKS, chance_level
+from toc.eval.tasks import REFERENCE_TASKS, chance_level
 from toc.eval.variants import VARIANT_NAMES
 from toc.pipeline.compare import run_plan, selection_file_name, write_comparison
 from toc.pipeline.plan import make_plan
@@ -42,7 +42,7 @@ class DemoSettings:
     hdcid_width: int = 64
     dcid_channels: int = 128  # of 256 (DCID's code width is fixed at 256)
     hdcid_channels: int = 32  # per level, of hdcid_width
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = REFERENCE_TASKS
 
     @staticmethod
     def quick() -> DemoSettings:

@@ -1,4 +1,5 @@
-"""Writing a report: report.md, results.csv, summary.json and PNG charts into one folder."""
+"""Writing a report: report.md, report.html (the same, self-contained), results.csv,
+summary.json and PNG charts into one folder."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from toc.errors import ConfigError, TocError
 from toc.figures import have_matplotlib
 from toc.report.analysis import MadeSelection, build_report
 from toc.report.charts import render_selection_chart, render_task_chart
+from toc.report.html import render_html
 from toc.report.markdown import chart_name, render_csv, render_markdown, render_summary
 from toc.report.resampling import DEFAULT_RESAMPLES
 from toc.report.results import ResultSet, read_results
 
-REPORT_FILES = ("report.md", "results.csv", "summary.json")
+REPORT_FILES = ("report.md", "results.csv", "summary.json", "report.html")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def write_result_set(
         "report.md": render_markdown(report),
         "results.csv": render_csv(results.records),
         "summary.json": render_summary(report),
+        "report.html": render_html(report, images),
     }
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
