@@ -1,4 +1,4 @@
-"""`toc eval`: cross-modal downstream evaluation of DCID / H-DCID variants, one JSON line per run."""
+"""`toc eval`: cross-modal downstream evaluation of DCID / H-DCID / FCID variants, one JSON line per run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import click
 from cli.options import command, device_option, force_option, trust_option
 from cli.progress import bars, log
 from cmg_base.files import atomic_path, prepare_output
+from toc.codebook.presets import FCID_TOC_PRESETS, PRESET_NAMES
+from toc.codebook.scoring import SCORE_VARIANTS
 from toc.eval.heads import HEADS
 from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.tasks import TASK_REGISTRY, TASKS
@@ -42,13 +44,14 @@ def _parse_seeds(text: str) -> list[int]:
 
 @command("eval")
 @click.argument("task", type=click.Choice(TASKS))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID / FCID checkpoint.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the reference data layout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML file with data paths.")
 @click.option(
     "--variant", "variants", multiple=True,
     help=f"One of {', '.join(VARIANT_NAMES)}; repeat or comma-separate to compare several on one cache "
-    "[default: the checkpoint's own: dcid for one codebook level, hdcid for two; +toc with --selection / --channels].",
+    "[default: the checkpoint's own: dcid for one codebook level, hdcid for two, fcid for FCID; "
+    "+toc with --selection / --channels / --toc-preset].",
 )
 @click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON for the +toc variants.")
 @click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
@@ -57,13 +60,21 @@ def _parse_seeds(text: str) -> list[int]:
 @click.option("--exact-budget", is_flag=True, default=False, help="Inline TOC: return exactly --channels channels.")
 @click.option("--sim-weight", type=float, default=None, help="Inline TOC: weight of the pairwise similarity (default 0.7).")
 @click.option("--var-weight", type=float, default=None, help="Inline TOC: weight of the variance (default 0.3).")
+@click.option("--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None, help="Inline TOC: named weights (sim_var = -0.7 sim + 0.3 var, sim_only = -0.7 sim).")
+@click.option(
+    "--toc-preset", type=click.Choice(PRESET_NAMES), default=None,
+    help="TOC settings as published for this task: FCID checkpoints only (AVE 256/1/0 sim_var, AVVP 196/1/0, "
+    "AVE-AVVP 128/1/0, UCF-VGGSound 168/1/0 sim_only).",
+)
 @click.option("--direction", type=click.Choice([*DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
 @click.option("--head", "heads", multiple=True, default=("linear",), help=f"{' and/or '.join(HEADS)} (repeat or comma-separate).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="strict: held-out evaluation; reference: the published quirks.")
 @click.option("--seeds", default="0", help="Comma-separated seeds; one output line per seed.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None,
-    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items()) + "].",
+    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items())
+    + "; with --protocol reference and an FCID checkpoint, the FCID scripts' "
+    + ", ".join(f"{k} {p.n_epoch}" for k, p in FCID_TOC_PRESETS.items()) + "].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
@@ -77,7 +88,7 @@ def _parse_seeds(text: str) -> list[int]:
 @force_option
 def eval_command(
     task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
-    sim_weight, var_weight, direction, heads, protocol, seeds, epochs, batch_size, head_threads, split_seed,
+    sim_weight, var_weight, score_variant, toc_preset, direction, heads, protocol, seeds, epochs, batch_size, head_threads, split_seed,
     cache_dir, dtype, encode_batch_size, device, trust_checkpoint, output, force,
 ):
     """Train heads on one modality's codes and test them on the other's.
@@ -91,7 +102,8 @@ def eval_command(
         task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
         variants=_split_names(variants, VARIANT_NAMES, "--variant"),
         toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num,
-                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight),
+                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight,
+                       score=score_variant, preset=toc_preset),
         directions=DIRECTIONS if direction == "both" else (direction,),
         heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
         epochs=epochs, batch_size=batch_size, head_threads=head_threads, split_seed=split_seed,

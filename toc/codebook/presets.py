@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hdcid.families import FCID_FAMILY
 from toc.codebook.scoring import score_weights
 from toc.codebook.selection import TocSettings
 from toc.errors import ConfigError
@@ -63,13 +62,13 @@ def fcid_preset(task: str) -> FcidTocPreset:
     return FCID_TOC_PRESETS[task]
 
 
-def preset_settings(preset: str, task: str, family: str, *, reference_topk: bool = False) -> TocSettings:
-    """The TOC settings of a named preset for a task and a checkpoint family (e.g. fcid-avt)."""
+def preset_settings(preset: str, task: str, variant_family: str, *, reference_topk: bool = False) -> TocSettings:
+    """The TOC settings of a named preset for a task and a variant family (dcid, hdcid, fcid)."""
     if preset not in PRESET_NAMES:
         raise ConfigError(f"unknown TOC preset {preset!r}; expected one of {', '.join(PRESET_NAMES)}")
-    if family != FCID_FAMILY:
+    if variant_family != "fcid":
         raise ConfigError(
-            f"the {preset} TOC preset exists for FCID checkpoints only (the {family} release publishes "
-            "no per-task TOC setting); give the channels instead"
+            f"the {preset} TOC preset exists for FCID checkpoints only (the {variant_family} release "
+            "publishes no per-task TOC setting); give the channels instead"
         )
     return fcid_preset(task).settings(reference_topk=reference_topk)

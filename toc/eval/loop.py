@@ -30,12 +30,12 @@ from toc.eval.protocols import (
     PROTOCOLS,
     DirectionPlan,
     Rows,
+    default_n_epoch,
     epochs_to_train,
     plan_direction,
 )
 from toc.eval.records import ResultRecord
-from toc.eval.tasks import get_task
-from toc.eval.variants import ChannelView, check_applicable, resolve_view
+from toc.eval.variants import ChannelView, check_applicable, family_of_checkpoint, resolve_view
 from toc.progress import LogFn, no_log
 
 
@@ -48,7 +48,7 @@ class EvalRequest:
     heads: Sequence[str] = ("linear",)
     protocol: str = "strict"
     seeds: Sequence[int] = (0,)
-    epochs: int | None = None  # None: the task's TOC-script n_epoch
+    epochs: int | None = None  # None: protocols.default_n_epoch
     batch_size: int = 80
     dtype: str = "float32"
     selection: SelectionFile | None = None  # for the +toc variants
@@ -90,8 +90,10 @@ class _Features:
 def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
     """Yield one record per (direction, variant, head, seed), encoding each set at most once."""
     say = log
-    check_applicable(request.variants, cache.source.levels)
-    n_epoch = request.epochs if request.epochs is not None else get_task(data.task).default_epochs
+    model_family = getattr(cache.source, "family", None)
+    check_applicable(request.variants, cache.source.levels, model_family)
+    variant_family = family_of_checkpoint(model_family, cache.source.levels)
+    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, variant_family)
     epochs = epochs_to_train(request.protocol, n_epoch, cache.source.epoch) if "linear" in request.heads else None
     notes = []
     if request.protocol == "reference":
@@ -101,6 +103,11 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         )
         if cache.source.epoch is None and epochs is not None:
             notes.append("checkpoint stores no epoch: trained the requested epochs (quirk Q1 not applied)")
+        if variant_family == "fcid":
+            notes.append(
+                "FCID reference: n_epoch and the epoch rule of the published FCID scripts; a segment F1 "
+                "with P + R = 0 is reported as 0 (the published AVVP script divides by zero there)"
+            )
     selection = request.selection
     if selection is not None and selection.checkpoint_sha256 not in ("", cache.source.sha256):
         notes.append(
@@ -109,7 +116,9 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         )
         say(f"warning: {notes[-1]}")
     for direction in request.directions:
-        plan = plan_direction(data, direction, request.protocol, split_seed=request.split_seed)
+        plan = plan_direction(
+            data, direction, request.protocol, split_seed=request.split_seed, variant_family=variant_family,
+        )
         train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
         say(f"{data.task} {direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
         train_codes = cache.get(data.task, train_set, request.dtype)
@@ -184,7 +193,14 @@ def _evaluate_one(
             threads=request.head_threads,
         )
 
+        own_best: dict[str, float] = {}
+
         def judge(_epoch: int, predictor: HeadPredictor) -> tuple[float, dict]:
+            if plan.same_modality_own_best:
+                same_now = measure(predictor, x_same, y_same) or {}
+                if same_now and same_now.get(selection_metric, -np.inf) > own_best.get(selection_metric, -np.inf):
+                    own_best.clear()
+                    own_best.update(same_now)
             metrics = measure(predictor, x_select, y_select)
             # Without validation rows there is nothing to select on: scoring by the epoch number
             # keeps the final head.
@@ -199,6 +215,8 @@ def _evaluate_one(
         trained_epochs = epochs
     metrics = measure(predictor, x_eval, y_eval) or {}
     same = measure(predictor, x_same, y_same) or {}
+    if head != "prototype" and plan.same_modality_own_best and own_best:
+        same = dict(own_best)  # the FCID AVE script's independent same-modality maximum
     return ResultRecord(
         task=data.task, direction=plan.direction, variant=view.variant, head=head, protocol=request.protocol,
         seed=seed, metrics=metrics, same_modality=same, val_metrics=val_metrics,
