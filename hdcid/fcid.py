@@ -197,18 +197,18 @@ class FcidEncoder(nn.Module):
         then the identity), then the coarse general head. This is what gets quantized for the
         vectors the published downstream scripts feed their heads.
         """
-        return self._split_from_fine(modality, self.fine_features(modality, features))
+        return self.split_from_fine(modality, self.fine_features(modality, features))
 
-    def _split_from_fine(self, modality: str, fine: torch.Tensor) -> torch.Tensor:
+    def split_from_fine(self, modality: str, fine: torch.Tensor) -> torch.Tensor:
         projector, head = self._projector_and_head(modality)
         steps = [projector(fine[:, t : t + 1]) for t in range(fine.shape[1])]
         return head(torch.stack(steps, dim=1))
 
     def clip_coarse_features(self, modality: str, features: torch.Tensor) -> torch.Tensor:
         """Clip-level coarse general vector [B, D]: time mean, projector, head (what pretraining quantizes)."""
-        return self._clip_from_fine(modality, self.fine_features(modality, features))
+        return self.clip_from_fine(modality, self.fine_features(modality, features))
 
-    def _clip_from_fine(self, modality: str, fine: torch.Tensor) -> torch.Tensor:
+    def clip_from_fine(self, modality: str, fine: torch.Tensor) -> torch.Tensor:
         projector, head = self._projector_and_head(modality)
         return head(projector(fine))
 
@@ -237,9 +237,9 @@ class FcidEncoder(nn.Module):
     ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]:
         """`encode` and `encode_clip` from one pass through the temporal module."""
         fine = self.fine_features(modality, features)
-        split = self._split_from_fine(modality, fine)
+        split = self.split_from_fine(modality, fine)
         codewords, codes = quantize(split, self.codebook())
-        return [(codewords, codes.reshape(split.shape[:2]))], quantize(self._clip_from_fine(modality, fine), self.codebook())
+        return [(codewords, codes.reshape(split.shape[:2]))], quantize(self.clip_from_fine(modality, fine), self.codebook())
 
     # ------------------------------------------------------------------ training
     def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> FcidForward:

@@ -1,4 +1,5 @@
-"""The FCID pretraining objective, term by term, for one batch (not wired into hdcid/train.py).
+"""The FCID pretraining objective, term by term, for one batch (the trainer's step adds them with
+their weights: hdcid/training/fcid_step.py).
 
 Terms (all weights 1, as published):
 
@@ -15,11 +16,13 @@ Terms (all weights 1, as published):
 
 Published quirk not reproduced: its fine placeholders are float32 `[1]` tensors, which turn the
 logged total into float32 `[1]`; gradients are the same, so the total here is a 0-dim tensor in
-the model dtype. The CLUB estimators are trained separately on detached features
+the model dtype (and the trainer leaves the zero placeholders out of its sum). The CLUB estimators are trained separately on detached features
 (`club_learning_losses`, five iterations per batch in the published script).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,26 @@ TERMS = (
     "fine_recon", "coarse_recon", "f_embedding", "c_embedding", "f_cmcm", "c_cmcm",
     "mi_audio", "mi_video", "mi_text", "mi_audiovisual", "cpc", "infonce",
 )
+
+
+# The two published placeholders of the discarded fine codebook (always zero).
+FINE_PLACEHOLDERS = ("f_embedding", "f_cmcm")
+
+
+@dataclass
+class FcidLossTerms:
+    """Every published term of one batch, in the published order, and CPC's logging accuracies."""
+
+    terms: dict[str, torch.Tensor]
+    cpc_accuracy: dict[str, float]
+
+    @property
+    def total(self) -> torch.Tensor:
+        """The published total: every term with weight 1, added in the published order."""
+        total = self.terms["f_embedding"].new_zeros(())
+        for name in TERMS:
+            total = total + self.terms[name]
+        return total
 
 
 def one_way_info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float = INFONCE_TEMPERATURE) -> torch.Tensor:
@@ -95,19 +118,20 @@ class FcidObjective(nn.Module):
             for name, net in self.club_nets().items()
         }
 
-    def loss_terms(self, out: FcidForward, audio: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every published term for one batch (`out` is the encoder's forward on it) plus `total`."""
+    def loss_terms(self, out: FcidForward, audio: torch.Tensor, video: torch.Tensor) -> FcidLossTerms:
+        """Every published term for one batch (`out` is the encoder's forward on it)."""
         fine = self.decoder.fine_losses(audio, video, out)
         coarse = self.decoder.coarse_losses(out)
         pairs = self._club_pairs(out)
         zero = out.c_embedding_loss.new_zeros(())
+        cpc = self.cpc(out.a_gen_result, out.v_gen_result)
         terms = {
             # The MI terms first, each drawing one batch permutation, in the published order.
             "mi_video": self.Video_mi_net.mi_est(*pairs["video"]),
             "mi_audio": self.Audio_mi_net.mi_est(*pairs["audio"]),
             "mi_text": self.Text_mi_net.mi_est(*pairs["text"]),
             "mi_audiovisual": self.AudioVisual_mi_net.mi_est(*pairs["audiovisual"]),
-            "cpc": self.cpc(out.a_gen_result, out.v_gen_result).nce,
+            "cpc": cpc.nce,
             "infonce": one_way_info_nce(out.coarse_v_gen_result, out.coarse_t_gen_result)
             + one_way_info_nce(out.coarse_a_gen_result, out.coarse_t_gen_result),
             "fine_recon": fine["video"] + fine["audio"],
@@ -117,9 +141,4 @@ class FcidObjective(nn.Module):
             "f_cmcm": zero,
             "c_cmcm": out.c_cmcm_loss,
         }
-        total = zero
-        for name in TERMS:
-            total = total + terms[name]
-        ordered = {name: terms[name] for name in TERMS}
-        ordered["total"] = total
-        return ordered
+        return FcidLossTerms({name: terms[name] for name in TERMS}, cpc.accuracy)

@@ -101,15 +101,17 @@ def test_loss_terms_sum_to_the_total_and_train_the_encoder(batch):
     encoder.train()
     try:
         out = encoder(inputs["audio"], inputs["video"], inputs["text"])
-        terms = objective.loss_terms(out, inputs["audio"], inputs["video"])
+        loss = objective.loss_terms(out, inputs["audio"], inputs["video"])
     finally:
         encoder.eval()
-    assert list(terms) == [*TERMS, "total"]
-    assert terms["total"].dim() == 0 and terms["total"].dtype == torch.float64
+    terms, total = loss.terms, loss.total
+    assert list(terms) == list(TERMS)
+    assert total.dim() == 0 and total.dtype == torch.float64
     assert terms["f_embedding"].item() == 0.0 and terms["f_cmcm"].item() == 0.0
-    assert terms["total"].item() == pytest.approx(sum(terms[n].item() for n in TERMS), rel=1e-12)
+    assert total.item() == pytest.approx(sum(terms[n].item() for n in TERMS), rel=1e-12)
     assert all(torch.isfinite(v) for v in terms.values())
-    terms["total"].backward()
+    assert set(loss.cpc_accuracy) == {"av", "va", "aa", "vv"}
+    total.backward()
     grads = {name: p.grad for name, p in encoder.named_parameters()}
     for used in ("va2vat.linear.weight", "t2vat.linear.weight", "a_self_att.encoder.layers.0.linear1.weight",
                  "v_spe_encoder.conv_stack.0.weight", "t_spe_encoder.input_linear.weight"):
