@@ -269,3 +269,20 @@ def test_cli_layouts_and_errors(tmp_path):
         assert result.exit_code == 2, (extra, result.output)
     result = invoke("eval", "retrieval", "--checkpoint", ckpt, "--layout", "valor32k", "--data-root", tmp_path / "data")
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1 and "annotations" in result.stderr
+
+
+def test_synthetic_corpus_has_a_retrieval_set(tmp_path):
+    from toc.corpora.synthetic import RETRIEVAL_PAIRS, synthesize
+
+    summary = synthesize(tmp_path / "synth", scale=0.02, seed=3)
+    n = summary.counts["retrieval"]
+    valor = load_retrieval_set("valor32k", data_root=tmp_path / "synth")
+    paired = load_retrieval_set("paired", pairs=tmp_path / "synth" / RETRIEVAL_PAIRS)
+    assert len(valor.items["video"]) == len(paired.items["video"]) == n and len(set(valor.items["text"].ids)) == n
+    for modality in ("audio", "video", "text"):
+        assert np.array_equal(valor.items[modality].read(n - 1), paired.items[modality].read(n - 1)), modality
+    ckpt = save_reference_checkpoint(tmp_path / "dcid.pt", "dcid-avt", with_text_lstm=True)
+    rows = lines(invoke("eval", "retrieval", "--checkpoint", ckpt, "--layout", "valor32k", "--data-root",
+                        tmp_path / "synth", "--vectors", "histogram"))
+    assert [r["direction"] for r in rows] == ["a2t", "t2a", "v2t", "t2v", "a2v", "v2a"]
+    assert all(r["n_queries"] == r["n_gallery"] == n for r in rows)
