@@ -116,3 +116,40 @@ def test_cli_score_option(tmp_path):
     result = runner.invoke(cli, ["select", str(path), "--channels", "8", "--max-num", "1", "--min-num", "0", "--score", "sim_var"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["parameters"]["score"] == "sim_var"
+
+
+def _published_routine(codebook: torch.Tensor, channels: int, max_num: int, min_num: int, var_weight: float) -> list[int]:
+    """The published routine's arithmetic written with torch: a float32 buffer, in-place adds."""
+    n, d = codebook.shape
+    sim = torch.zeros(d)
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                sim += codebook[i] * codebook[j]
+    sim = sim / (n * (n - 1))
+    score = -0.7 * sim + var_weight * torch.var(codebook, dim=0) if var_weight else -0.7 * sim
+    k = channels // (max_num + min_num)
+    return torch.cat([torch.topk(score, k * max_num).indices, torch.topk(score, k * min_num, largest=False).indices]).tolist()
+
+
+@pytest.mark.parametrize("variant", ["sim_var", "sim_only"])
+def test_reference_topk_is_the_published_arithmetic(variant):
+    from toc.codebook.scoring import reference_similarity
+
+    generator = torch.Generator().manual_seed(11)
+    codebook = torch.randn(17, 10, generator=generator, dtype=torch.float64)
+    codebook[:, 7] = codebook[:, 2]  # an exact tie, so the order among equal scores is topk's
+    codebook[:, 5] = codebook[:, 4] * (1 + 1e-12)  # equal in float32, not in float64
+    sim = torch.zeros(10)
+    for i in range(17):
+        for j in range(17):
+            if i != j:
+                sim += codebook[i] * codebook[j]
+    assert torch.equal(reference_similarity(codebook), sim / (17 * 16))
+    sim_weight, var_weight = score_weights(variant)
+    for channels, max_num, min_num in ((6, 1, 0), (8, 1, 1), (20, 1, 1), (9, 3, 1)):
+        settings = TocSettings(channels, max_num, min_num, sim_weight=sim_weight, var_weight=var_weight, reference_topk=True)
+        expected = _published_routine(codebook, channels, max_num, min_num, var_weight)
+        assert select_level(codebook, settings).indices.tolist() == expected
+        assert select_channels(codebook, channels, max_num, min_num, sim_weight=sim_weight, var_weight=var_weight,
+                               reference_topk=True).tolist() == expected

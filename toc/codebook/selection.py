@@ -20,6 +20,7 @@ from toc.codebook.scoring import (
     DEFAULT_SIM_WEIGHT,
     DEFAULT_VAR_WEIGHT,
     ChannelScores,
+    reference_score,
     score_channels,
     score_variant,
 )
@@ -44,9 +45,11 @@ class TocSettings:
     remainder so that exactly `channels` come back. score = -sim_weight*sim + var_weight*var
     (named pairs: toc.codebook.scoring.SCORE_VARIANTS, e.g. FCID's sim_only).
 
-    `reference_topk` reproduces the published routine's two independent top-k calls: the two
-    blocks may share channels and `channels` may exceed D as long as each block fits. Off by
-    default: the blocks never share a channel and channels <= D.
+    `reference_topk` reproduces the published routine: its arithmetic (pairwise products added
+    into a float32 buffer; the sim-only score ranked in float32) and its two independent top-k
+    calls, so the two blocks may share channels and `channels` may exceed D as long as each block
+    fits, and equal scores are ordered as torch.topk orders them. Off by default: float64 closed
+    form, ties to the lower index, the blocks never share a channel and channels <= D.
     """
 
     channels: int
@@ -142,16 +145,13 @@ def _budget(settings: TocSettings, n_channels: int) -> Budget:
     return Budget(channels=int(settings.channels), top=int(top), bottom=int(bottom))
 
 
-def order_channels(
-    score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False, reference_topk: bool = False
-) -> torch.Tensor:
+def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
     """Top block (highest first) then bottom block (lowest first); ties go to the lower index.
 
     Stable sorts give the tie rule. The bottom block skips channels already in the top block, so
     indices are always distinct (ties straddling both blocks are the only case where this matters;
-    the reference leaves it to torch.topk). With `reference_topk` the two blocks are taken
-    independently, as the published routine's two top-k calls, so they may repeat channels.
-    Non-finite scores are never selected.
+    the reference leaves it to torch.topk; `reference_order` is the published rule). Non-finite
+    scores are never selected.
     """
     finite = torch.isfinite(score)
     if not bool(finite.all()) and not allow_nonfinite:
@@ -164,11 +164,25 @@ def order_channels(
     if budget.bottom == 0:
         return top.clone()
     ascending = candidates[torch.sort(values, stable=True).indices]
-    if reference_topk:
-        return torch.cat([top, ascending[: budget.bottom]])
     taken = torch.zeros(score.shape[0], dtype=torch.bool)
     taken[top] = True
     bottom = ascending[~taken[ascending]][: budget.bottom]
+    return torch.cat([top, bottom])
+
+
+def reference_order(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
+    """The published routine's blocks: topk(score, top) then topk(score, bottom, largest=False),
+    each in torch.topk's order; they may repeat channels. Non-finite scores are never selected."""
+    finite = torch.isfinite(score)
+    if not bool(finite.all()) and not allow_nonfinite:
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ConfigError(f"non-finite scores in channel(s) {bad[:8]}; pass {{}} to skip them", settings=("allow_nonfinite",))
+    candidates = torch.nonzero(finite).flatten()
+    values = score[candidates]
+    if max(budget.top, budget.bottom) > values.numel():
+        raise ConfigError(f"a TOC block needs {max(budget.top, budget.bottom)} channels; {values.numel()} have finite scores")
+    top = candidates[torch.topk(values, budget.top).indices] if budget.top else candidates[:0]
+    bottom = candidates[torch.topk(values, budget.bottom, largest=False).indices] if budget.bottom else candidates[:0]
     return torch.cat([top, bottom])
 
 
@@ -210,7 +224,15 @@ def select_channels(
     """
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     score = _as_scores(scores_or_codebook, settings)
-    indices = order_channels(score, _budget(settings, int(score.shape[0])), allow_nonfinite, reference_topk)
+    budget = _budget(settings, int(score.shape[0]))
+    if reference_topk:
+        # From a codebook: the published arithmetic; from given scores: those, ranked by topk.
+        shape = getattr(scores_or_codebook, "shape", ())
+        if not isinstance(scores_or_codebook, ChannelScores) and len(shape) == 2:
+            score = reference_score(scores_or_codebook, sim_weight, var_weight)
+        indices = reference_order(score, budget, allow_nonfinite)
+    else:
+        indices = order_channels(score, budget, allow_nonfinite)
     if indices.numel() < channels:
         warnings.warn(
             f"TOC returns {indices.numel()} of {channels} channels "
@@ -256,7 +278,12 @@ def select_level(codebook: Any, settings: TocSettings, level: int = 0, where: st
         where=where or f"level {level}",
     )
     n, d = (int(s) for s in codebook.shape)
-    indices = order_channels(scores.score, _budget(settings, d), settings.allow_nonfinite, settings.reference_topk)
+    budget = _budget(settings, d)
+    if settings.reference_topk:
+        published = reference_score(codebook, settings.sim_weight, settings.var_weight)
+        indices = reference_order(published, budget, settings.allow_nonfinite)
+    else:
+        indices = order_channels(scores.score, budget, settings.allow_nonfinite)
     return Selection(
         level=level,
         codebook_shape=(n, d),
