@@ -8,7 +8,12 @@ import click
 
 from cmg_base.errors import CmgError, SettingsError
 from cmg_base.files import prepare_output, write_text_atomic
-from toc.codebook.scoring import DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT
+from toc.codebook.scoring import (
+    DEFAULT_SIM_WEIGHT,
+    DEFAULT_VAR_WEIGHT,
+    SCORE_VARIANTS,
+    score_weights,
+)
 
 
 def flag(setting: str) -> str:
@@ -76,6 +81,27 @@ seed_option = click.option("--seed", type=int, default=0, help="Random seed.")
 
 sim_weight_option = click.option("--sim-weight", type=float, default=DEFAULT_SIM_WEIGHT, help="Weight of the mean pairwise similarity (subtracted).")
 var_weight_option = click.option("--var-weight", type=float, default=DEFAULT_VAR_WEIGHT, help="Weight of the channel variance (added).")
+score_option = click.option(
+    "--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None,
+    help="Named weights instead of --sim-weight/--var-weight: sim_var = -0.7*sim + 0.3*var (TOC; FCID's AVE script), "
+    "sim_only = -0.7*sim (FCID's AVVP, AVE->AVVP and UCF<->VGGSound scripts).",
+)
+reference_topk_option = click.option(
+    "--reference-topk", is_flag=True, default=False,
+    help="Reference quirk: take the two blocks independently, as the published routine's two top-k calls "
+    "(they may repeat channels, and C may exceed D when each block fits).",
+)
+
+
+def score_weights_given(score_variant: str | None, sim_weight: float, var_weight: float) -> tuple[float, float]:
+    """The weights to use: --score's pair, or the explicit ones (both at once is a usage error)."""
+    if score_variant is None:
+        return sim_weight, var_weight
+    context = click.get_current_context()
+    for name in ("sim_weight", "var_weight"):
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise click.BadParameter(f"--score {score_variant} sets the weights; drop {flag(name)}", param_hint="--score")
+    return score_weights(score_variant)
 
 
 codebook_key_option = click.option(
@@ -97,8 +123,10 @@ def toc_selection_options(func):
             click.option("--exact-budget", is_flag=True, default=False, help="Return exactly C channels (the remainder goes to the top block)."),
             sim_weight_option,
             var_weight_option,
+            score_option,
             click.option("--allow-nonfinite", is_flag=True, default=False, help="Skip channels holding NaN/Inf instead of failing."),
             codebook_key_option,
+            reference_topk_option,
         ]
     ):
         func = decorator(func)

@@ -25,6 +25,11 @@ CONFIG_KEY = "Train_config"
 TRAINER_KEY = "Trainer_state"
 # The order in which the reference trains (and stores) the CLUB estimators of a level.
 MI_MODALITIES = ("video", "text", "audio")
+# FCID's four estimators, in the order its pretraining steps them (audiovisual: the coarse
+# video and audio rows stacked). Its published file holds only ENCODER_KEY, EPOCH_KEY and
+# TOTAL_STEP_KEY; our trainer adds the other modules under the same key scheme.
+FCID_MI_NETS = ("video", "audio", "audiovisual", "text")
+FCID_PUBLISHED_KEYS = (ENCODER_KEY, EPOCH_KEY, TOTAL_STEP_KEY)
 
 
 def _level_suffix(level: int) -> str:

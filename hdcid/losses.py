@@ -44,17 +44,20 @@ class CrossCPC(nn.Module):
         num_layers: int = 2,
         n_prediction_steps: int = 1,
         min_start_steps: int = 1,
+        *,
+        modalities: tuple[str, ...] = MODALITIES,
     ):
         super().__init__()
         self.n_prediction_steps = n_prediction_steps
         self.min_start_steps = min_start_steps
-        self.video_ar_lstm = nn.LSTM(embedding_dim, context_dim, num_layers, batch_first=True)
-        self.audio_ar_lstm = nn.LSTM(embedding_dim, context_dim, num_layers, batch_first=True)
-        self.text_ar_lstm = nn.LSTM(embedding_dim, context_dim, num_layers, batch_first=True)
+        # FCID's `Cross_CPC` is this module over video and audio only (no text LSTM).
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        registration = [m for m in ("video", "audio", "text") if m in modalities]  # the reference's order
+        for name in registration:
+            setattr(self, f"{name}_ar_lstm", nn.LSTM(embedding_dim, context_dim, num_layers, batch_first=True))
         steps = range(n_prediction_steps)
-        self.video_predictors = nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps)
-        self.audio_predictors = nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps)
-        self.text_predictors = nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps)
+        for name in registration:
+            setattr(self, f"{name}_predictors", nn.ModuleList(nn.Linear(context_dim, embedding_dim) for _ in steps))
 
     @property
     def min_steps(self) -> int:
@@ -63,8 +66,13 @@ class CrossCPC(nn.Module):
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor | None = None) -> CpcOutput:
         """Semantic features [B, T, D] per modality (continuous, not quantized); T >= min_steps.
-        Without text (None) only the audio-video pairs enter."""
-        features = {name: x for name, x in (("audio", audio), ("video", video), ("text", text)) if x is not None}
+        Without text (None) only the audio-video pairs enter (a module built without text
+        ignores text)."""
+        given = {"audio": audio, "video": video, "text": text}
+        features = {m: given[m] for m in self.modalities if given[m] is not None}
+        missing = [m for m in ("audio", "video") if m not in features]
+        if missing:
+            raise ValueError(f"this CPC module needs {', '.join(missing)} features")
         batch, steps = audio.shape[:2]
         k_steps = self.n_prediction_steps
         # One time index per call, shared by the batch (reference), from the global torch RNG.
@@ -79,8 +87,8 @@ class CrossCPC(nn.Module):
         total = audio.new_zeros(())
         accuracy: dict[str, float] = {}
         diagonal = torch.arange(batch, device=audio.device)
-        pairs = [(x, y, 1.0) for x, y in CROSS_PAIRS] + [(m, m, SELF_WEIGHT) for m in MODALITIES]
-        pairs = [(x, y, weight) for x, y, weight in pairs if x in features and y in features]
+        pairs = [(x, y, 1.0) for x, y in CROSS_PAIRS if x in features and y in features]
+        pairs += [(m, m, SELF_WEIGHT) for m in self.modalities if m in features]
         for k in range(k_steps):
             for x, y, weight in pairs:
                 target = features[x][:, t + k + 1]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from hdcid.families import FAMILIES, FAMILY_MODALITIES, levels_of
+from hdcid.families import CMG_FAMILIES, FAMILIES, FAMILY_MODALITIES, levels_of
 from hdcid.modules import (
     AudioEncoder,
     InternalTemporalRelationModule,
@@ -78,12 +78,12 @@ def _itrm(sizes: EncoderSizes, input_dim: int) -> InternalTemporalRelationModule
 
 
 class CmgEncoder(nn.Module):
-    """One class for all four families; children are registered in the reference's order."""
+    """One class for the four DCID / H-DCID families; children are registered in the reference's order."""
 
     def __init__(self, sizes: EncoderSizes = EncoderSizes()):
         super().__init__()
-        if sizes.family not in FAMILIES:
-            raise ValueError(f"unknown encoder family {sizes.family!r}; expected one of {FAMILIES}")
+        if sizes.family not in CMG_FAMILIES:
+            raise ValueError(f"CmgEncoder builds {', '.join(CMG_FAMILIES)}, not {sizes.family!r}")
         self.sizes = sizes
         family, s = sizes.family, sizes
         has_video = "video" in sizes.modalities

@@ -108,6 +108,7 @@ class _QuantizerBase(nn.Module):
         active_within: int = ACTIVE_WITHIN,
         reset_noise_width: int | None = 256,
         reset_updates_ema: bool = False,
+        reset_noise_bounds: tuple[float, float] = (-1.0 / 1024, 1.0 / 1024),
     ):
         super().__init__()
         self.modalities = modalities
@@ -116,6 +117,9 @@ class _QuantizerBase(nn.Module):
         self.epsilon = epsilon
         # The reference hard-codes 256 for the reset noise; None means "the code width".
         self.reset_noise_width = reset_noise_width
+        # Bounds of the uniform reset noise. FCID's published quantizer passes equal bounds
+        # (-1/1024, -1/1024), i.e. the constant -1/1024; the draw still advances the RNG.
+        self.reset_noise_bounds = (float(reset_noise_bounds[0]), float(reset_noise_bounds[1]))
         # Seeds the choice of the active code a dead code is reset to (the reference's `random`).
         self.python_random = random.Random(57)
         self.set_reset_policy(reset_after, active_within, updates_ema=reset_updates_ema)
@@ -198,7 +202,7 @@ class _QuantizerBase(nn.Module):
             width = embedding.shape[1] if self.reset_noise_width is None else self.reset_noise_width
             for index in dead:
                 source = self.python_random.randint(0, len(active) - 1)
-                noise = torch.empty(width, dtype=embedding.dtype).uniform_(-1.0 / 1024, 1.0 / 1024)
+                noise = torch.empty(width, dtype=embedding.dtype).uniform_(*self.reset_noise_bounds)
                 embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
             if self.reset_updates_ema:
                 ema_weight = ema_weight.clone()
@@ -250,7 +254,9 @@ class CrossQuantizer(_QuantizerBase):
         self.register_buffer("embedding", embedding)
         self.register_buffer("ema_count", torch.zeros(n_embeddings))
         self.register_buffer("ema_weight", embedding.clone())
-        self.register_buffer("unactivated_count", -torch.ones(n_embeddings))
+        # torch.full, not -torch.ones: negation on the meta device (the loader's key check) goes
+        # through a Python decomposition whose first use costs seconds of imports.
+        self.register_buffer("unactivated_count", torch.full((n_embeddings,), -1.0))
 
     @property
     def levels(self) -> int:
@@ -275,7 +281,7 @@ class MultiLevelQuantizer(_QuantizerBase):
         self.register_buffer("embedding", embedding)
         self.register_buffer("ema_count", torch.zeros(levels, n_embeddings))
         self.register_buffer("ema_weight", embedding.clone())
-        self.register_buffer("unactivated_count", -torch.ones(levels, n_embeddings))
+        self.register_buffer("unactivated_count", torch.full((levels, n_embeddings), -1.0))
 
     @property
     def levels(self) -> int:

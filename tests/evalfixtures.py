@@ -20,6 +20,7 @@ class FakeCodeSource:
         self.sha256 = sha256
         self.levels = len(codebooks)
         self.epoch = epoch
+        self.family: str | None = None  # unknown: variants are checked by levels only
         self.calls: list[tuple[str, str, int | None]] = []
 
     def codebooks(self, dtype: str) -> list[np.ndarray]:

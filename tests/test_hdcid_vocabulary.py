@@ -14,7 +14,7 @@ from hdcid.models import EncoderSizes
 
 
 def test_family_and_levels_are_one_rule():
-    assert {f: levels_of(f) for f in FAMILIES} == {"dcid-avt": 1, "dcid-av": 1, "dcid-at": 1, "hdcid-avt": 2}
+    assert {f: levels_of(f) for f in FAMILIES} == {"dcid-avt": 1, "dcid-av": 1, "dcid-at": 1, "hdcid-avt": 2, "fcid-avt": 1}
     assert [family_for(n) for n in (1, 2)] == ["dcid-avt", "hdcid-avt"]
     assert all(levels_of(family_for(n)) == n for n in (1, 2))
     assert all(EncoderSizes(family=f).levels == levels_of(f) for f in FAMILIES)

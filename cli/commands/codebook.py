@@ -13,6 +13,8 @@ from cli.options import (
     flag,
     force_option,
     output_option,
+    score_option,
+    score_weights_given,
     sim_weight_option,
     toc_selection_options,
     trust_option,
@@ -20,6 +22,7 @@ from cli.options import (
 )
 from cmg_base.files import prepare_output, write_bytes_atomic
 from toc.codebook.checkpoint import choose_levels, load_codebooks
+from toc.codebook.scoring import score_variant as score_variant_of
 from toc.codebook.selection import SelectionFile, TocSettings, select_levels
 from toc.codebook.summary import (
     inspect_document,
@@ -62,14 +65,16 @@ def inspect_command(checkpoint, fmt, codebook_key, trust_checkpoint):
 @click.option("--level", default="all", help="Codebook level to score: 'all', a number, or (another VQ model's file) a level name.")
 @sim_weight_option
 @var_weight_option
+@score_option
 @click.option("--allow-nonfinite", is_flag=True, default=False, help="Score channels holding NaN/Inf as NaN instead of failing.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", help="Output format.")
 @codebook_key_option
 @output_option()
 @force_option
 @trust_option
-def score_command(checkpoint, level, sim_weight, var_weight, allow_nonfinite, fmt, codebook_key, output, force, trust_checkpoint):
+def score_command(checkpoint, level, sim_weight, var_weight, score_variant, allow_nonfinite, fmt, codebook_key, output, force, trust_checkpoint):
     """Per-channel TOC statistics: similarity, variance and score = -w_sim*sim + w_var*var."""
+    sim_weight, var_weight = score_weights_given(score_variant, sim_weight, var_weight)
     if output is not None:
         prepare_output(output, force=force)
     loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
@@ -77,7 +82,10 @@ def score_command(checkpoint, level, sim_weight, var_weight, allow_nonfinite, fm
     _warn(level_notes(loaded, levels))
     scored = score_levels(loaded, levels, sim_weight, var_weight, allow_nonfinite)
     if fmt == "json":
-        parameters = {"sim_weight": sim_weight, "var_weight": var_weight, "level": level, "allow_nonfinite": allow_nonfinite}
+        parameters = {
+            "sim_weight": sim_weight, "var_weight": var_weight, "score": score_variant_of(sim_weight, var_weight),
+            "level": level, "allow_nonfinite": allow_nonfinite,
+        }
         text = dumps_document(with_level_names(scores_document(loaded, levels, scored, parameters), loaded))
     else:
         text = (scores_csv if fmt == "csv" else scores_table)(levels, scored)
@@ -97,14 +105,15 @@ def _warn_short(selections) -> None:
 @output_option("Write the selection JSON to FILE instead of stdout.")
 @force_option
 @trust_option
-def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, codebook_key, output, force, trust_checkpoint):
+def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, score_variant, allow_nonfinite, codebook_key, reference_topk, output, force, trust_checkpoint):
     """Pick TOC channels per codebook level and print the selection JSON.
 
     Order per level: the k*a highest scores descending, then the k*b lowest ascending, with
     k = C // (a + b); ties go to the lower channel index. H-DCID levels are listed 0 then 1, the
     order in which downstream features are concatenated.
     """
-    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
+    sim_weight, var_weight = score_weights_given(score_variant, sim_weight, var_weight)
+    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     if output is not None:
         prepare_output(output, force=force)
     loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
@@ -126,11 +135,12 @@ def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, 
 @click.option("--max-codes", type=click.IntRange(min=2), default=512, help="Codes shown in the heatmaps (the first ones).")
 @force_option
 @trust_option
-def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, allow_nonfinite, codebook_key, output, max_codes, force, trust_checkpoint):
+def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, sim_weight, var_weight, score_variant, allow_nonfinite, codebook_key, reference_topk, output, max_codes, force, trust_checkpoint):
     """Figure: sorted channel scores with the selected ones marked, and code-by-code cosine
     similarity heatmaps before and after selection (needs the optional `plot` extra)."""
     require_matplotlib()  # fail with the install hint before any work
-    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
+    sim_weight, var_weight = score_weights_given(score_variant, sim_weight, var_weight)
+    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     target = prepare_output(output, force=force)
     loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
     levels = choose_levels(loaded, level)

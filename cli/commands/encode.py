@@ -29,7 +29,9 @@ def encode(checkpoint, modality, input_path, key, output, dtype, batch_size, dev
     """Turn features into the codes (and codewords) the checkpoint's shared codebook assigns.
 
     Writes OUT.h5 with, for every codebook level L, `level{L}/codes` [N, T] int64 and
-    `level{L}/quantized` [N, T, D]. Prints a JSON summary on stdout.
+    `level{L}/quantized` [N, T, D]. FCID checkpoints: level 0 holds the per-second coarse codes and
+    codewords the published downstream heads read, and `clip/codes` [N], `clip/quantized` [N, D]
+    the one code per clip. Prints a JSON summary on stdout.
     """
     target = prepare_output(output, force=force)
     loaded = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)

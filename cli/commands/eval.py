@@ -1,7 +1,9 @@
-"""`toc eval`: cross-modal downstream evaluation of DCID / H-DCID variants, one JSON line per run."""
+"""`toc eval`: cross-modal downstream evaluation of DCID / H-DCID / FCID variants (`toc eval TASK`)
+and zero-shot retrieval through the codes (`toc eval retrieval`), one JSON line per result."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -10,10 +12,15 @@ import click
 from cli.options import command, device_option, force_option, trust_option
 from cli.progress import bars, log
 from cmg_base.files import atomic_path, prepare_output
+from toc.codebook.presets import FCID_TOC_PRESETS, PRESET_NAMES
+from toc.codebook.scoring import SCORE_VARIANTS
+from toc.data.retrieval import RETRIEVAL_LAYOUTS, VALOR_SPLITS
 from toc.eval.heads import HEADS
 from toc.eval.protocols import DIRECTIONS, PROTOCOLS
+from toc.eval.retrieval import VECTOR_KINDS
 from toc.eval.tasks import TASK_REGISTRY, TASKS
 from toc.eval.variants import VARIANT_NAMES
+from toc.pipeline.retrieval import RetrievalOptions, evaluate_retrieval
 from toc.pipeline.session import EvalOptions, TocOptions, evaluate_task
 
 
@@ -42,13 +49,14 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
 
 @command("eval")
 @click.argument("task", type=click.Choice(TASKS))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID / FCID checkpoint.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the reference data layout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML file with data paths.")
 @click.option(
     "--variant", "variants", multiple=True,
     help=f"One of {', '.join(VARIANT_NAMES)}; repeat or comma-separate to compare several on one cache "
-    "[default: the checkpoint's own: dcid for one codebook level, hdcid for two; +toc with --selection / --channels].",
+    "[default: the checkpoint's own: dcid for one codebook level, hdcid for two, fcid for FCID; "
+    "+toc with --selection / --channels / --toc-preset].",
 )
 @click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON for the +toc variants.")
 @click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
@@ -57,13 +65,21 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
 @click.option("--exact-budget", is_flag=True, default=False, help="Inline TOC: return exactly --channels channels.")
 @click.option("--sim-weight", type=float, default=None, help="Inline TOC: weight of the pairwise similarity (default 0.7).")
 @click.option("--var-weight", type=float, default=None, help="Inline TOC: weight of the variance (default 0.3).")
+@click.option("--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None, help="Inline TOC: named weights (sim_var = -0.7 sim + 0.3 var, sim_only = -0.7 sim).")
+@click.option(
+    "--toc-preset", type=click.Choice(PRESET_NAMES), default=None,
+    help="TOC settings as published for this task: FCID checkpoints only (AVE 256/1/0 sim_var, AVVP 196/1/0, "
+    "AVE-AVVP 128/1/0, UCF-VGGSound 168/1/0 sim_only).",
+)
 @click.option("--direction", type=click.Choice([*DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
 @click.option("--head", "heads", multiple=True, default=("linear",), help=f"{' and/or '.join(HEADS)} (repeat or comma-separate).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="strict: held-out evaluation; reference: the published quirks.")
 @click.option("--seeds", default="0", help="Comma-separated seeds; one output line per seed.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None,
-    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items()) + "].",
+    help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items())
+    + "; with --protocol reference and an FCID checkpoint, the FCID scripts' "
+    + ", ".join(f"{k} {p.n_epoch}" for k, p in FCID_TOC_PRESETS.items()) + "].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
@@ -81,9 +97,9 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
 @force_option
 def eval_command(
     task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
-    sim_weight, var_weight, direction, heads, protocol, seeds, epochs, batch_size, head_threads, split_seed,
-    split_seeds, pretrain_csv, pretrain_overlap, cache_dir, cache_fingerprint, dtype, encode_batch_size,
-    device, trust_checkpoint, output, force,
+    sim_weight, var_weight, score_variant, toc_preset, direction, heads, protocol, seeds, epochs, batch_size,
+    head_threads, split_seed, split_seeds, pretrain_csv, pretrain_overlap, cache_dir, cache_fingerprint, dtype,
+    encode_batch_size, device, trust_checkpoint, output, force,
 ):
     """Train heads on one modality's codes and test them on the other's.
 
@@ -97,7 +113,8 @@ def eval_command(
         task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
         variants=_split_names(variants, VARIANT_NAMES, "--variant"),
         toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num,
-                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight),
+                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight,
+                       score=score_variant, preset=toc_preset),
         directions=DIRECTIONS if direction == "both" else (direction,),
         heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
         epochs=epochs, batch_size=batch_size, head_threads=head_threads, split_seed=split_seed,
@@ -107,9 +124,14 @@ def eval_command(
         device=device, trust_checkpoint=trust_checkpoint,
     )
     options.check()
+    _emit(evaluate_task(options, progress=bars(unit="clip", min_total=64), log=log), output, force)
+
+
+def _emit(records, output, force) -> None:
+    """Each record as a JSON line on stdout as it comes, or all of them into FILE at the end."""
     target = prepare_output(output, force=force) if output else None
     lines = []
-    for record in evaluate_task(options, progress=bars(unit="clip", min_total=64), log=log):
+    for record in records:
         line = json.dumps(record.to_json(), sort_keys=True)
         if target is None:
             click.echo(line)
@@ -122,4 +144,97 @@ def eval_command(
         log(f"wrote {len(lines)} result line(s) to {target}")
 
 
-COMMANDS = [eval_command]
+@command("retrieval")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="DCID / H-DCID / FCID checkpoint (not needed with --encoded unless TOC selects).")
+@click.option("--layout", type=click.Choice(RETRIEVAL_LAYOUTS), default="paired", help="paired: one h5 of paired features (--pairs); the others: the FCID release's loaders under --data-root.")
+@click.option("--pairs", type=click.Path(dir_okay=False), default=None, help="The paired layout's h5: audio [N,T,A], video [N,T,7,7,C], text [N,L,W] (two or three), optional ids.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the retrieval sets' reference layout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML file with data paths.")
+@click.option("--captions", type=click.Path(dir_okay=False), default=None, help="Clotho / MSVD captions CSV (overrides the layout's place).")
+@click.option("--annotations", type=click.Path(), default=None, help="MSCOCO annotations JSON, FlickrSoundNet CSV or VALOR-32K annotation folder.")
+@click.option("--text-features", type=click.Path(dir_okay=False), default=None, help="h5: captions [K] strings, features [K,L,W] word vectors.")
+@click.option("--split", type=click.Choice(list(VALOR_SPLITS)), default="test", help="VALOR-32K annotation file.")
+@click.option("--encoded", multiple=True, type=click.Path(dir_okay=False), help="Instead of a layout: two `toc encode` outputs, row i of each a pair (query side first).")
+@click.option("--direction", "directions", multiple=True, help="a2t, t2a, v2t, t2v, a2v, v2a (repeat or comma-separate) [default: every one the set allows].")
+@click.option("--vectors", multiple=True, default=VECTOR_KINDS, help="Clip vectors: codewords and/or histogram (code-id counts).")
+@click.option("--variant", default=None, type=click.Choice(VARIANT_NAMES), help="Levels to read [default: the checkpoint's own, +toc with --selection / --channels].")
+@click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON: the codeword vectors keep these channels.")
+@click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
+@click.option("--max-num", type=click.IntRange(min=0), default=None, help="Inline TOC: top-block weight (default 1).")
+@click.option("--min-num", type=click.IntRange(min=0), default=None, help="Inline TOC: bottom-block weight (default 1).")
+@click.option("--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None, help="Inline TOC: named weights.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="reference: Clotho's published dataset length (quirk Q9).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", help="Encoder compute dtype.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Items per encoder forward pass.")
+@device_option
+@trust_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the JSON lines to FILE instead of stdout.")
+@force_option
+def retrieval_command(
+    checkpoint, layout, pairs, data_root, config_path, captions, annotations, text_features, split, encoded,
+    directions, vectors, variant, selection_path, channels, max_num, min_num, score_variant, protocol, dtype,
+    batch_size, device, trust_checkpoint, output, force,
+):
+    """Zero-shot cross-modal retrieval through the unified codes: every query's clip vector
+    (mean codeword, or code-id histogram) against every gallery item by cosine similarity.
+
+    One JSON line per (direction, vectors): R@1, R@5, R@10, median and mean rank, mAP@10, the
+    number of queries whose best match ties with a wrong item (ties count against the query).
+    See docs/evaluation.md for what is and is not comparable to published numbers.
+    """
+    overrides = {
+        "clotho": {"captions_csv": captions, "text_features": text_features},
+        "msvd": {"captions_csv": captions, "text_features": text_features},
+        "mscoco": {"annotations": annotations, "text_features": text_features},
+        "flickrsoundnet": {"csv": annotations},
+        "valor32k": {"annotations_dir": annotations, "text_features": text_features},
+    }.get(layout, {})
+    for name, value in (("--captions", captions), ("--annotations", annotations), ("--text-features", text_features)):
+        wanted = {"--captions": "captions_csv", "--annotations": ("annotations", "csv", "annotations_dir"),
+                  "--text-features": "text_features"}[name]
+        keys = wanted if isinstance(wanted, tuple) else (wanted,)
+        if value is not None and not any(k in overrides for k in keys):
+            raise click.BadParameter(f"the {layout} layout has no such file", param_hint=name)
+    options = RetrievalOptions(
+        checkpoint=checkpoint, layout=layout, pairs=pairs, data_root=data_root, config=config_path,
+        overrides={k: v for k, v in overrides.items() if v is not None}, split=split, encoded=tuple(encoded),
+        directions=_split_names(directions, ("a2t", "t2a", "v2t", "t2v", "a2v", "v2a", "a2a", "v2v", "t2t"), "--direction"),
+        vectors=_split_names(vectors, VECTOR_KINDS, "--vectors"), variant=variant,
+        toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num, score=score_variant),
+        protocol=protocol, dtype=dtype, batch_size=batch_size, device=device, trust_checkpoint=trust_checkpoint,
+    )
+    options.check()
+    _emit(evaluate_retrieval(options, progress=bars(unit="item", min_total=64)), output, force)
+
+
+class EvalGroup(click.Group):
+    """`toc eval TASK [OPTIONS]` (one command per downstream task) and `toc eval retrieval`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*TASKS, "retrieval"]
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name == "retrieval":
+            return retrieval_command
+        if name in TASKS:
+            return _task_command(name)
+        return None
+
+
+@functools.cache
+def _task_command(task: str) -> click.Command:
+    """`eval_command` with its TASK argument fixed."""
+    params = [p for p in eval_command.params if p.name != "task"]
+    return command(task, params=params, help=eval_command.help, short_help=TASK_REGISTRY[task].description)(
+        functools.partial(eval_command.callback, task)
+    )
+
+
+@click.group("eval", cls=EvalGroup)
+def eval_group():
+    """Cross-modal evaluation: `toc eval TASK` trains heads on one modality's codes and tests them
+    on the other's (TASK: ave, avvp, ave-avvp, ucf-vggsound, paired); `toc eval retrieval` ranks one
+    modality's clips against another's through the codes."""
+
+
+COMMANDS = [eval_group]

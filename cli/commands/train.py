@@ -1,5 +1,5 @@
-"""`toc train`: DCID / H-DCID pretraining on own paired features or on VGGSound-AVEL-layout
-features plus text features.
+"""`toc train`: DCID / H-DCID / FCID pretraining on own paired features or on
+VGGSound-AVEL-layout features plus text features.
 
 The command only reads options and shows progress: which settings were given, the resume and
 overwrite rules and every default live in `hdcid.training` (`run_training`).
@@ -19,6 +19,7 @@ from hdcid.diagnostics import format_summary
 from hdcid.errors import ModelError
 from hdcid.training import (
     RECIPES,
+    TRAIN_FAMILIES,
     TrainRequest,
     new_run_default,
     parse_reset_patience,
@@ -73,7 +74,8 @@ def _epochs_help() -> str:
     for name in sorted(RECIPES):
         r = RECIPES[name]
         if r.step_budget is None:
-            parts.append(f"{name} {r.epochs[1]} DCID / {r.epochs[2]} H-DCID")
+            fcid = f" / {r.epochs['fcid']} FCID" if "fcid" in r.epochs else ""
+            parts.append(f"{name} {r.epochs[1]} DCID / {r.epochs[2]} H-DCID{fcid}")
         else:
             parts.append(f"{name}: enough for {r.step_budget} steps, {r.epochs[1]} to {r.max_epochs}")
     return "Epochs [default: from --recipe: " + "; ".join(parts) + "]."
@@ -81,6 +83,11 @@ def _epochs_help() -> str:
 
 @command("train")
 @click.option("--levels", type=click.Choice(["1", "2"]), **_setting("levels"), help="1 = DCID (one codebook, width 256), 2 = H-DCID.")
+@click.option(
+    "--family", type=click.Choice(list(TRAIN_FAMILIES)), cls=SettingOption,
+    help="Model to train: dcid (= --levels 1), hdcid (= --levels 2) or fcid (ACL 2025 FCID: one coarse codebook; "
+    "text features are read as they are, e.g. 768-d word vectors; needs text) [default: from --levels].",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Data root: own data (DIR/paired.h5 or DIR/paired/) or the reference layout (vggsound40k/...).")
 @click.option("--paired", "paired", type=click.Path(), default=None, help="Own paired features: an h5 file or a folder of .npy files (audio, video, optional text, labels, split; docs/data.md).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="vggsound-avel40k.csv (category,video_id,split); overrides --data-root.")
@@ -122,12 +129,14 @@ def _epochs_help() -> str:
 @click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, help="Also write metrics.jsonl's step losses and per-epoch diagnostics as TensorBoard scalars into this folder (needs the tensorboard extra).")
 def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, output, resume,
           init_from, force, tensorboard, **options):
-    """Pretrain a DCID (--levels 1) or H-DCID (--levels 2) model.
+    """Pretrain a DCID (--levels 1), H-DCID (--levels 2) or FCID (--family fcid) model.
 
     Writes RUN_DIR/epoch-{E}.pt after every epoch (E from 0), RUN_DIR/last.pt every --save-every
     steps and at the end of the run, RUN_DIR/metrics.jsonl (one line per step and per epoch) and
     RUN_DIR/config.json. Checkpoints use the published layout; `Encoder_parameters` loads into
-    `toc inspect / select / encode` and the reference code. Prints a JSON summary on stdout.
+    `toc inspect / select / encode` and the reference code. FCID runs also write RUN_DIR/FCID.pt,
+    exactly what the published FCID pretraining saves ({Encoder_parameters (float64), epoch,
+    total_step}), after every epoch. Prints a JSON summary on stdout.
     """
     # Every option not named in the signature is a training setting (tests/test_train_cli.py).
     given = {name: value for name, value in options.items() if value is not None}

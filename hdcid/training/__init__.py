@@ -1,10 +1,11 @@
-"""DCID / H-DCID pretraining.
+"""DCID / H-DCID / FCID pretraining.
 
 - `recipes`: the remedies, the named presets, TrainConfig and the settings rules (new-run
   defaults, what a resumption may change);
 - `data`: what the trainer reads from a corpus and in which order;
 - `initialisation`: seeds, reset patience, warm start, input statistics, data-dependent codebooks;
 - `step`: the networks of a run and one training step (named loss terms × weights);
+- `fcid_step`: the same for FCID (its published terms through the same named-terms mechanism);
 - `trainer`: the run loop, schedule, atomic checkpoints and exact resume;
 - `runs`: one request from a front end (run directory, overwrite and resume rules) → a run.
 """
@@ -23,6 +24,7 @@ from hdcid.training.recipes import (
     RESUMABLE_SETTINGS,
     SETTINGS,
     SMALL_CORPUS_STEP_BUDGET,
+    TRAIN_FAMILIES,
     Recipe,
     Remedies,
     ResetPatience,
@@ -45,7 +47,7 @@ from hdcid.training.trainer import GAMMA, MILESTONES, SavedRun, Trainer, TrainRe
 __all__ = [
     "CLUB_HIDDEN", "CONFIG_KEY", "CPC_WIDTH", "DEFAULT_RECIPE", "GAMMA", "MILESTONES", "MODALITIES",
     "NEW_RUN_LEVELS", "NORMALIZATION_KEY", "RECIPES", "RECIPE_SETTINGS", "RESUMABLE_SETTINGS", "SETTINGS",
-    "SMALL_CORPUS_STEP_BUDGET", "TEXT_LSTM_HIDDEN", "TRAINER_KEY", "PretrainData", "PretrainModel",
+    "SMALL_CORPUS_STEP_BUDGET", "TEXT_LSTM_HIDDEN", "TRAIN_FAMILIES", "TRAINER_KEY", "PretrainData", "PretrainModel",
     "Recipe", "Remedies", "ResetPatience", "SavedRun", "StepResult", "TrainConfig", "TrainDataError",
     "TrainRequest", "TrainResult", "Trainer", "apply_input_normalization", "loss_weights", "metric_name",
     "new_run_default", "open_training", "parse_reset_patience", "run_training", "train",

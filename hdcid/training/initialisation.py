@@ -22,7 +22,6 @@ from hdcid.checkpoint_keys import (
 )
 from hdcid.errors import ModelError
 from hdcid.families import MODALITIES
-from hdcid.modules import run_text_lstm
 from hdcid.quantizer import ACTIVE_WITHIN, RESET_AFTER
 from hdcid.training.data import INIT_SUBSET, STATISTICS_SUBSET, PretrainData, epoch_order
 from hdcid.training.recipes import ResetPatience, TrainConfig
@@ -59,7 +58,7 @@ def configure_quantizer(model: PretrainModel, config: TrainConfig, steps_per_epo
     # With reference forwards every CLUB iteration is one more quantizer call per step.
     forwards = 1 + (config.mi_iters if config.reference_forwards and config.levels == 2 else 0)
     reset_after, active_within = reset_schedule(config.remedies.reset_patience, steps_per_epoch, forwards)
-    model.encoder.Cross_quantizer.set_reset_policy(
+    model.quantizer.set_reset_policy(
         reset_after, active_within, updates_ema=config.remedies.ema_consistent,
     )
 
@@ -149,9 +148,9 @@ def semantic_sample(
     for start in range(0, len(rows), config.batch_size):
         batch = inputs(data.read(rows[start : start + config.batch_size]))
         if "text" in batch:
-            batch["text"] = run_text_lstm(model.text_lstm, batch["text"])
+            batch["text"] = model.prepare_text(batch["text"])
         for modality in (m for m in MODALITIES if m in batch):
-            for level, features in enumerate(model.encoder.semantic_features(modality, batch[modality])):
+            for level, features in enumerate(model.codebook_features(modality, batch[modality])):
                 pooled[level].append(features.reshape(-1, features.shape[-1]).double().cpu())
     model.train()
     return [torch.cat(p) for p in pooled]
@@ -190,7 +189,7 @@ def init_codebooks(
 ) -> None:
     """Place the codes of `levels` among the sampled semantic features (k-means or a sample)."""
     generator = torch.Generator().manual_seed(config.seed + 7)
-    quantizer = model.encoder.Cross_quantizer
+    quantizer = model.quantizer
     k = config.n_embeddings
     for level in levels:
         points = samples[level]
@@ -205,4 +204,4 @@ def sync_ema_counts(model: PretrainModel, config: TrainConfig, steps_per_clip: i
     """Start every code with the EMA count it would have under uniform use, weight = code · count."""
     count = max(1.0, config.batch_size * steps_per_clip / config.n_embeddings)
     for level in range(config.levels):
-        model.encoder.Cross_quantizer.start_uniform_counts(level, count)
+        model.quantizer.start_uniform_counts(level, count)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from hdcid.errors import ModelError, SettingsError, literal
-from hdcid.families import DTYPES, torch_dtype
+from hdcid.families import DTYPES, FCID_FAMILY, family_for, torch_dtype
 
 SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
 
@@ -25,6 +25,8 @@ ResetPatience = int | Literal["reference", "auto"]
 RESET_PATIENCE_WORDS = ("reference", "auto")
 CODEBOOK_INITS = ("uniform", "sample", "kmeans")
 ALIGN_DISTANCES = ("cosine", "euclidean")
+# What `family` may be, with the codebook levels of each: DCID, H-DCID (three modalities) and FCID.
+TRAIN_FAMILIES = {"dcid": 1, "hdcid": 2, "fcid": 1}
 
 
 def parse_reset_patience(value: Any) -> ResetPatience:
@@ -77,16 +79,17 @@ class Recipe:
     audio_output_dim: int
     video_output_dim: int
     text_output_dim: int
-    epochs: dict[int, int]  # levels → epochs, when the corpus size does not decide
+    epochs: dict[int | str, int]  # levels (or "fcid") → epochs, when the corpus size does not decide
     step_budget: int | None = None  # if set: epochs = enough to reach this many steps (capped)
     max_epochs: int = 30
 
-    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None) -> int:
+    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None, family: str | None = None) -> int:
         """Epochs when none are given: the published counts, or a step budget on a small corpus."""
+        published = self.epochs.get(family, self.epochs[levels]) if family else self.epochs[levels]
         if self.step_budget is None:
-            return self.epochs[levels]
+            return published
         steps_per_epoch = max(1, math.ceil(n_clips / (batch_size or self.batch_size)))
-        return max(self.epochs[levels], min(self.max_epochs, math.ceil(self.step_budget / steps_per_epoch)))
+        return max(published, min(self.max_epochs, math.ceil(self.step_budget / steps_per_epoch)))
 
     def config_values(self) -> dict[str, Any]:
         """The TrainConfig fields this recipe sets (epochs excluded: see default_epochs)."""
@@ -98,11 +101,11 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The published DCID / H-DCID pretraining: sizes of the released checkpoints, batch 80,
-    # 6 DCID / 5 H-DCID epochs, no remedies.
+    # The published DCID / H-DCID / FCID pretraining: sizes of the released checkpoints, batch 80,
+    # 6 DCID / 5 H-DCID / 4 FCID epochs, no remedies.
     "reference": Recipe(
         "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
-        text_output_dim=256, epochs={1: 6, 2: 5},
+        text_output_dim=256, epochs={1: 6, 2: 5, "fcid": 4},
     ),
     # Recommended (the default): every remedy on (benchmarks/results/small_corpus.md); the shared
     # codebook keeps the published 400 x 256 shape, but the modality-specific branches, which
@@ -156,6 +159,7 @@ class TrainConfig:
     diagnostics_clips: int = 1024  # clips used for the per-epoch diagnostics (0: none)
     remedies: Remedies = field(default_factory=Remedies)
     recipe: str = ""  # the preset the run started from (informational; the fields above decide)
+    family: str | None = None  # dcid / hdcid / fcid (TRAIN_FAMILIES); None: by `levels` (DCID or H-DCID)
 
     # Kept for code written against the old name.
     RESUMABLE_CHANGES = RESUMABLE_SETTINGS
@@ -163,6 +167,21 @@ class TrainConfig:
     def validate(self) -> None:
         if self.levels not in (1, 2):
             raise ModelError(f"{{}} must be 1 (DCID) or 2 (H-DCID), got {literal(self.levels)}", settings=("levels",))
+        if self.family is not None and self.family not in TRAIN_FAMILIES:
+            raise ModelError(
+                f"{{}} must be one of {', '.join(TRAIN_FAMILIES)}, got {literal(repr(self.family))}", settings=("family",),
+            )
+        if self.family is not None and TRAIN_FAMILIES[self.family] != self.levels:
+            raise SettingsError(
+                f"{{}} {self.family} has {TRAIN_FAMILIES[self.family]} codebook level(s); got {{}} {literal(self.levels)}",
+                settings=("family", "levels"),
+            )
+        if self.family == "fcid" and self.embedding_dim != 256:
+            raise ModelError(
+                f"FCID fixes the code width (and every internal width) at 256 as the reference; got {{}} "
+                f"{literal(self.embedding_dim)}",
+                settings=("embedding_dim",),
+            )
         if self.levels == 1 and self.embedding_dim != 256:
             raise ModelError(
                 f"DCID ({{}} 1) fixes the code width at 256 as the reference; got {{}} "
@@ -204,6 +223,11 @@ class TrainConfig:
     def torch_dtype(self) -> torch.dtype:
         return torch_dtype(self.dtype)
 
+    @property
+    def model_family(self) -> str:
+        """The encoder family the run builds (hdcid.families): FCID, or DCID / H-DCID by levels."""
+        return FCID_FAMILY if self.family == "fcid" else family_for(self.levels)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["remedies"] = self.remedies.as_dict()
@@ -239,13 +263,14 @@ class TrainConfig:
         if recipe not in RECIPES:
             raise ModelError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
         preset = RECIPES[recipe]
-        levels = given.pop("levels", NEW_RUN_LEVELS)
+        family = given.get("family")
+        levels = given.pop("levels", TRAIN_FAMILIES.get(family, NEW_RUN_LEVELS))
         epochs = given.pop("epochs", None)
         remedy_values = {k: given.pop(k) for k in REMEDY_SETTINGS if k in given}
         values = {**preset.config_values(), **given}
         values["remedies"] = replace(remedies if remedies is not None else preset.remedies, **remedy_values)
         if epochs is None:
-            epochs = preset.default_epochs(levels, n_clips, values["batch_size"])
+            epochs = preset.default_epochs(levels, n_clips, values["batch_size"], family)
         return TrainConfig(levels=levels, epochs=epochs, recipe=recipe, **values)
 
     @staticmethod

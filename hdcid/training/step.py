@@ -141,6 +141,23 @@ class PretrainModel(nn.Module):
             for _ in range(c.levels)
         )
 
+    # What the trainer asks of any family's bundle (FCID's: hdcid/training/fcid_step.py).
+    @property
+    def quantizer(self) -> nn.Module:
+        return self.encoder.Cross_quantizer
+
+    def prepare_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Word-level text features → the encoder's text input (the text BiLSTM)."""
+        return run_text_lstm(self.text_lstm, text)
+
+    def codebook_features(self, modality: str, features: torch.Tensor) -> list[torch.Tensor]:
+        """Per level, what the quantizer sees in training (data-dependent codebook initialisation)."""
+        return self.encoder.semantic_features(modality, features)
+
+    def codes_per_clip(self, steps: int) -> int:
+        """Code assignments per clip and modality in one quantizer call (one per second)."""
+        return steps
+
     def main_modules(self) -> list[nn.Module]:
         """The modules of the main optimizer, in the reference's chain order."""
         return [self.text_lstm, self.encoder, *self.cpc, self.decoder]

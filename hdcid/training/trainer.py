@@ -28,7 +28,6 @@ from hdcid.checkpoint_keys import (
 from hdcid.diagnostics import LevelDiagnostics, level_diagnostics
 from hdcid.errors import CmgError
 from hdcid.families import MODALITIES
-from hdcid.modules import run_text_lstm
 from hdcid.normalization import NORMALIZATION_KEY
 from hdcid.quantizer import quantize
 from hdcid.training import initialisation
@@ -40,6 +39,12 @@ from hdcid.training.data import (
     epoch_order,
     probe_shapes,
     video_has_grid,
+)
+from hdcid.training.fcid_step import (
+    PUBLISHED_FILE,
+    FcidPretrainModel,
+    build_fcid_optimizers,
+    fcid_training_step,
 )
 from hdcid.training.recipes import TrainConfig
 from hdcid.training.step import (
@@ -75,6 +80,7 @@ class TrainResult:
     last_losses: dict[str, float]
     diagnostics: list[LevelDiagnostics]
     config: TrainConfig | None = None  # the config the run ran with
+    published_checkpoint: Path | None = None  # FCID: the file in the published layout
 
     def summary(self) -> dict[str, Any]:
         """The run in one JSON-able dict: position, files and the last step's loss totals."""
@@ -87,6 +93,7 @@ class TrainResult:
             "finished": self.finished,
             "last_checkpoint": str(self.last_checkpoint),
             "epoch_checkpoints": [str(p) for p in self.epoch_checkpoints],
+            **({"published_checkpoint": str(self.published_checkpoint)} if self.published_checkpoint else {}),
             "last_losses": {k: self.last_losses[k] for k in sorted(self.last_losses) if k.startswith("loss")},
         }
 
@@ -239,14 +246,22 @@ class Trainer:
         """Seed, build every network and the optimizers (the seeds fix the initial weights)."""
         c = self.config
         initialisation.seed_everything(c.seed)
+        fcid = c.family == "fcid"
+        self._step = fcid_training_step if fcid else training_step
         text = self.shapes.get("text")
-        self.model = PretrainModel(
-            c, self.shapes["audio"][-1], self.shapes["video"][-1], text[-1] if text else None,
-            video_grid=video_has_grid(self.shapes),
-        )
-        self.model.encoder.Cross_quantizer.python_random.seed(c.seed)
+        if fcid:
+            if text is None:
+                raise CmgError("FCID trains on audio, video and text; this corpus has no text features",
+                               expected="a text modality", actual="audio and video only")
+            self.model = FcidPretrainModel(c, self.shapes["audio"][-1], self.shapes["video"][-1], text[-1])
+        else:
+            self.model = PretrainModel(
+                c, self.shapes["audio"][-1], self.shapes["video"][-1], text[-1] if text else None,
+                video_grid=video_has_grid(self.shapes),
+            )
+        self.model.quantizer.python_random.seed(c.seed)
         self.model.to(device=self.device, dtype=self.dtype)
-        optimizers = build_optimizers(self.model, c)
+        optimizers = (build_fcid_optimizers if fcid else build_optimizers)(self.model, c)
         self.optimizers = optimizers
         self.optimizer = optimizers.main
         self.mi_optimizers = optimizers.mi
@@ -264,7 +279,7 @@ class Trainer:
                 self.model, self._semantic_sample(), self.config, levels_to_init, device=self.device, dtype=self.dtype,
             )
         if remedies.ema_consistent:
-            initialisation.sync_ema_counts(self.model, self.config, self.shapes["audio"][0])
+            initialisation.sync_ema_counts(self.model, self.config, self.model.codes_per_clip(self.shapes["audio"][0]))
 
     def _semantic_sample(self, max_clips: int = initialisation.SAMPLE_CLIPS) -> list[torch.Tensor]:
         return initialisation.semantic_sample(self.model, self.data, self.config, self._tensors, max_clips)
@@ -280,7 +295,7 @@ class Trainer:
             self.normalization = {k: v.float() for k, v in saved[NORMALIZATION_KEY].items()}
         state = saved[TRAINER_KEY]
         self.epoch, self.batch_in_epoch, self.total_step = state["next_epoch"], state["next_batch"], state["total_step"]
-        set_rng_state(state["rng"], self.model.encoder.Cross_quantizer.python_random, self.device)
+        set_rng_state(state["rng"], self.model.quantizer.python_random, self.device)
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
@@ -309,7 +324,7 @@ class Trainer:
         """One optimizer step on the given corpus rows; returns every loss term and batch statistic."""
         raw = self.data.read(rows)
         check_batch(raw, len(rows), self.shapes)
-        self.last_step = training_step(
+        self.last_step = self._step(
             self.model, self.optimizers, self._tensors(raw), self.config, epoch=self.epoch, total_step=self.total_step,
         )
         self.total_step += 1
@@ -337,7 +352,7 @@ class Trainer:
             for start in range(0, len(rows), self.config.batch_size):
                 inputs = self._tensors(self.data.read(rows[start : start + self.config.batch_size]))
                 if "text" in inputs:
-                    inputs["text"] = run_text_lstm(self.model.text_lstm, inputs["text"])
+                    inputs["text"] = self.model.prepare_text(inputs["text"])
                 for m in self.modalities:
                     features = self.model.encoder.semantic_features(m, inputs[m])
                     for level, feature in enumerate(features):
@@ -376,12 +391,20 @@ class Trainer:
             "next_epoch": int(self.epoch),
             "next_batch": int(self.batch_in_epoch),
             "total_step": int(self.total_step),
-            "rng": rng_state(self.model.encoder.Cross_quantizer.python_random, self.device),
+            "rng": rng_state(self.model.quantizer.python_random, self.device),
         }
         return out
 
     def _save(self, path: Path) -> Path:
         _save_checkpoint(self.checkpoint(), path)
+        return path
+
+    def _save_published(self, epoch: int) -> Path | None:
+        """Families whose published files hold less than ours (FCID) also get that file."""
+        if not hasattr(self.model, "published_checkpoint"):
+            return None
+        path = self.run_dir / PUBLISHED_FILE
+        _save_checkpoint(self.model.published_checkpoint(epoch, self.total_step), path)
         return path
 
     def _log(self, record: dict) -> None:
@@ -395,7 +418,7 @@ class Trainer:
             "encoder_sizes": self.model.sizes.as_dict(),
             "data": {"clips": len(self.data), "shapes": {k: list(v) for k, v in self.shapes.items()}},
             "steps_per_epoch": self.steps_per_epoch,
-            "reset_after": self.model.encoder.Cross_quantizer.reset_after,
+            "reset_after": self.model.quantizer.reset_after,
         }
         write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
@@ -442,11 +465,13 @@ class Trainer:
             _save_checkpoint(state, self.run_dir / epoch_checkpoint_name(finished_epoch))
             epoch_paths.append(self.run_dir / epoch_checkpoint_name(finished_epoch))
             _save_checkpoint(state, self.run_dir / LAST_CHECKPOINT)
+            self._save_published(finished_epoch)
         last = self._save(self.run_dir / LAST_CHECKPOINT)
         return TrainResult(
             run_dir=self.run_dir, total_step=self.total_step, epoch=self.epoch,
             finished=self.epoch >= c.epochs, last_checkpoint=last, epoch_checkpoints=epoch_paths,
             last_losses=last_metrics, diagnostics=diagnostics, config=c,
+            published_checkpoint=self._save_published(self.epoch if self.batch_in_epoch else max(self.epoch - 1, 0)),
         )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,17 @@ from hdcid.checkpoint_keys import (
     TEXT_LSTM_KEY,
     TOTAL_STEP_KEY,
 )
-from hdcid.families import FAMILY_MODALITIES, levels_of
-from hdcid.models import CmgEncoder, EncoderSizes
+from hdcid.models import EncoderSizes
 from hdcid.modules import text_lstm
 from hdcid.normalization import NORMALIZATION_KEY
+from hdcid.registry import (
+    FAMILY_SPECS,
+    SizeKey,
+    detect_family,
+    encoder_key_pattern,
+    family_spec,
+    new_encoder,
+)
 from toc.codebook.foreign import (
     ForeignLevel,
     foreign_candidates,
@@ -36,6 +42,8 @@ from toc.codebook.foreign import (
 )
 from toc.codebook.state_dicts import FLOAT_DTYPES, WRAPPER_KEYS, strip_prefix
 from toc.errors import CheckpointError, SettingsError
+
+LINEAR_VIDEO_KEY = "Video_encoder.video_linear.weight"
 
 
 def file_sha256(path: Path) -> str:
@@ -98,10 +106,11 @@ def _strip_prefixes(state: dict) -> dict:
     return {strip_prefix(str(key)): value for key, value in state.items()}
 
 
+_ENCODER_KEY_PATTERN = encoder_key_pattern()
+
+
 def _looks_like_encoder(state) -> bool:
-    return isinstance(state, dict) and any(
-        isinstance(k, str) and re.search(r"(^|\.)(Cross_quantizer\.embedding|audio_self_att\.)", k) for k in state
-    )
+    return isinstance(state, dict) and any(isinstance(k, str) and _ENCODER_KEY_PATTERN.search(k) for k in state)
 
 
 @dataclass
@@ -126,12 +135,12 @@ class Checkpoint:
 
     @property
     def codebooks(self) -> list[torch.Tensor]:
-        embedding = self.encoder_state["Cross_quantizer.embedding"]
+        embedding = self.encoder_state[family_spec(self.family).codebook_key]
         return [embedding] if embedding.dim() == 2 else list(embedding.unbind(0))
 
     @property
     def ema_counts(self) -> list[torch.Tensor] | None:
-        counts = self.encoder_state.get("Cross_quantizer.ema_count")
+        counts = self.encoder_state.get(family_spec(self.family).ema_count_key)
         if counts is None:
             return None
         return [counts] if counts.dim() == 1 else list(counts.unbind(0))
@@ -142,11 +151,14 @@ class Checkpoint:
             return None
         return int(self.text_lstm_state["weight_ih_l0"].shape[1])
 
-    def build_encoder(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> CmgEncoder:
-        """The encoder with this checkpoint's weights, strict-loaded, in eval mode."""
-        encoder = CmgEncoder(self.sizes)
+    def build_encoder(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> nn.Module:
+        """The family's encoder (hdcid.registry) with this checkpoint's weights, strict-loaded, in
+        eval mode."""
+        # Cast the module before loading: loading into float32 first would round a float64
+        # checkpoint's weights through float32.
+        encoder = new_encoder(self.sizes).to(dtype)
         load_state_strict(encoder, self.encoder_state, self.path, ENCODER_KEY)
-        return encoder.to(device=device, dtype=dtype).eval()
+        return encoder.to(device=device).eval()
 
     def build_text_lstm(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> nn.LSTM | None:
         if not self.text_lstm_state:
@@ -201,75 +213,54 @@ def _dim(state: dict, key: str, axis: int, path: Path) -> int:
     return int(tensor.shape[axis])
 
 
-def detect_family(state: dict) -> str | None:
-    keys = set(state)
-    has = {prefix: any(k.startswith(prefix + ".") for k in keys) for prefix in ("Video_encoder_2", "Video_encoder", "Text_encoder", "Audio_encoder")}
-    if has["Video_encoder_2"]:
-        return "hdcid-avt"
-    if has["Video_encoder"] and has["Text_encoder"]:
-        return "dcid-avt"
-    if has["Video_encoder"] and has["Audio_encoder"]:
-        return "dcid-av"
-    if has["Text_encoder"] and has["Audio_encoder"]:
-        return "dcid-at"
-    return None
-
-
 def infer_sizes(state: dict, path: Path) -> EncoderSizes:
-    """Read every size from the state_dict's shapes."""
+    """Read every size from the state_dict's shapes, as the family's registry entry says."""
     family = detect_family(state)
     if family is None:
+        markers = " / ".join(
+            "+".join(group) for spec in FAMILY_SPECS.values() for group in spec.markers
+        )
         raise CheckpointError(
-            "cannot tell the model family from the encoder keys (no Audio_encoder / Video_encoder / "
-            f"Text_encoder found; keys start with {_short_list(sorted({k.split('.')[0] for k in state}))})",
+            f"cannot tell the model family from the encoder keys (none of {markers} found; "
+            f"keys start with {_short_list(sorted({k.split('.')[0] for k in state}))})",
             file=path,
         )
-    embedding = state.get("Cross_quantizer.embedding")
+    spec = family_spec(family)
+    embedding = state.get(spec.codebook_key)
     if embedding is None or not torch.is_tensor(embedding):
-        raise CheckpointError("missing codebook", file=path, key="Cross_quantizer.embedding")
-    expected_dims = 2 if levels_of(family) == 1 else 3  # [N, D], or [levels, N, D]
+        raise CheckpointError("missing codebook", file=path, key=spec.codebook_key)
+    expected_dims = 2 if spec.levels == 1 else 3  # [N, D], or [levels, N, D]
     if embedding.dim() != expected_dims:
         raise CheckpointError(
             f"codebook has the wrong rank for a {family} checkpoint",
-            file=path, key="Cross_quantizer.embedding",
+            file=path, key=spec.codebook_key,
             expected=f"{expected_dims} dims", actual=list(embedding.shape),
         )
-    layers = {int(m.group(1)) for k in state for m in [re.match(r"audio_self_att\.encoder\.layers\.(\d+)\.", k)] if m}
-    fields = dict(
-        family=family,
-        audio_dim=_dim(state, "audio_self_att.affine_matrix.weight", 1, path),
-        audio_output_dim=_dim(state, "Audio_encoder.audio_linear.weight", 0, path),
+    layers = spec.layer_indices(state)
+    size_keys = dict(spec.size_keys)
+    # A linear video branch (own video features without a spatial grid) in place of the published
+    # convolutional one: its width is read from the linear layer.
+    video_grid = LINEAR_VIDEO_KEY not in state
+    if not video_grid and "video_output_dim" in size_keys:
+        size_keys["video_output_dim"] = SizeKey(LINEAR_VIDEO_KEY, 0)
+    fields = {name: _dim(state, where.key, where.axis, path) for name, where in size_keys.items()}
+    if not video_grid:
+        fields["video_grid"] = False
+    fields.update(
         n_embeddings=int(embedding.shape[-2]),
         embedding_dim=int(embedding.shape[-1]),
-        itrm_layers=len(layers) or 2,
-        dim_feedforward=_dim(state, "audio_self_att.encoder.layers.0.linear1.weight", 0, path),
+        itrm_layers=max(layers) + 1 if layers else spec.base_sizes.itrm_layers,
     )
-    modalities = FAMILY_MODALITIES[family]
-    if "video" in modalities:
-        # A linear video branch (video features without a spatial grid) or the published convolutional one.
-        grid = "Video_encoder.video_linear.weight" not in state
-        fields.update(
-            video_dim=_dim(state, "video_self_att.affine_matrix.weight", 1, path),
-            video_output_dim=_dim(state, "Video_encoder.conv_stack.2.weight" if grid else "Video_encoder.video_linear.weight", 0, path),
-            video_grid=grid,
-            se_hidden=_dim(state, "video_semantic_encoder.se_layer.0.weight", 0, path),
-            video_att_dim=_dim(state, "video_semantic_encoder.affine_video_ave.weight", 0, path),
-        )
-    if "text" in modalities:
-        fields.update(
-            text_dim=_dim(state, "text_self_att.affine_matrix.weight", 1, path),
-            text_output_dim=_dim(state, "Text_encoder.text_linear.weight", 0, path),
-        )
-    d_model = _dim(state, "audio_self_att.affine_matrix.weight", 0, path)
+    d_model = _dim(state, spec.width_key, 0, path)
     if d_model != fields["embedding_dim"]:
         raise CheckpointError(
             "semantic width differs from the code width",
-            file=path, key="audio_self_att.affine_matrix.weight",
+            file=path, key=spec.width_key,
             expected=f"{fields['embedding_dim']} rows", actual=d_model,
         )
     if d_model % 4:
-        raise CheckpointError("transformer width is not divisible by the 4 attention heads", file=path, key="audio_self_att.affine_matrix.weight", expected="a multiple of 4", actual=d_model)
-    return EncoderSizes(**fields)
+        raise CheckpointError("transformer width is not divisible by the 4 attention heads", file=path, key=spec.width_key, expected="a multiple of 4", actual=d_model)
+    return replace(spec.base_sizes, **fields)
 
 
 def _check_tensors(state: dict, path: Path, where: str) -> None:
@@ -374,7 +365,7 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
     # Fail now, with key names, rather than later inside the encoder build; the meta device
     # gives the expected keys and shapes without allocating or initialising any weights.
     with torch.device("meta"):
-        expected = CmgEncoder(sizes).state_dict()
+        expected = new_encoder(sizes).state_dict()
     check_state(expected, encoder_state, path, ENCODER_KEY)
     return checkpoint
 

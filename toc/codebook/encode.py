@@ -92,19 +92,36 @@ class EncodingSession:
     def codebooks(self) -> list[np.ndarray]:
         return [self.encoder.codebook(level).detach().cpu().double().numpy() for level in range(self.levels)]
 
-    @torch.no_grad()
-    def encode_batch(self, modality: str, features: np.ndarray, *, needs_lstm: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per level: (codes int64 [B, T], quantized [B, T, D] in the session dtype)."""
+    @property
+    def has_clip_codes(self) -> bool:
+        """Whether the family also gives one code per clip (FCID's coarse codebook)."""
+        return hasattr(self.encoder, "encode_with_clip")
+
+    def _prepare(self, modality: str, features: np.ndarray, needs_lstm: bool) -> torch.Tensor:
         batch = torch.from_numpy(np.array(features, dtype=np.float64))
         # A checkpoint trained on standardised inputs carries their statistics: apply the same here.
         batch = normalization.apply(self.checkpoint.input_normalization, modality, batch)
         batch = batch.to(device=self.device, dtype=self.dtype)
         if needs_lstm:
             batch = run_text_lstm(self.text_lstm, batch)
+        return batch
+
+    @torch.no_grad()
+    def encode_batch(self, modality: str, features: np.ndarray, *, needs_lstm: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per level: (codes int64 [B, T], quantized [B, T, D] in the session dtype)."""
         return [
             (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
-            for codewords, codes in self.encoder.encode(modality, batch)
+            for codewords, codes in self.encoder.encode(modality, self._prepare(modality, features, needs_lstm))
         ]
+
+    @torch.no_grad()
+    def encode_batch_with_clip(
+        self, modality: str, features: np.ndarray, *, needs_lstm: bool = False,
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+        """`encode_batch`'s levels plus the clip level (codes int64 [B], quantized [B, D]), one pass."""
+        levels, (codewords, codes) = self.encoder.encode_with_clip(modality, self._prepare(modality, features, needs_lstm))
+        per_level = [(c.cpu().numpy().astype(np.int64), q.cpu().numpy()) for q, c in levels]
+        return per_level, (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
 
     def encode_rows(
         self,
@@ -236,6 +253,7 @@ def encode_file(
 ) -> dict:
     """Encode a feature file into OUT.h5 (`level{L}/codes` [N, T] int64, `level{L}/quantized` [N, T, D]).
 
+    Families with clip-level codes (FCID) also get `clip/codes` [N] and `clip/quantized` [N, D].
     Written to a temporary file and renamed, so OUT.h5 is either the old file or the complete new one.
     """
     if dtype not in DTYPES:
@@ -253,7 +271,9 @@ def encode_file(
         n, steps = shape[0], shape[1]
         widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
         itemsize = 8 if dtype == "float64" else 4
-        check_space(output_path, sum(n * steps * (8 + w * itemsize) for w in widths) + (1 << 16))
+        clip_width = widths[0] if session.has_clip_codes else 0
+        needed = sum(n * steps * (8 + w * itemsize) for w in widths) + n * (8 + clip_width * itemsize)
+        check_space(output_path, needed + (1 << 16))
         with atomic_path(output_path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as out:
                 out.attrs["checkpoint_sha256"] = checkpoint.sha256
@@ -270,12 +290,26 @@ def encode_file(
                             group.create_dataset("quantized", shape=(n, steps, width), dtype=dtype),
                         )
                     )
+                clip = None
+                if clip_width:
+                    group = out.create_group("clip")
+                    clip = (
+                        group.create_dataset("codes", shape=(n,), dtype="int64"),
+                        group.create_dataset("quantized", shape=(n, clip_width), dtype=dtype),
+                    )
                 with progress(f"encode {modality}", n) as advance:
                     for start in range(0, n, batch_size):
                         rows = np.arange(start, min(n, start + batch_size))
                         batch = features.read(rows).reshape(len(rows), *shape[1:])
                         _check_finite(batch, str(features.path))
-                        results = session.encode_batch(modality, batch, needs_lstm=needs_lstm)
+                        if clip is None:
+                            results = session.encode_batch(modality, batch, needs_lstm=needs_lstm)
+                        else:
+                            results, (clip_codes, clip_quantized) = session.encode_batch_with_clip(
+                                modality, batch, needs_lstm=needs_lstm
+                            )
+                            clip[0][rows[0] : rows[-1] + 1] = clip_codes
+                            clip[1][rows[0] : rows[-1] + 1] = clip_quantized
                         for (codes_ds, quant_ds), (codes, quantized) in zip(targets, results, strict=True):
                             codes_ds[rows[0] : rows[-1] + 1] = codes
                             quant_ds[rows[0] : rows[-1] + 1] = quantized
@@ -292,4 +326,5 @@ def encode_file(
         "levels": len(widths),
         "dtype": dtype,
         "text_lstm_applied": bool(needs_lstm),
+        "clip_codes": bool(clip_width),
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
+import hashlib
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,10 @@ from toc.errors import TocError
 
 DEFAULT_SIM_WEIGHT = 0.7
 DEFAULT_VAR_WEIGHT = 0.3
+# Named (sim_weight, var_weight) pairs. "sim_var" is the TOC score (and FCID's AVE script);
+# "sim_only" drops the variance term, as FCID's AVVP, AVE->AVVP and UCF<->VGGSound scripts do.
+SCORE_VARIANTS = {"sim_var": (DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT), "sim_only": (DEFAULT_SIM_WEIGHT, 0.0)}
+CUSTOM_SCORE = "custom"  # any other pair of weights
 # Just under torch's parallel grain size (32768 elements): ops on smaller tensors run inline on
 # the calling thread. At or above it every small op forks and joins the thread pool, which costs
 # more than it saves and stalls badly (seconds) when the cores are busy with other work.
@@ -71,6 +76,23 @@ def _check_float_dtype(codebook: Any, where: str) -> None:
         raise ScoringError(
             f"{where}: codebook must hold floats (expected a float dtype, got {dtype.name})"
         )
+
+
+def score_weights(variant: str) -> tuple[float, float]:
+    """(sim_weight, var_weight) of a named score variant (SCORE_VARIANTS)."""
+    if variant not in SCORE_VARIANTS:
+        raise ScoringError(
+            f"unknown score variant {literal(repr(variant))}; expected one of {', '.join(SCORE_VARIANTS)}",
+        )
+    return SCORE_VARIANTS[variant]
+
+
+def score_variant(sim_weight: float, var_weight: float) -> str:
+    """The name of the variant with these weights, or CUSTOM_SCORE."""
+    for name, weights in SCORE_VARIANTS.items():
+        if (float(sim_weight), float(var_weight)) == weights:
+            return name
+    return CUSTOM_SCORE
 
 
 def default_chunk_rows(n_channels: int) -> int:
@@ -231,3 +253,52 @@ def score_channels(
         sim_weight=float(sim_weight),
         var_weight=float(var_weight),
     )
+
+
+# ---------------------------------------------------------------------- the published arithmetic
+
+_REFERENCE_SIMILARITY_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
+_REFERENCE_CACHE_SIZE = 8
+
+
+def reference_similarity(codebook: Any) -> torch.Tensor:
+    """sim as the published routine computes it: the codebook in float64, every product
+    E[i] * E[j] (i outer, j inner, i != j) added in order into a float32 buffer, then divided
+    by N (N - 1) in float32. float32 [D].
+
+    The sequential float32 rounding is the point, so this is a loop of N (N - 1) vector steps
+    (about 0.5 s at N = 400); results are cached per codebook content.
+    """
+    e = torch.as_tensor(np.asarray(codebook) if not torch.is_tensor(codebook) else codebook).detach()
+    e = e.to(device="cpu", dtype=torch.float64).contiguous()
+    key = hashlib.sha1(e.numpy().tobytes() + str(tuple(e.shape)).encode()).hexdigest()
+    if key in _REFERENCE_SIMILARITY_CACHE:
+        _REFERENCE_SIMILARITY_CACHE.move_to_end(key)
+        return _REFERENCE_SIMILARITY_CACHE[key].clone()
+    rows = e.numpy()
+    n, d = rows.shape
+    total = np.zeros(d, dtype=np.float32)
+    wide = np.empty(d, dtype=np.float64)
+    for i in range(n):
+        products = rows[i] * rows  # float64 [N, D]
+        for j in range(n):
+            if i != j:
+                # An in-place add of float64 into float32: computed in float64, rounded to float32.
+                np.add(total, products[j], out=wide)
+                np.copyto(total, wide, casting="same_kind")
+    similarity = torch.from_numpy(total) / (n * (n - 1))
+    _REFERENCE_SIMILARITY_CACHE[key] = similarity
+    while len(_REFERENCE_SIMILARITY_CACHE) > _REFERENCE_CACHE_SIZE:
+        _REFERENCE_SIMILARITY_CACHE.popitem(last=False)
+    return similarity.clone()
+
+
+def reference_score(codebook: Any, sim_weight: float, var_weight: float) -> torch.Tensor:
+    """The published score in the published dtypes: -w_sim * sim stays float32 (the sim-only
+    score is ranked in float32); with a variance term it becomes float64 (unbiased variance of
+    the float64 codebook)."""
+    score = -float(sim_weight) * reference_similarity(codebook)
+    if var_weight:
+        e = torch.as_tensor(np.asarray(codebook) if not torch.is_tensor(codebook) else codebook).detach()
+        score = score + float(var_weight) * e.to(device="cpu", dtype=torch.float64).var(dim=0)
+    return score

@@ -20,7 +20,9 @@ from toc.codebook.scoring import (
     DEFAULT_SIM_WEIGHT,
     DEFAULT_VAR_WEIGHT,
     ChannelScores,
+    reference_score,
     score_channels,
+    score_variant,
 )
 from toc.documents import TOOL_NAME, dumps_document, tool_version, version_tuple
 from toc.errors import ConfigError, DataError, SettingsError
@@ -40,7 +42,14 @@ class TocSettings:
 
     With k = channels // (max_num + min_num), TOC keeps the k*max_num highest-scoring channels
     (descending) then the k*min_num lowest-scoring ones (ascending); `exact_budget` fills the
-    remainder so that exactly `channels` come back. score = -sim_weight*sim + var_weight*var.
+    remainder so that exactly `channels` come back. score = -sim_weight*sim + var_weight*var
+    (named pairs: toc.codebook.scoring.SCORE_VARIANTS, e.g. FCID's sim_only).
+
+    `reference_topk` reproduces the published routine: its arithmetic (pairwise products added
+    into a float32 buffer; the sim-only score ranked in float32) and its two independent top-k
+    calls, so the two blocks may share channels and `channels` may exceed D as long as each block
+    fits, and equal scores are ordered as torch.topk orders them. Off by default: float64 closed
+    form, ties to the lower index, the blocks never share a channel and channels <= D.
     """
 
     channels: int
@@ -50,6 +59,7 @@ class TocSettings:
     sim_weight: float = DEFAULT_SIM_WEIGHT
     var_weight: float = DEFAULT_VAR_WEIGHT
     allow_nonfinite: bool = False
+    reference_topk: bool = False
 
     def __post_init__(self):
         for name in ("channels", "max_num", "min_num"):
@@ -76,7 +86,14 @@ class TocSettings:
             "sim_weight": self.sim_weight,
             "var_weight": self.var_weight,
             "allow_nonfinite": self.allow_nonfinite,
+            "score": self.score,
+            "reference_topk": self.reference_topk,
         }
+
+    @property
+    def score(self) -> str:
+        """The named score variant these weights are (sim_var, sim_only), or custom."""
+        return score_variant(self.sim_weight, self.var_weight)
 
     @property
     def groups(self) -> int:
@@ -106,10 +123,11 @@ def plan_budget(channels: int, max_num: int, min_num: int, n_channels: int, exac
 
 
 def _budget(settings: TocSettings, n_channels: int) -> Budget:
-    if settings.channels > n_channels:
+    if settings.channels > n_channels and not settings.reference_topk:
         raise ConfigError(
-            f"{{}} must not exceed the codebook width (expected <= {n_channels}, got {settings.channels})",
-            settings=("channels",),
+            f"{{}} must not exceed the codebook width (expected <= {n_channels}, got {settings.channels}); "
+            "{} reproduces the published routine's overlapping blocks",
+            settings=("channels", "reference_topk"),
         )
     top, bottom = settings.groups * settings.max_num, settings.groups * settings.min_num
     if settings.exact_budget:
@@ -119,6 +137,11 @@ def _budget(settings: TocSettings, n_channels: int) -> Budget:
             top += remainder
         else:
             bottom += remainder
+    if settings.reference_topk and max(top, bottom) > n_channels:
+        raise ConfigError(
+            f"a TOC block exceeds the codebook width (expected top and bottom blocks <= {n_channels}, "
+            f"got {top} and {bottom}); the published routine fails here too"
+        )
     return Budget(channels=int(settings.channels), top=int(top), bottom=int(bottom))
 
 
@@ -127,7 +150,8 @@ def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = 
 
     Stable sorts give the tie rule. The bottom block skips channels already in the top block, so
     indices are always distinct (ties straddling both blocks are the only case where this matters;
-    the reference leaves it to torch.topk). Non-finite scores are never selected.
+    the reference leaves it to torch.topk; `reference_order` is the published rule). Non-finite
+    scores are never selected.
     """
     finite = torch.isfinite(score)
     if not bool(finite.all()) and not allow_nonfinite:
@@ -143,6 +167,22 @@ def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = 
     taken = torch.zeros(score.shape[0], dtype=torch.bool)
     taken[top] = True
     bottom = ascending[~taken[ascending]][: budget.bottom]
+    return torch.cat([top, bottom])
+
+
+def reference_order(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
+    """The published routine's blocks: topk(score, top) then topk(score, bottom, largest=False),
+    each in torch.topk's order; they may repeat channels. Non-finite scores are never selected."""
+    finite = torch.isfinite(score)
+    if not bool(finite.all()) and not allow_nonfinite:
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ConfigError(f"non-finite scores in channel(s) {bad[:8]}; pass {{}} to skip them", settings=("allow_nonfinite",))
+    candidates = torch.nonzero(finite).flatten()
+    values = score[candidates]
+    if max(budget.top, budget.bottom) > values.numel():
+        raise ConfigError(f"a TOC block needs {max(budget.top, budget.bottom)} channels; {values.numel()} have finite scores")
+    top = candidates[torch.topk(values, budget.top).indices] if budget.top else candidates[:0]
+    bottom = candidates[torch.topk(values, budget.bottom, largest=False).indices] if budget.bottom else candidates[:0]
     return torch.cat([top, bottom])
 
 
@@ -174,6 +214,7 @@ def select_channels(
     sim_weight: float = DEFAULT_SIM_WEIGHT,
     var_weight: float = DEFAULT_VAR_WEIGHT,
     allow_nonfinite: bool = False,
+    reference_topk: bool = False,
 ) -> torch.Tensor:
     """Indices (LongTensor) of the TOC channels in the reference order.
 
@@ -181,9 +222,17 @@ def select_channels(
     k*min_num lowest ascending. When that is fewer than `channels`, a ShortSelectionWarning is
     issued (warnings module, never printed here); exact_budget=True fills the remainder instead.
     """
-    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
+    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     score = _as_scores(scores_or_codebook, settings)
-    indices = order_channels(score, _budget(settings, int(score.shape[0])), allow_nonfinite)
+    budget = _budget(settings, int(score.shape[0]))
+    if reference_topk:
+        # From a codebook: the published arithmetic; from given scores: those, ranked by topk.
+        shape = getattr(scores_or_codebook, "shape", ())
+        if not isinstance(scores_or_codebook, ChannelScores) and len(shape) == 2:
+            score = reference_score(scores_or_codebook, sim_weight, var_weight)
+        indices = reference_order(score, budget, allow_nonfinite)
+    else:
+        indices = order_channels(score, budget, allow_nonfinite)
     if indices.numel() < channels:
         warnings.warn(
             f"TOC returns {indices.numel()} of {channels} channels "
@@ -229,7 +278,12 @@ def select_level(codebook: Any, settings: TocSettings, level: int = 0, where: st
         where=where or f"level {level}",
     )
     n, d = (int(s) for s in codebook.shape)
-    indices = order_channels(scores.score, _budget(settings, d), settings.allow_nonfinite)
+    budget = _budget(settings, d)
+    if settings.reference_topk:
+        published = reference_score(codebook, settings.sim_weight, settings.var_weight)
+        indices = reference_order(published, budget, settings.allow_nonfinite)
+    else:
+        indices = order_channels(scores.score, budget, settings.allow_nonfinite)
     return Selection(
         level=level,
         codebook_shape=(n, d),
@@ -444,7 +498,8 @@ def read_selection(path: str | os.PathLike) -> SelectionFile:
         for i in indices:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < width:
                 raise DataError("index out of range", file=path, key=f"{where}indices", expected=f"integers in [0, {width})", actual=i)
-        if len(set(indices)) != len(indices):
+        # Repeats are legitimate only when the file says the published overlapping blocks were used.
+        if len(set(indices)) != len(indices) and parameters.get("reference_topk") is not True:
             raise DataError("duplicate indices", file=path, key=f"{where}indices", expected="distinct indices", actual=f"{len(indices) - len(set(indices))} duplicates")
         if len(scores) != len(indices):
             raise DataError("scores and indices differ in length", file=path, key=f"{where}scores", expected=len(indices), actual=len(scores))

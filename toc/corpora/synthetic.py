@@ -155,14 +155,21 @@ UCF_VIDEO_ZIPS = relative_path("ucf-vggsound", "ucf_video_dir")
 # Not part of the reference layout (BERT is not available offline): the loaders and `toc train`
 # read precomputed per-category word features from here.
 TEXT_FEATURES = relative_path("pretrain", "text_features")
+# The retrieval set: the VALOR-32K layout (test split) and the same clips in the paired layout.
+VALOR_ANNOTATIONS = relative_path("valor32k", "annotations_dir") + "/desc_test.json"
+VALOR_VIDEO_ZIPS = relative_path("valor32k", "video_dir")
+VALOR_AUDIO_ZIPS = relative_path("valor32k", "audio_dir")
+VALOR_TEXT_FEATURES = relative_path("valor32k", "text_features")
+RETRIEVAL_PAIRS = "retrieval/pairs.h5"
 MANIFEST = "synth.json"
 
 # Clip counts at scale 1.0, and the floor every scale keeps.
 BASE_COUNTS = {
     "pretrain": 400, "ave": 300, "avvp": 120, "ave_avvp_test": 80, "ucf": 150, "vggsound": 150,
+    "retrieval": 40,
 }
 MIN_COUNTS = {
-    "pretrain": 12, "ave": 12, "avvp": 4, "ave_avvp_test": 4, "ucf": 8, "vggsound": 8,
+    "pretrain": 12, "ave": 12, "avvp": 4, "ave_avvp_test": 4, "ucf": 8, "vggsound": 8, "retrieval": 8,
 }
 
 
@@ -464,6 +471,21 @@ def _text_features(world: _World, rng: np.random.Generator, prompts: Sequence[st
     return feat.astype(np.float32)
 
 
+def _caption_features(world: _World, rng: np.random.Generator, classes: np.ndarray,
+                      captions: Sequence[str], text_dim: int) -> np.ndarray:
+    """[N, 10, W] float32 word vectors of one caption per clip: the clip's class factor, the word
+    slots, and word identities of its own (so two captions of one class differ)."""
+    n = len(captions)
+    z = world.class_factors[classes][:, None, :] + SEGMENT_JITTER * rng.standard_normal(
+        (n, TEXT_WORDS, LATENT_DIM), dtype=np.float32)
+    slots = np.broadcast_to(world.word_slots[None], (n, TEXT_WORDS, NUISANCE_DIM))
+    words = rng.standard_normal((n, TEXT_WORDS, NUISANCE_DIM), dtype=np.float32)
+    feat = world.text_map(np.concatenate([z, slots, words], -1)) * 0.5
+    n_words = np.array([min(TEXT_WORDS, len(c.split())) for c in captions])
+    feat[np.arange(TEXT_WORDS)[None, :] >= n_words[:, None]] = 0.0
+    return feat.astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Writers (deterministic bytes).
 
@@ -638,7 +660,7 @@ def _rendered(world: _World, rng: np.random.Generator, clips: _Clips, modality: 
 def _stream(name: str, seed: int) -> np.random.Generator:
     """An independent random stream per part of the corpus, so parts do not shift each other."""
     streams = {"ids": 2, "pretrain": 3, "ave": 4, "avvp": 5, "ave_avvp": 6, "ucf": 7,
-               "vggsound": 8, "text": 9}
+               "vggsound": 8, "text": 9, "retrieval": 10}
     return np.random.default_rng(np.random.SeedSequence([seed, streams[name]]))
 
 
@@ -858,6 +880,42 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
                  ucf2vggsound_csv=f"{fe}/ucf2vggsound.csv",
                  vggsound2ucf_csv=f"{fe}/vggsound2ucf.csv", ucf_video=UCF_VIDEO_ZIPS)
 
+    # Retrieval: clips with one caption each, in the VALOR-32K layout and the paired layout.
+    rng = _stream("retrieval", seed)
+    n = counts["retrieval"]
+    ret_classes = _balanced_classes(rng, n, all_classes)
+    ret_ids = ids.youtube(n)
+    ret = _single_event_clips(rng, ret_ids, ret_classes, "vggsound", full_prob=0.7,
+                              distractor_prob=0.0, distractor_pool=())
+    captions = [f"{vgg_names[c]} recorded in clip {i}" for i, c in enumerate(ret_classes)]
+    caption_features = _caption_features(world, rng, ret_classes, captions, text_dim)
+    out.text(VALOR_ANNOTATIONS, json.dumps([{"video_id": v, "desc": c} for v, c in zip(ret_ids, captions, strict=True)], indent=1) + "\n")
+    audio_parts, video_parts = [], []
+    for start, feats in _rendered(world, rng, ret, "audio"):
+        out.pkl_zips(VALOR_AUDIO_ZIPS, ret_ids[start:start + len(feats)], list(feats))
+        audio_parts.append(feats)
+        report("retrieval audio", start + len(feats), n)
+    for start, feats in _rendered(world, rng, ret, "video"):
+        out.pkl_zips(VALOR_VIDEO_ZIPS, ret_ids[start:start + len(feats)], list(feats))
+        video_parts.append(feats)
+        report("retrieval video", start + len(feats), n)
+    with h5py.File(out.path(VALOR_TEXT_FEATURES), "w", libver="earliest") as handle:
+        handle.create_dataset("captions", data=np.array(captions, dtype=object),
+                              dtype=h5py.string_dtype("utf-8"), track_times=False)
+        _create_dataset(handle, "features", caption_features, compress=True)
+    out.count(VALOR_TEXT_FEATURES)
+    with h5py.File(out.path(RETRIEVAL_PAIRS), "w", libver="earliest") as handle:
+        _create_dataset(handle, "audio", np.concatenate(audio_parts), compress=True)
+        _create_dataset(handle, "video", np.concatenate(video_parts), compress=True)
+        _create_dataset(handle, "text", caption_features, compress=True)
+        handle.create_dataset("ids", data=np.array(ret_ids, dtype=object),
+                              dtype=h5py.string_dtype("utf-8"), track_times=False)
+        handle.create_dataset("classes", data=ret_classes.astype(np.int64), track_times=False)
+    out.count(RETRIEVAL_PAIRS)
+    paths.update(retrieval_pairs=RETRIEVAL_PAIRS, valor32k_annotations=VALOR_ANNOTATIONS,
+                 valor32k_video=VALOR_VIDEO_ZIPS, valor32k_audio=VALOR_AUDIO_ZIPS,
+                 valor32k_text_features=VALOR_TEXT_FEATURES)
+
     final_counts = dict(counts)
     final_counts.update(
         ave_train=n_train, ave_val=n_val, ave_test=counts["ave"] - n_train - n_val,
@@ -871,6 +929,7 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
         "ave_avvp": [CONCEPTS[c].avvp for c in ave_avvp_cols],
         "ucf": [CONCEPTS[c].ucf for c in ucf_cols],
         "vggsound": [CONCEPTS[c].vggsound for c in ucf_cols],
+        "retrieval": vgg_names,
     }
     manifest = {
         "generator_version": GENERATOR_VERSION, "seed": seed, "scale": scale,

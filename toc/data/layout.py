@@ -80,7 +80,61 @@ class PairedPaths:
     features: Path
 
 
-TaskPaths = AvePaths | AvvpPaths | AveAvvpPaths | UcfVggsoundPaths | PretrainPaths | PairedPaths
+# The retrieval sets of the FCID release's loaders (toc.data.retrieval). The caption files and
+# the text-feature h5 files (captions -> word vectors; no loader makes them) have no published
+# place: the defaults below for those are ours.
+
+
+@dataclass(frozen=True)
+class ClothoPaths:
+    """Clotho v2.1 (audio-text): the captions CSV and per-clip audio zips."""
+
+    captions_csv: Path
+    audio_dir: Path
+    text_features: Path
+
+
+@dataclass(frozen=True)
+class MscocoPaths:
+    """MSCOCO (image-text): the annotations JSON and per-image feature zips."""
+
+    annotations: Path
+    image_dir: Path
+    text_features: Path
+
+
+@dataclass(frozen=True)
+class FlickrSoundNetPaths:
+    """FlickrSoundNet (audio-image): the file list and audio / image zips of the same stems."""
+
+    csv: Path
+    audio_dir: Path
+    image_dir: Path
+
+
+@dataclass(frozen=True)
+class MsvdPaths:
+    """MSVD (video-text): one row per caption, per-video feature zips."""
+
+    captions_csv: Path
+    video_dir: Path
+    text_features: Path
+
+
+@dataclass(frozen=True)
+class Valor32kPaths:
+    """VALOR-32K (video-audio-text): the annotation folder (one JSON per split) and zips."""
+
+    annotations_dir: Path
+    video_dir: Path
+    audio_dir: Path
+    text_features: Path
+
+
+TaskPaths = (
+    AvePaths | AvvpPaths | AveAvvpPaths | UcfVggsoundPaths | PretrainPaths | PairedPaths
+    | ClothoPaths | MscocoPaths | FlickrSoundNetPaths | MsvdPaths | Valor32kPaths
+)
 
 _AVE = "AVE-ECCV18-master/data"
 _EXTRACTOR = "feature_extractor/feature_extractor"
@@ -131,6 +185,32 @@ _DEFAULTS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
     }),
     # Own data for `toc train` and `toc eval paired`: DIR/paired.h5, else the folder DIR/paired/.
     "paired": (PairedPaths, {"features": (PAIRED_FILE, PAIRED_FOLDER)}),
+    "clotho": (ClothoPaths, {
+        "captions_csv": ("clotho2.1/clotho_captions_evaluation.csv",),
+        "audio_dir": ("clotho2.1/feature/zip",),
+        "text_features": ("clotho2.1/text_features.h5",),
+    }),
+    "mscoco": (MscocoPaths, {
+        "annotations": ("MSCOCO/val_part_1.json",),
+        "image_dir": ("MSCOCO/feature/zip",),
+        "text_features": ("MSCOCO/text_features.h5",),
+    }),
+    "flickrsoundnet": (FlickrSoundNetPaths, {
+        "csv": ("FlickrSoundNet/Data/test.csv",),
+        "audio_dir": ("FlickrSoundNet/Data/feature/audio/zip",),
+        "image_dir": ("FlickrSoundNet/Data/feature/image/zip",),
+    }),
+    "msvd": (MsvdPaths, {
+        "captions_csv": ("MSVD/MSVD/captions.csv",),
+        "video_dir": ("MSVD/MSVD/feature/zip",),
+        "text_features": ("MSVD/text_features.h5",),
+    }),
+    "valor32k": (Valor32kPaths, {
+        "annotations_dir": ("VALOR32K/VALOR-32K-annotations",),
+        "video_dir": ("VALOR32K/feature/video/zip",),
+        "audio_dir": ("VALOR32K/feature/audio/zip",),
+        "text_features": ("VALOR32K/text_features.h5",),
+    }),
 }
 
 # A field left unset in a section falls back to the same file set in another section, so the

@@ -32,6 +32,7 @@ class CodeSource(Protocol):
     sha256: str
     levels: int
     epoch: int | None
+    family: str | None  # the model family (hdcid.families), None when not known
 
     def codebooks(self, dtype: str) -> list[np.ndarray]:
         """Codebook rows per level as the encoder of `dtype` emits them, in float64 [K, D]."""
@@ -51,6 +52,7 @@ class CheckpointCodeSource:
         self.sha256: str = checkpoint.sha256
         self.levels: int = checkpoint.levels
         self.epoch: int | None = checkpoint.epoch
+        self.family: str | None = checkpoint.family
         self.device = device
         self._sessions: dict[tuple[str, bool], EncodingSession] = {}
 

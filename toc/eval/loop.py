@@ -35,12 +35,12 @@ from toc.eval.protocols import (
     PROTOCOLS,
     DirectionPlan,
     Rows,
+    default_n_epoch,
     epochs_to_train,
     plan_direction,
 )
 from toc.eval.records import ResultRecord, parts_metrics, unit_ids_digest
-from toc.eval.tasks import get_task
-from toc.eval.variants import ChannelView, check_applicable, resolve_view
+from toc.eval.variants import ChannelView, check_applicable, family_of_checkpoint, resolve_view
 from toc.progress import LogFn, no_log
 
 
@@ -53,7 +53,7 @@ class EvalRequest:
     heads: Sequence[str] = ("linear",)
     protocol: str = "strict"
     seeds: Sequence[int] = (0,)
-    epochs: int | None = None  # None: the task's TOC-script n_epoch
+    epochs: int | None = None  # None: protocols.default_n_epoch
     batch_size: int = 80
     dtype: str = "float32"
     selection: SelectionFile | None = None  # for the +toc variants
@@ -109,8 +109,10 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     most once. For segment tasks with both directions, the records of one split come together
     at its end: each carries the LLP scores that need both directions' heads."""
     say = log
-    check_applicable(request.variants, cache.source.levels)
-    n_epoch = request.epochs if request.epochs is not None else get_task(data.task).default_epochs
+    model_family = getattr(cache.source, "family", None)
+    check_applicable(request.variants, cache.source.levels, model_family)
+    variant_family = family_of_checkpoint(model_family, cache.source.levels)
+    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, variant_family)
     epochs = epochs_to_train(request.protocol, n_epoch, cache.source.epoch) if "linear" in request.heads else None
     notes = []
     if request.protocol == "reference":
@@ -120,6 +122,11 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         )
         if cache.source.epoch is None and epochs is not None:
             notes.append("checkpoint stores no epoch: trained the requested epochs (quirk Q1 not applied)")
+        if variant_family == "fcid":
+            notes.append(
+                "FCID reference: n_epoch and the epoch rule of the published FCID scripts; a segment F1 "
+                "with P + R = 0 is reported as 0 (the published AVVP script divides by zero there)"
+            )
     selection = request.selection
     if selection is not None and selection.checkpoint_sha256 not in ("", cache.source.sha256):
         notes.append(
@@ -133,7 +140,9 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     pending: list[ResultRecord] = []
     parses: dict[tuple, dict[str, _Parse]] = {}
     for split_seed, direction in itertools.product(split_seeds, request.directions):
-        plan = plan_direction(data, direction, request.protocol, split_seed=split_seed)
+        plan = plan_direction(
+            data, direction, request.protocol, split_seed=split_seed, variant_family=variant_family,
+        )
         varies = plan.split.startswith("video-level")
         if not varies and split_seed != split_seeds[0]:
             say(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
@@ -257,7 +266,14 @@ def _evaluate_one(
             threads=request.head_threads,
         )
 
+        own_best: dict[str, float] = {}
+
         def judge(_epoch: int, predictor: HeadPredictor) -> tuple[float, dict]:
+            if plan.same_modality_own_best:
+                same_now = measure(predictor, x_same, y_same) or {}
+                if same_now and same_now.get(selection_metric, -np.inf) > own_best.get(selection_metric, -np.inf):
+                    own_best.clear()
+                    own_best.update(same_now)
             metrics = measure(predictor, x_select, y_select)
             # Without validation rows there is nothing to select on: scoring by the epoch number
             # keeps the final head.
@@ -273,6 +289,8 @@ def _evaluate_one(
     eval_predicted = predictor.predict(x_eval)
     metrics = score(data.kind, eval_predicted, y_eval, n_classes, request.protocol, request.batch_size)
     same = measure(predictor, x_same, y_same) or {}
+    if head != "prototype" and plan.same_modality_own_best and own_best:
+        same = dict(own_best)  # the FCID AVE script's independent same-modality maximum
     # The head is at its selected epoch now, so these are the outcomes behind val_metrics.
     val_parts = None if x_select is None else _parts(data, predictor.predict(x_select), y_select)
     eval_ids = _ids(data, plan.evaluate)

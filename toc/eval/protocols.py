@@ -1,4 +1,5 @@
-"""Evaluation protocols: which rows train, select the epoch and get evaluated, per direction."""
+"""Evaluation protocols: which rows train, select the epoch and get evaluated, per direction; and
+what each family's published downstream script does (the `reference` protocol reproduces it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toc.codebook.presets import FCID_TOC_PRESETS
 from toc.data.base import TaskData
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.eval.tasks import get_task
@@ -15,6 +17,30 @@ DIRECTIONS = ("v2a", "a2v")  # v2a: the head learns on video and is tested on au
 DIRECTION_TEXT = {"v2a": "train on video, test on audio", "a2v": "train on audio, test on video"}
 STRICT_TEST_FRACTION = 0.2
 STRICT_VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class PublishedScript:
+    """What the published downstream script of one task does, for one variant family."""
+
+    n_epoch: int  # its n_epoch (it trains n_epoch - checkpoint epoch - 1 epochs, Q1)
+    selection_metric: str  # what it keeps the best epoch by, on the evaluation set (Q7/Q8)
+    # The FCID AVE script keeps the best same-modality epoch and the best cross-modal epoch
+    # independently (two maxima over epochs, F1).
+    same_modality_own_best: bool = False
+
+
+# The FCID scripts keep AVVP's best epoch by F1 (the TOC scripts: by precision).
+_FCID_SELECTION = {"ave": "accuracy", "avvp": "f1", "ave-avvp": "f1", "ucf-vggsound": "accuracy"}
+
+
+def published_script(task: str, variant_family: str = "dcid") -> PublishedScript:
+    """The published script's n_epoch and epoch rule for `task` (TOC scripts for dcid / hdcid,
+    the ACL 2025 FCID scripts for fcid)."""
+    entry = get_task(task)
+    if variant_family == "fcid" and task in FCID_TOC_PRESETS:
+        return PublishedScript(FCID_TOC_PRESETS[task].n_epoch, _FCID_SELECTION[task], same_modality_own_best=task == "ave")
+    return PublishedScript(entry.default_epochs, entry.reference_selection_metric)
 
 
 @dataclass(frozen=True)
@@ -42,11 +68,13 @@ class DirectionPlan:
     dropout_during_training: bool  # reference quirk Q2
     selection_metric: str
     split: str  # how the rows were chosen, for the output
+    same_modality_own_best: bool = False  # FCID AVE (reference): the same-modality score's own best epoch
 
 
 def plan_direction(
     data: TaskData, direction: str, protocol: str, *, split_seed: int = 0,
     test_fraction: float = STRICT_TEST_FRACTION, val_fraction: float = STRICT_VAL_FRACTION,
+    variant_family: str = "dcid",
 ) -> DirectionPlan:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -58,7 +86,7 @@ def plan_direction(
             raise ConfigError(f"task {data.task}: direction {direction} names an unknown feature set {name!r}")
     metric = "accuracy" if data.kind == "clip" else "f1"
     if protocol == "reference":
-        return _reference_plan(data, direction, train_name, eval_name)
+        return _reference_plan(data, direction, train_name, eval_name, published_script(data.task, variant_family))
     train_splits = data.predefined_splits.get(train_name)
     eval_splits = data.predefined_splits.get(eval_name)
     if train_splits and eval_splits:
@@ -79,7 +107,7 @@ def plan_direction(
     )
 
 
-def _reference_plan(data: TaskData, direction: str, train_name: str, eval_name: str) -> DirectionPlan:
+def _reference_plan(data: TaskData, direction: str, train_name: str, eval_name: str, script: PublishedScript) -> DirectionPlan:
     n_train, n_eval = len(data.sets[train_name]), len(data.sets[eval_name])
     train_splits = data.predefined_splits.get(train_name) or {}
     eval_splits = data.predefined_splits.get(eval_name) or {}
@@ -93,10 +121,12 @@ def _reference_plan(data: TaskData, direction: str, train_name: str, eval_name: 
         train = Rows(train_name, np.arange(n_train, dtype=np.int64))
         evaluate = Rows(eval_name, np.arange(n_eval, dtype=np.int64))
         split = "reference: all rows (Q7)"
-    metric = get_task(data.task).reference_selection_metric
     # The epoch is picked on the evaluated rows themselves (Q7/Q8); the same-modality row is the
     # training rows scored with the head, as the reference logs it.
-    return DirectionPlan(data.task, direction, "reference", train, evaluate, evaluate, train, True, metric, split)
+    return DirectionPlan(
+        data.task, direction, "reference", train, evaluate, evaluate, train, True, script.selection_metric, split,
+        same_modality_own_best=script.same_modality_own_best,
+    )
 
 
 def _rows(values) -> np.ndarray:
@@ -165,6 +195,14 @@ def _check_disjoint(data: TaskData, train: Rows, val: Rows, evaluate: Rows, held
             f"task {data.task}: {len(leaked)} evaluated video(s) also appear in training or validation "
             f"(e.g. {example}); the predefined splits overlap"
         )
+
+
+def default_n_epoch(task: str, protocol: str, variant_family: str) -> int:
+    """n_epoch when none is given: the task's TOC-script count (strict, every family alike, so
+    families compare on one budget); under `reference` the family's published script's."""
+    if protocol == "reference":
+        return published_script(task, variant_family).n_epoch
+    return get_task(task).default_epochs
 
 
 def epochs_to_train(protocol: str, n_epoch: int, checkpoint_epoch: int | None) -> int:

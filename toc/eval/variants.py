@@ -1,8 +1,10 @@
 """The evaluated variants: which codebook levels and channels of the cached codes a head sees.
 
-dcid / hdcid read every channel of one / both codebook levels; the +toc variants read the
-TOC-selected channels of a selection (toc.codebook.selection.SelectionFile), per level, in the
-selection's order. A checkpoint's variant family follows from its number of codebook levels.
+dcid / hdcid read every channel of one / both codebook levels; fcid reads FCID's one level, the
+per-second coarse codewords its published downstream scripts feed their heads; the +toc
+variants read the TOC-selected channels of a selection (toc.codebook.selection.SelectionFile),
+per level, in the selection's order. A checkpoint's variant family follows from its model
+family: FCID checkpoints are `fcid`, the others `dcid` (one level) or `hdcid` (two).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdcid.families import FCID_FAMILY
 from toc.codebook.selection import SelectionFile
 from toc.errors import ConfigError, SettingsError
 from toc.eval.cache import EncodedSet
@@ -22,7 +25,7 @@ class Variant:
     """A named view of the codes: the levels it concatenates and whether it applies TOC."""
 
     name: str
-    family: str  # the kind of checkpoint it needs: "dcid" (one level) or "hdcid" (two)
+    family: str  # the kind of checkpoint it needs: "dcid" (one level), "hdcid" (two) or "fcid"
     levels: tuple[int, ...]
     uses_selection: bool
     description: str
@@ -35,6 +38,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("dcid+toc", "dcid", (0,), True, "TOC-selected channels of level 0"),
         Variant("hdcid", "hdcid", (0, 1), False, "both levels concatenated, level 0 first"),
         Variant("hdcid+toc", "hdcid", (0, 1), True, "per-level TOC selections concatenated, level 0 first"),
+        Variant("fcid", "fcid", (0,), False, "all channels of FCID's per-second coarse codewords"),
+        Variant("fcid+toc", "fcid", (0,), True, "TOC-selected channels of FCID's per-second coarse codewords"),
     )
 }
 VARIANT_NAMES: tuple[str, ...] = tuple(VARIANTS)
@@ -52,27 +57,41 @@ def family_levels(family: str) -> int:
     return len(VARIANTS[family].levels)
 
 
-def family_for_levels(levels: int) -> str:
-    """The variant family of a checkpoint with this many codebook levels."""
-    for family in FAMILIES:
+def family_of_checkpoint(model_family: str | None, levels: int) -> str:
+    """The variant family of a checkpoint: `fcid` for an FCID model, else by its codebook levels
+    (`model_family` None: only the levels are known, e.g. a test double)."""
+    if model_family == FCID_FAMILY:
+        return "fcid"
+    for family in ("dcid", "hdcid"):
         if family_levels(family) == levels:
             return family
     raise ConfigError(f"no variant reads a checkpoint with {levels} codebook levels")
 
 
-def default_variants(levels: int, with_toc: bool) -> list[str]:
-    """A checkpoint's own variant: dcid for one level, hdcid for two; +toc when TOC is given."""
-    family = family_for_levels(levels)
+def default_variants(levels: int, with_toc: bool, model_family: str | None = None) -> list[str]:
+    """A checkpoint's own variant: fcid for FCID, dcid for one level, hdcid for two; +toc when
+    TOC is given."""
+    family = family_of_checkpoint(model_family, levels)
     return [family + "+toc" if with_toc else family]
 
 
-def check_applicable(names: Sequence[str], levels: int) -> None:
-    """Fail before any encoding when a variant cannot apply to a checkpoint with `levels` levels."""
+def check_applicable(names: Sequence[str], levels: int, model_family: str | None = None) -> None:
+    """Fail before any encoding when a variant cannot apply to a checkpoint with `levels` levels
+    (and, when known, of model family `model_family`)."""
+    own = family_of_checkpoint(model_family, levels) if model_family is not None else None
     for name in names:
         variant = get_variant(name)
         if max(variant.levels) >= levels:
             raise ConfigError(
                 f"variant {name} needs {len(variant.levels)} codebook levels; the checkpoint has {levels}"
+            )
+        # FCID's codes are another model's: a dcid label on them (or fcid on DCID codes) would
+        # put one model's numbers under another's name in the report.
+        if own is not None and (variant.family == "fcid") != (own == "fcid"):
+            raise ConfigError(
+                f"variant {name} reads {variant.family} checkpoints; this is a {model_family} checkpoint "
+                f"(its variants: {', '.join(v.name for v in VARIANTS.values() if v.family == own)}"
+                + (", or dcid variants for its level 0" if own == "hdcid" else "") + ")"
             )
 
 
@@ -106,7 +125,7 @@ class ChannelView:
 def resolve_view(variant_name: str, codebooks: Sequence[np.ndarray], selection: SelectionFile | None) -> ChannelView:
     """Build the channel view of `variant_name` for a checkpoint with these codebooks."""
     variant = get_variant(variant_name)
-    check_applicable([variant_name], len(codebooks))
+    check_applicable([variant_name], len(codebooks))  # the model family is checked by the loop
     indices_per_level = selection.level_indices() if selection is not None else {}
     channels: list[np.ndarray] = []
     for level in variant.levels:

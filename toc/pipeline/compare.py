@@ -16,7 +16,7 @@ from toc.eval.loop import EvalRequest
 from toc.eval.overlap import find_pretraining_list
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
-from toc.eval.variants import VARIANTS, family_levels
+from toc.eval.variants import VARIANTS
 from toc.pipeline.plan import ComparisonPlan, load_plan
 from toc.pipeline.session import EvalSession
 from toc.progress import LogFn, no_log
@@ -79,11 +79,11 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
                 job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
                 cache_fingerprint=plan.cache_fingerprint,
             )
-            wanted_levels = family_levels(job.family)
-            if session.checkpoint.levels != wanted_levels:
+            if session.variant_family != job.family:
                 raise ConfigError(
-                    f"{job.checkpoint}: checkpoints.{job.family} has {session.checkpoint.levels} codebook level(s); "
-                    f"{job.family} variants need {wanted_levels}"
+                    f"{job.checkpoint}: checkpoints.{job.family} is a {session.checkpoint.family} checkpoint "
+                    f"({session.checkpoint.levels} codebook level(s)); {job.family} variants need a "
+                    f"{job.family} checkpoint"
                 )
             sessions[run_key] = session
         session = sessions[run_key]

@@ -15,7 +15,6 @@ from toc.data.layout import resolve_paths
 from toc.data.vggsound import PairedClips, load_pretrain
 from toc.errors import ConfigError
 from toc.eval.tasks import REFERENCE_TASKS, chance_level
-from toc.eval.variants import VARIANT_NAMES
 from toc.pipeline.compare import run_plan, selection_file_name, write_comparison
 from toc.pipeline.plan import make_plan
 from toc.progress import LogFn, no_log
@@ -103,7 +102,7 @@ def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: Mapping[str,
     budgets = {"dcid": settings.dcid_channels, "hdcid": settings.hdcid_channels}
     return make_plan(
         source="toc demo", data_root=data_root, checkpoints=checkpoints, tasks=settings.tasks,
-        variants=VARIANT_NAMES, heads=settings.heads, seeds=settings.seeds, protocol="strict",
+        heads=settings.heads, seeds=settings.seeds, protocol="strict",
         epochs=settings.head_epochs, toc=lambda _task, family: TocSettings(channels=budgets[family]),
     )
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hdcid.families import DTYPES
+from toc.codebook.presets import PRESET_NAMES, preset_settings
+from toc.codebook.scoring import SCORE_VARIANTS, score_weights
 from toc.codebook.selection import TocSettings
 from toc.data.files import read_toml
 from toc.errors import ConfigError, SettingsError
@@ -34,7 +36,20 @@ _PLAN_KEYS = {
     "selection", "split_seeds", "pretrain_csv", "pretrain_overlap", "cache_fingerprint",
 }
 _INLINE_KEYS = ("channels", "max_num", "min_num")  # required in every TOC table
-_OPTIONAL_TOC_KEYS = ("exact_budget", "sim_weight", "var_weight")
+_OPTIONAL_TOC_KEYS = ("exact_budget", "sim_weight", "var_weight", "score", "reference_topk")
+# `preset = "published"`: the task's published TOC setting (FCID), instead of the keys above.
+_PRESET_KEY = "preset"
+
+
+# The comparison the toolkit was built for; FCID's variants join when the plan names its checkpoint.
+_ALWAYS_COMPARED = ("dcid", "hdcid")
+
+
+def default_variants(checkpoint_families: Sequence[str] | Mapping[str, Any]) -> tuple[str, ...]:
+    """A plan's variants when it names none: every dcid and hdcid variant (a missing checkpoint
+    is then an error), and the fcid ones when an fcid checkpoint is given."""
+    wanted = set(_ALWAYS_COMPARED) | set(checkpoint_families)
+    return tuple(v for v in VARIANT_NAMES if VARIANTS[v].family in wanted)
 
 
 @dataclass(frozen=True)
@@ -113,11 +128,22 @@ def _plan_path(value: Any, key: str, base: Path, path: Path) -> Path:
     return candidate if candidate.is_absolute() else base / candidate
 
 
-def _inline_toc(table: dict, key: str, path: Path) -> TocSettings:
-    known = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS)
+def _inline_toc(table: dict, key: str, path: Path, task: str, family: str) -> TocSettings:
+    known = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS, _PRESET_KEY)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise _plan_error(path, f"{key}.{unknown[0]}", f"one of {', '.join(known)}", unknown[0])
+    if _PRESET_KEY in table:
+        name = table[_PRESET_KEY]
+        if name not in PRESET_NAMES:
+            raise _plan_error(path, f"{key}.{_PRESET_KEY}", " or ".join(PRESET_NAMES), name)
+        others = sorted(set(table) - {_PRESET_KEY, "reference_topk"})
+        if others:
+            raise _plan_error(path, f"{key}.{others[0]}", f"no other TOC key beside {_PRESET_KEY}", others[0])
+        try:
+            return preset_settings(name, task, family, reference_topk=table.get("reference_topk") is True)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: key '{key}.{_PRESET_KEY}': {exc}") from None
     missing = [k for k in _INLINE_KEYS if k not in table]
     if missing:
         raise ConfigError(f"{path}: missing key '{key}.{missing[0]}' (TOC settings need {', '.join(_INLINE_KEYS)})")
@@ -131,6 +157,16 @@ def _inline_toc(table: dict, key: str, path: Path) -> TocSettings:
         if not isinstance(table["exact_budget"], bool):
             raise _plan_error(path, f"{key}.exact_budget", "true or false", table["exact_budget"])
         values["exact_budget"] = table["exact_budget"]
+    if "reference_topk" in table:
+        if not isinstance(table["reference_topk"], bool):
+            raise _plan_error(path, f"{key}.reference_topk", "true or false", table["reference_topk"])
+        values["reference_topk"] = table["reference_topk"]
+    if "score" in table:
+        if table["score"] not in SCORE_VARIANTS:
+            raise _plan_error(path, f"{key}.score", " or ".join(SCORE_VARIANTS), table["score"])
+        if "sim_weight" in table or "var_weight" in table:
+            raise _plan_error(path, f"{key}.score", "score or sim_weight / var_weight, not both", table["score"])
+        values["sim_weight"], values["var_weight"] = score_weights(table["score"])
     for name in ("sim_weight", "var_weight"):
         if name in table:
             v = table[name]
@@ -157,13 +193,17 @@ def _selection_for(
         raise _plan_error(path, "selection", "a table", section)
     merged: dict[str, Any] = {}
     table, where = section, "selection"
-    toc_keys = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS)
+    toc_keys = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS, _PRESET_KEY)
     steps: tuple[tuple[str | None, Sequence[str]], ...] = ((task, TASKS), (family, FAMILIES), (None, ()))
     for depth, (nested, allowed) in enumerate(steps):
         for name in table:
             if name not in toc_keys and name not in allowed:
                 expected = ", ".join([*_INLINE_KEYS, *allowed])
                 raise _plan_error(path, f"{where}.{name}", f"one of {expected}", name)
+        if _PRESET_KEY in table:  # a preset replaces the settings of the outer tables
+            merged = {k: v for k, v in merged.items() if k == "reference_topk"}
+        elif any(k in table for k in _INLINE_KEYS):  # and explicit settings replace an outer preset
+            merged.pop(_PRESET_KEY, None)
         merged.update({k: table[k] for k in toc_keys if k in table})
         if nested is None or nested not in table:
             break
@@ -174,7 +214,7 @@ def _selection_for(
             kind = "a table of TOC settings or a selection file path" if depth == 1 else "a table"
             raise _plan_error(path, f"{where}.{nested}", kind, inner)
         table, where = inner, f"{where}.{nested}"
-    return _inline_toc(merged, where, path) if merged else None
+    return _inline_toc(merged, where, path, task, family) if merged else None
 
 
 def load_plan(path: str | os.PathLike) -> ComparisonPlan:
@@ -192,7 +232,10 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     cache_dir = _plan_path(raw["cache_dir"], "cache_dir", base, plan_path) if "cache_dir" in raw else None
     tasks = _plan_list(raw, "tasks", TASKS, None, plan_path)
     directions = _plan_list(raw, "directions", DIRECTIONS, DIRECTIONS, plan_path)
-    variants = _plan_list(raw, "variants", VARIANT_NAMES, VARIANT_NAMES, plan_path)
+    checkpoints_raw = raw.get("checkpoints")
+    if not isinstance(checkpoints_raw, dict):
+        raise _plan_error(plan_path, "checkpoints", "a table: dcid = PATH, hdcid = PATH, fcid = PATH", checkpoints_raw)
+    variants = _plan_list(raw, "variants", VARIANT_NAMES, default_variants(checkpoints_raw), plan_path)
     heads = _plan_list(raw, "heads", HEADS, ("linear",), plan_path)
     protocol = raw.get("protocol", "strict")
     if protocol not in PROTOCOLS:
@@ -235,9 +278,6 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     cache_fingerprint = raw.get("cache_fingerprint", "stat")
     if cache_fingerprint not in FINGERPRINTS:
         raise _plan_error(plan_path, "cache_fingerprint", " or ".join(FINGERPRINTS), cache_fingerprint)
-    checkpoints_raw = raw.get("checkpoints")
-    if not isinstance(checkpoints_raw, dict):
-        raise _plan_error(plan_path, "checkpoints", "a table: dcid = PATH, hdcid = PATH", checkpoints_raw)
     for name in checkpoints_raw:
         if name not in FAMILIES:
             raise _plan_error(plan_path, f"checkpoints.{name}", " or ".join(FAMILIES), name)
@@ -288,15 +328,17 @@ def make_plan(
     *, source: str, checkpoints: Mapping[str, Path | Sequence[Path]], tasks: Sequence[str],
     toc: Callable[[str, str], TocSettings | Path | None], data_root: Path | None = None,
     data_config: Path | None = None, cache_dir: Path | None = None,
-    directions: Sequence[str] = DIRECTIONS, variants: Sequence[str] = VARIANT_NAMES,
+    directions: Sequence[str] = DIRECTIONS, variants: Sequence[str] | None = None,
     heads: Sequence[str] = ("linear",), seeds: Sequence[int] = (0, 1, 2), protocol: str = "strict",
     epochs: int | None = None, batch_size: int = 80, dtype: str = "float32", split_seed: int = 0,
     device: str = "cpu", trust_checkpoint: bool = False, split_seeds: Sequence[int] | None = None,
     pretrain_csv: Path | None = None, pretrain_overlap: str = "report", cache_fingerprint: str = "stat",
 ) -> ComparisonPlan:
     """Expand a comparison into its jobs: one per task, checkpoint family and pretraining run
-    (a family may list several checkpoints), each with that family's variants;
-    `toc(task, family)` gives the TOC settings (or selection file) of a job."""
+    (a family may list several checkpoints), each with that family's variants (default:
+    `default_variants`); `toc(task, family)` gives the TOC settings (or selection file) of a job."""
+    if variants is None:
+        variants = default_variants(checkpoints)
     runs = pretraining_runs(source, checkpoints)
     jobs: list[EvalJob] = []
     for task in tasks:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toc.codebook.checkpoint import Checkpoint, load_checkpoint
+from toc.codebook.presets import preset_settings
+from toc.codebook.scoring import score_weights
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
 from toc.data.base import TaskData
 from toc.errors import SettingsError
@@ -18,7 +20,7 @@ from toc.eval.overlap import OVERLAP_POLICIES, find_pretraining_list
 from toc.eval.protocols import DIRECTIONS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
-from toc.eval.variants import VARIANTS, default_variants
+from toc.eval.variants import VARIANTS, default_variants, family_of_checkpoint
 from toc.progress import LogFn, ProgressFactory, no_log, no_progress
 
 
@@ -46,13 +48,19 @@ class EvalSession:
         """TOC on this checkpoint's codebooks (every level), in memory."""
         return selection_for(self.checkpoint, settings)
 
+    @property
+    def variant_family(self) -> str:
+        """dcid, hdcid or fcid: which variants read this checkpoint (toc.eval.variants)."""
+        return family_of_checkpoint(self.checkpoint.family, self.checkpoint.levels)
+
     def evaluate(self, data: TaskData, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
         return run_evaluation(data, self.cache, request, log=log)
 
 
 @dataclass(frozen=True)
 class TocOptions:
-    """TOC as `toc eval` is asked for it: a selection file, or inline settings (None = not given)."""
+    """TOC as `toc eval` is asked for it: a selection file, inline settings, or a named preset of
+    published settings (toc.codebook.presets; None = not given)."""
 
     selection: str | Path | None = None
     channels: int | None = None
@@ -61,23 +69,28 @@ class TocOptions:
     exact_budget: bool = False
     sim_weight: float | None = None
     var_weight: float | None = None
+    score: str | None = None  # a named (sim_weight, var_weight) pair: sim_var, sim_only
+    preset: str | None = None  # "published": the task's published setting for this checkpoint
 
     @property
     def inline_extras(self) -> tuple[str, ...]:
         """The inline settings given besides `channels`."""
         given = {"max_num": self.max_num, "min_num": self.min_num, "sim_weight": self.sim_weight,
-                 "var_weight": self.var_weight, "exact_budget": self.exact_budget or None}
+                 "var_weight": self.var_weight, "score": self.score, "exact_budget": self.exact_budget or None}
         return tuple(name for name, value in given.items() if value is not None)
 
     @property
     def given(self) -> bool:
-        return self.selection is not None or self.channels is not None
+        return self.selection is not None or self.channels is not None or self.preset is not None
 
     def settings(self) -> TocSettings:
-        extra = {k: v for k, v in (("sim_weight", self.sim_weight), ("var_weight", self.var_weight)) if v is not None}
+        if self.score is not None and (self.sim_weight is not None or self.var_weight is not None):
+            raise SettingsError("{} sets both weights; drop {} / {}", settings=("score", "sim_weight", "var_weight"))
+        weights = dict(zip(("sim_weight", "var_weight"), score_weights(self.score), strict=True)) if self.score else {}
+        weights.update({k: v for k, v in (("sim_weight", self.sim_weight), ("var_weight", self.var_weight)) if v is not None})
         return TocSettings(
             channels=int(self.channels), max_num=1 if self.max_num is None else self.max_num,
-            min_num=1 if self.min_num is None else self.min_num, exact_budget=self.exact_budget, **extra,
+            min_num=1 if self.min_num is None else self.min_num, exact_budget=self.exact_budget, **weights,
         )
 
 
@@ -120,8 +133,9 @@ class EvalOptions:
         toc = self.toc
         if self.data_root is None and self.config is None:
             raise SettingsError("give {} DIR or {} FILE (or both)", settings=("data_root", "config"))
-        if toc.selection is not None and toc.channels is not None:
-            raise SettingsError("{} and {} are alternatives; give one", settings=("selection", "channels"))
+        chosen = [name for name, value in (("selection", toc.selection), ("channels", toc.channels), ("toc_preset", toc.preset)) if value is not None]
+        if len(chosen) > 1:
+            raise SettingsError(" and ".join(["{}"] * len(chosen)) + " are alternatives; give one", settings=tuple(chosen))
         if toc.channels is None and toc.inline_extras:
             names = toc.inline_extras
             if set(names) <= {"max_num", "min_num"}:
@@ -129,12 +143,13 @@ class EvalOptions:
             raise SettingsError(" / ".join(["{}"] * len(names)) + " need {}", settings=(*names, "channels"))
         if toc.given and not self.wants_toc:
             raise SettingsError(
-                "{} / {} apply only to the +toc variants; none was requested", settings=("selection", "channels"),
+                "{} / {} / {} apply only to the +toc variants; none was requested",
+                settings=("selection", "channels", "toc_preset"),
             )
         if self.wants_toc and not toc.given:
             raise SettingsError(
-                "the +toc variants need {} FILE or {} C [{} A {} B]",
-                settings=("selection", "channels", "max_num", "min_num"),
+                "the +toc variants need {} FILE, {} C [{} A {} B] or {} published",
+                settings=("selection", "channels", "max_num", "min_num", "toc_preset"),
             )
         if toc.channels is not None:
             toc.settings()  # validates the inline settings before any work
@@ -166,7 +181,12 @@ def evaluate_task(
     )
     if options.toc.channels is not None:
         selection = session.select(options.toc.settings())
-    variants = list(options.variants) or default_variants(session.checkpoint.levels, options.wants_toc)
+    elif options.toc.preset is not None:
+        settings = preset_settings(options.toc.preset, options.task, session.variant_family)
+        selection = session.select(settings)
+    variants = list(options.variants) or default_variants(
+        session.checkpoint.levels, options.wants_toc, session.checkpoint.family,
+    )
     data = load_task(options.task, data_root=options.data_root, config=options.config)
     pretraining = None
     if options.protocol == "strict":

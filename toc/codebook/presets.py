@@ -1,0 +1,74 @@
+"""Published TOC settings: the ones the FCID downstream scripts use, one preset per task.
+
+Each launcher of the FCID release runs one direction per task with one score variant and one
+(channels, max_num, min_num) triple; all four keep only a top block (min_num 0). The sweep the
+launchers mention in a comment is `SWEPT_CHANNELS`. These are data for `toc eval --toc-preset
+published` and `toc compare`'s `toc_preset` key; nothing here computes a selection (that is
+toc.codebook.selection's job). The DCID / H-DCID release publishes no per-task setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toc.codebook.scoring import score_weights
+from toc.codebook.selection import TocSettings
+from toc.errors import ConfigError
+
+PRESET_NAMES = ("published",)
+
+# The channel budgets the FCID launchers list as swept (their trailing comment).
+SWEPT_CHANNELS = (64, 128, 144, 168, 196, 224)
+
+
+@dataclass(frozen=True)
+class FcidTocPreset:
+    """One published FCID downstream setting."""
+
+    task: str  # our task name (toc.data)
+    direction: str  # our direction name: the head trains on the first modality
+    script: str  # the published script and its --dataset_name
+    dataset_name: str
+    score: str  # a toc.codebook.scoring.SCORE_VARIANTS name
+    channels: int
+    max_num: int
+    min_num: int
+    n_epoch: int  # the script's n_epoch (it trains n_epoch - checkpoint epoch - 1 epochs)
+    checkpoint_step: int  # the pretraining step of the checkpoint the script loads
+
+    def settings(self, *, reference_topk: bool = False) -> TocSettings:
+        sim_weight, var_weight = score_weights(self.score)
+        return TocSettings(
+            channels=self.channels, max_num=self.max_num, min_num=self.min_num,
+            sim_weight=sim_weight, var_weight=var_weight, reference_topk=reference_topk,
+        )
+
+
+FCID_TOC_PRESETS: dict[str, FcidTocPreset] = {
+    p.task: p
+    for p in (
+        # AVE: all 256 channels, only re-ordered; the one script that keeps the variance term.
+        FcidTocPreset("ave", "a2v", "ave_fc.py", "ave_av", "sim_var", 256, 1, 0, 25, 2000),
+        FcidTocPreset("avvp", "a2v", "avvp_fc.py", "avvp_av", "sim_only", 196, 1, 0, 50, 1400),
+        FcidTocPreset("ave-avvp", "v2a", "ave_avvp_fc.py", "ave_avvp_va", "sim_only", 128, 1, 0, 50, 2000),
+        FcidTocPreset("ucf-vggsound", "a2v", "ucf_vggsound_fc.py", "vgga_ucfv", "sim_only", 168, 1, 0, 80, 2000),
+    )
+}
+
+
+def fcid_preset(task: str) -> FcidTocPreset:
+    if task not in FCID_TOC_PRESETS:
+        raise ConfigError(f"no FCID TOC preset for task {task!r}; expected one of {', '.join(FCID_TOC_PRESETS)}")
+    return FCID_TOC_PRESETS[task]
+
+
+def preset_settings(preset: str, task: str, variant_family: str, *, reference_topk: bool = False) -> TocSettings:
+    """The TOC settings of a named preset for a task and a variant family (dcid, hdcid, fcid)."""
+    if preset not in PRESET_NAMES:
+        raise ConfigError(f"unknown TOC preset {preset!r}; expected one of {', '.join(PRESET_NAMES)}")
+    if variant_family != "fcid":
+        raise ConfigError(
+            f"the {preset} TOC preset exists for FCID checkpoints only (the {variant_family} release "
+            "publishes no per-task TOC setting); give the channels instead"
+        )
+    return fcid_preset(task).settings(reference_topk=reference_topk)
