@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from cmg_base.errors import CmgError, SettingsError
+from cmg_base.errors import CmgError, SettingsError, printable
 from toc.codebook.scoring import DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT
 
 
@@ -36,7 +36,7 @@ class TocCommand(click.Command):
             root = ctx.find_root()
             if root.obj and root.obj.get("debug"):
                 raise
-            message = exc.render(flag_names(ctx))
+            message = printable(exc.render(flag_names(ctx)))
             if isinstance(exc, SettingsError):
                 raise click.UsageError(message, ctx) from exc
             raise click.ClickException(message) from exc
