@@ -73,6 +73,8 @@ def check_regular_file(
         raise error(f"cannot read the {what} (permission denied)", file=path) from None
     except OSError as exc:
         raise error(f"cannot read the {what} ({exc.strerror or exc})", file=path) from None
+    except ValueError:  # an embedded NUL byte
+        raise error(f"invalid path for a {what} (it holds a NUL byte)", file=path) from None
     if not stat.S_ISREG(info.st_mode):
         raise error(
             f"is {_kind_of(info.st_mode)}, not a regular file; refusing to read it as a {what}",

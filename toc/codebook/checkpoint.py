@@ -15,6 +15,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from cmg_base.errors import literal
+from cmg_base.inputs import check_regular_file
 from hdcid.checkpoint_keys import (
     ENCODER_KEY,
     EPOCH_KEY,
@@ -26,11 +27,17 @@ from hdcid.families import FAMILY_MODALITIES, levels_of
 from hdcid.models import CmgEncoder, EncoderSizes
 from hdcid.modules import text_lstm
 from hdcid.normalization import NORMALIZATION_KEY
+from toc.codebook.torch_archive import check_torch_archive
+from toc.data.npy import load_npy
 from toc.errors import CheckpointError, SettingsError
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Trained weights, codes and EMA statistics stay far below this; a value above it is corruption
+# (it would overflow float32 on the way through the encoder).
+MAX_WEIGHT_MAGNITUDE = 1e9
+MAX_LSTM_WIDTH = 1 << 16
 
 
 def file_sha256(path: Path) -> str:
@@ -43,12 +50,7 @@ def file_sha256(path: Path) -> str:
 
 def _read_raw(path: Path, trust_checkpoint: bool):
     """Read any supported container into Python objects without executing pickled code."""
-    if not path.exists():
-        raise CheckpointError("file not found", file=path)
-    if path.is_dir():
-        raise CheckpointError("is a directory, not a checkpoint file", file=path)
-    if path.stat().st_size == 0:
-        raise CheckpointError("empty file (0 bytes)", file=path)
+    check_regular_file(path, what="checkpoint", error=CheckpointError, missing="file not found")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         try:
@@ -56,12 +58,9 @@ def _read_raw(path: Path, trust_checkpoint: bool):
         except Exception as exc:  # the library raises its own error types for bad headers
             raise CheckpointError(f"invalid safetensors file ({_first_line(exc)})", file=path) from exc
     if suffix == ".npy":
-        try:
-            return torch.from_numpy(np.load(path, allow_pickle=False))
-        except ValueError as exc:
-            raise CheckpointError(f"not a plain numeric .npy array ({_first_line(exc)})", file=path) from exc
-        except Exception as exc:
-            raise CheckpointError(f"unreadable .npy file ({_first_line(exc)})", file=path) from exc
+        return torch.from_numpy(load_npy(path, what="codebook", error=CheckpointError))
+    # torch neither checks record CRCs nor bounds compressed records: the archive is checked first.
+    check_torch_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -80,6 +79,8 @@ def _read_raw(path: Path, trust_checkpoint: bool):
         raise CheckpointError(
             f"not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}", file=path
         ) from exc
+    except MemoryError:
+        raise CheckpointError("not a readable torch checkpoint: it declares more data than fits in memory", file=path) from None
     except Exception as exc:
         raise CheckpointError(f"not a readable torch checkpoint: {_first_line(exc)}", file=path) from exc
 
@@ -320,10 +321,63 @@ def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, to
     return out
 
 
+def _check_text_lstm(state: dict, path: Path, sizes: EncoderSizes) -> None:
+    """The text LSTM's keys and shapes, checked on the meta device before anything runs: its
+    output (2 x hidden, bidirectional) must be what the text encoder takes."""
+    ih, hh = state["weight_ih_l0"], state["weight_hh_l0"]
+    if ih.dim() != 2 or hh.dim() != 2 or not 1 <= hh.shape[1] <= MAX_LSTM_WIDTH or not 1 <= ih.shape[1] <= MAX_LSTM_WIDTH:
+        raise CheckpointError(
+            "not an LSTM state_dict", file=path, key=f"{TEXT_LSTM_KEY}.weight_ih_l0",
+            expected=f"2-D weights [4H, I] and [4H, H] with 1 <= I, H <= {MAX_LSTM_WIDTH}",
+            actual=f"{list(ih.shape)} and {list(hh.shape)}",
+        )
+    with torch.device("meta"):
+        expected = text_lstm(int(ih.shape[1]), int(hh.shape[1])).state_dict()
+    check_state(expected, state, path, TEXT_LSTM_KEY)
+    if sizes.text_dim is not None and 2 * int(hh.shape[1]) != sizes.text_dim:
+        raise CheckpointError(
+            "the text LSTM's output does not fit the text encoder", file=path, key=f"{TEXT_LSTM_KEY}.weight_hh_l0",
+            expected=f"hidden size {sizes.text_dim // 2} (2 x hidden = text width {sizes.text_dim})",
+            actual=f"hidden size {int(hh.shape[1])}",
+        )
+
+
+def check_encoding_values(checkpoint: Checkpoint) -> None:
+    """Every float tensor that takes part in encoding is finite and of a sane magnitude.
+
+    A NaN weight makes every distance NaN and every code 0, which looks like a result; 1e200 is
+    finite but overflows float32 (and every square overflows float64), so it is refused with its
+    own message rather than as NaN.
+    """
+    groups = [(ENCODER_KEY, checkpoint.encoder_state), (TEXT_LSTM_KEY, checkpoint.text_lstm_state or {})]
+    for where, state in groups:
+        for key, value in state.items():
+            if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+                continue
+            values = value.detach().double()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(
+                    f"{bad} NaN/Inf value(s) in a weight used for encoding; the checkpoint is corrupt",
+                    file=checkpoint.path, key=f"{where}.{key}", expected="finite values",
+                )
+            largest = float(values.abs().max())
+            if largest > MAX_WEIGHT_MAGNITUDE:
+                raise CheckpointError(
+                    "finite but absurd weight values used for encoding; the checkpoint is corrupt",
+                    file=checkpoint.path, key=f"{where}.{key}",
+                    expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
+                )
+
+
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
-    """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint."""
+    """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint;
+    every value the encoder will use is checked (finite, sane magnitude) before it is returned."""
     path = Path(path)
-    return _checkpoint_from_raw(_read_raw(path, trust_checkpoint), path)
+    checkpoint = _checkpoint_from_raw(_read_raw(path, trust_checkpoint), path)
+    check_encoding_values(checkpoint)
+    return checkpoint
 
 
 def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
@@ -336,6 +390,7 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
             raise CheckpointError("not an LSTM state_dict", file=path, key=TEXT_LSTM_KEY)
         text_state = _strip_prefixes(text_state)
         _check_tensors(text_state, path, TEXT_LSTM_KEY)
+        _check_text_lstm(text_state, path, sizes)
     normalization = container.get(NORMALIZATION_KEY) if container else None
     if normalization is not None:
         normalization = _check_normalization(normalization, path, sizes)

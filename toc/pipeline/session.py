@@ -147,6 +147,8 @@ def evaluate_task(
     )
     if options.toc.channels is not None:
         selection = session.select(options.toc.settings())
+    elif selection is not None:
+        selection.check_made_for(session.checkpoint)  # never apply another checkpoint's channels
     variants = list(options.variants) or default_variants(session.checkpoint.levels, options.wants_toc)
     data = load_task(options.task, data_root=options.data_root, config=options.config)
     request = EvalRequest(
