@@ -16,6 +16,7 @@ from torch import nn
 
 from cmg_base.errors import literal
 from cmg_base.inputs import check_regular_file
+from cmg_base.torch_archive import check_torch_archive
 from hdcid.checkpoint_keys import (
     ENCODER_KEY,
     EPOCH_KEY,
@@ -27,7 +28,6 @@ from hdcid.families import FAMILY_MODALITIES, levels_of
 from hdcid.models import CmgEncoder, EncoderSizes
 from hdcid.modules import text_lstm
 from hdcid.normalization import NORMALIZATION_KEY
-from toc.codebook.torch_archive import check_torch_archive
 from toc.data.npy import load_npy
 from toc.errors import CheckpointError, SettingsError
 
@@ -60,7 +60,7 @@ def _read_raw(path: Path, trust_checkpoint: bool):
     if suffix == ".npy":
         return torch.from_numpy(load_npy(path, what="codebook", error=CheckpointError))
     # torch neither checks record CRCs nor bounds compressed records: the archive is checked first.
-    check_torch_archive(path)
+    check_torch_archive(path, error=CheckpointError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

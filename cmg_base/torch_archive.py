@@ -18,8 +18,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from cmg_base.errors import CmgError
 from cmg_base.inputs import open_regular_file
-from toc.errors import CheckpointError
 
 _BLOCK = 1 << 20
 
@@ -29,11 +29,12 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def check_torch_archive(path: str | Path) -> bool:
+def check_torch_archive(path: str | Path, *, error: type[CmgError] = CmgError) -> bool:
     """Refuse a torch zip archive with compressed, duplicated or corrupt records; returns whether
-    `path` is a zip archive at all (False: a legacy-format file, left to torch)."""
+    `path` is a zip archive at all (False: a legacy-format file, left to torch). Errors are of
+    type `error` (the caller's own checkpoint error)."""
     path = Path(path)
-    with open_regular_file(path, what="checkpoint", error=CheckpointError, missing="file not found") as handle:
+    with open_regular_file(path, what="checkpoint", error=error, missing="file not found") as handle:
         size = handle.seek(0, 2)
         handle.seek(0)
         if not zipfile.is_zipfile(handle):
@@ -42,24 +43,24 @@ def check_torch_archive(path: str | Path) -> bool:
         try:
             archive = zipfile.ZipFile(handle)
         except Exception as exc:  # a damaged central directory
-            raise CheckpointError(f"not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}", file=path) from None
+            raise error(f"not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}", file=path) from None
         with archive:
             infos = archive.infolist()
             seen: set[str] = set()
             total = 0
             for info in infos:
                 if info.filename in seen:
-                    raise CheckpointError("corrupt checkpoint: a record name appears twice", file=path, key=info.filename)
+                    raise error("corrupt checkpoint: a record name appears twice", file=path, key=info.filename)
                 seen.add(info.filename)
                 if info.compress_type != zipfile.ZIP_STORED:
-                    raise CheckpointError(
+                    raise error(
                         "checkpoint record is compressed; torch.save stores records uncompressed, so this "
                         "file was not written by torch (refused: a compressed record can inflate without bound)",
                         file=path, key=info.filename, expected="stored (method 0)", actual=f"method {info.compress_type}",
                     )
                 total += info.file_size
             if total > size:
-                raise CheckpointError(
+                raise error(
                     "corrupt checkpoint: its records declare more bytes than the file holds", file=path,
                     expected=f"at most {size:,} bytes", actual=f"{total:,} bytes",
                 )
@@ -70,9 +71,9 @@ def check_torch_archive(path: str | Path) -> bool:
                             pass
                 except zipfile.BadZipFile as exc:
                     reason = "its CRC-32 does not match (the file is corrupt)" if "CRC" in str(exc) else _first_line(exc)
-                    raise CheckpointError(f"corrupt checkpoint record: {reason}", file=path, key=info.filename) from None
+                    raise error(f"corrupt checkpoint record: {reason}", file=path, key=info.filename) from None
                 except Exception as exc:  # truncated data, bad local headers
-                    raise CheckpointError(
+                    raise error(
                         f"not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}",
                         file=path, key=info.filename,
                     ) from None
