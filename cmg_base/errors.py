@@ -32,8 +32,12 @@ def describe(message: str, *, file: Any = None, key: Any = None, expected: Any =
     if key is not None:
         parts.append(f"key '{printable(key)}'")
     head = ": ".join([", ".join(parts), message]) if parts else message
-    if expected is not None or actual is not None:
+    if expected is not None and actual is not None:
         head += f" (expected {expected}, got {actual})"
+    elif expected is not None:
+        head += f" (expected {expected})"
+    elif actual is not None:
+        head += f" (got {actual})"
     return head
 
 

@@ -66,7 +66,7 @@ def score_command(checkpoint, level, sim_weight, var_weight, allow_nonfinite, fm
     """Per-channel TOC statistics: similarity, variance and score = -w_sim*sim + w_var*var."""
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, allow_nonfinite=allow_nonfinite)
     levels = choose_levels(loaded, level)
     scored = score_levels(loaded, levels, sim_weight, var_weight, allow_nonfinite)
     if fmt == "json":
@@ -100,8 +100,8 @@ def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, 
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
-    selections = select_levels(loaded.codebooks, settings, choose_levels(loaded, level))
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, allow_nonfinite=allow_nonfinite)
+    selections = select_levels(loaded.codebooks, settings, choose_levels(loaded, level), source=loaded.path)
     _warn_short(selections)
     document = SelectionFile.from_selections(
         selections, checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
@@ -123,9 +123,9 @@ def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, si
     require_matplotlib()  # fail with the install hint before any work
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite)
     target = prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, allow_nonfinite=allow_nonfinite)
     levels = choose_levels(loaded, level)
-    selections = select_levels(loaded.codebooks, settings, levels)
+    selections = select_levels(loaded.codebooks, settings, levels, source=loaded.path)
     _warn_short(selections)
     png = toc_figure(
         loaded.codebooks, [s.channel_scores for s in selections], selections,

@@ -371,6 +371,22 @@ def check_encoding_values(checkpoint: Checkpoint) -> None:
                 )
 
 
+# An epoch or step count above this is not one (the reference protocol trains n - epoch - 1 epochs).
+MAX_COUNT = 1 << 40
+
+
+def _count(value, path: Path, key: str) -> int | None:
+    """An epoch / step counter: an integer (or a one-element integer tensor) in 0..MAX_COUNT;
+    None when absent or not a number at all (older files store other things under these keys)."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point() and not value.is_complex():
+        value = int(value.item())
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return None
+    if not 0 <= int(value) <= MAX_COUNT:
+        raise CheckpointError("not a plausible count", file=path, key=key, expected=f"0..{MAX_COUNT}", actual=int(value))
+    return int(value)
+
+
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
     """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint;
     every value the encoder will use is checked (finite, sane magnitude) before it is returned."""
@@ -403,8 +419,8 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
         sizes=sizes,
         encoder_state=encoder_state,
         text_lstm_state=text_state,
-        epoch=int(epoch) if isinstance(epoch, (int, np.integer)) or (torch.is_tensor(epoch) and epoch.numel() == 1) else None,
-        total_step=int(total_step) if isinstance(total_step, (int, np.integer)) else None,
+        epoch=_count(epoch, path, EPOCH_KEY),
+        total_step=_count(total_step, path, TOTAL_STEP_KEY),
         extra_keys=sorted(str(k) for k in container if k not in REFERENCE_KEYS) if container else [],
         input_normalization=normalization,
     )
@@ -452,9 +468,45 @@ def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
     return candidate
 
 
-def load_codebooks(path: str | Path, *, trust_checkpoint: bool = False) -> LoadedCodebooks:
-    """Codebooks per level from a reference checkpoint (any family) or a bare codebook file."""
-    path = Path(path)
+def check_codebook_values(loaded: LoadedCodebooks, *, allow_nonfinite: bool = False) -> None:
+    """The codebooks are finite and sane (unless `allow_nonfinite`: scoring then skips those
+    channels), and EMA usage counts are finite and non-negative: a report built on NaN would
+    look like a result."""
+    if not allow_nonfinite:
+        for level, codebook in enumerate(loaded.codebooks):
+            values = codebook.detach().double()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                channels = torch.nonzero(~finite.all(dim=0)).flatten().tolist()
+                raise CheckpointError(
+                    f"level {level}: NaN/Inf values in {len(channels)} channel(s) {channels[:8]}; the codebook is "
+                    "corrupt (pass {} to skip those channels where a command allows it)",
+                    file=loaded.path, settings=("allow_nonfinite",),
+                )
+            largest = float(values.abs().max()) if values.numel() else 0.0
+            if largest > MAX_WEIGHT_MAGNITUDE:
+                raise CheckpointError(
+                    f"level {level}: finite but absurd codebook values; the codebook is corrupt",
+                    file=loaded.path, expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
+                )
+    for level, counts in enumerate(loaded.ema_counts or []):
+        values = counts.detach().double()
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise CheckpointError(
+                f"level {level}: EMA usage counts are NaN, infinite or negative; the checkpoint is corrupt",
+                file=loaded.path, key="Cross_quantizer.ema_count", expected="finite counts >= 0",
+            )
+
+
+def load_codebooks(path: str | Path, *, trust_checkpoint: bool = False, allow_nonfinite: bool = False) -> LoadedCodebooks:
+    """Codebooks per level from a reference checkpoint (any family) or a bare codebook file,
+    checked by `check_codebook_values`."""
+    loaded = _load_codebooks(Path(path), trust_checkpoint)
+    check_codebook_values(loaded, allow_nonfinite=allow_nonfinite)
+    return loaded
+
+
+def _load_codebooks(path: Path, trust_checkpoint: bool) -> LoadedCodebooks:
     raw = _read_raw(path, trust_checkpoint)
     bare = None
     if not (isinstance(raw, dict) and (ENCODER_KEY in raw or _looks_like_encoder(_strip_prefixes(raw)))):

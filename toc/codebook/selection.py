@@ -257,10 +257,12 @@ def select_levels(
     codebooks: Sequence[Any],
     settings: TocSettings | Mapping[int, TocSettings],
     levels: Sequence[int] | None = None,
+    source: Any = None,
 ) -> list[Selection]:
     """Per-level selections (H-DCID: one per codebook level), in level order 0, 1, ...
 
-    `settings` is one TocSettings for every level, or a mapping level -> TocSettings.
+    `settings` is one TocSettings for every level, or a mapping level -> TocSettings; `source`
+    (the codebooks' file) is named in errors.
     """
     chosen = list(range(len(codebooks))) if levels is None else sorted(set(levels))
     for level in chosen:
@@ -274,7 +276,8 @@ def select_levels(
             if level not in settings:
                 raise ConfigError(f"no TOC settings given for level {level}")
             level_settings = settings[level]
-        result.append(select_level(codebooks[level], level_settings, level))
+        where = f"{source}: level {level}" if source is not None else None
+        result.append(select_level(codebooks[level], level_settings, level, where))
     return result
 
 
@@ -414,7 +417,7 @@ class SelectionFile:
 def selection_for(checkpoint: Any, settings: TocSettings, levels: Sequence[int] | None = None,
                   parameters: Mapping[str, Any] | None = None) -> SelectionFile:
     """TOC on a loaded checkpoint's codebooks (anything with path, sha256, family, codebooks)."""
-    selections = select_levels(checkpoint.codebooks, settings, levels)
+    selections = select_levels(checkpoint.codebooks, settings, levels, source=checkpoint.path)
     return SelectionFile.from_selections(
         selections, checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256,
         family=checkpoint.family, parameters=parameters if parameters is not None else settings.as_dict(),
