@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import os
 import pickle
 import pickletools
 import zipfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmg_base.inputs import open_regular_file
+from cmg_base.inputs import check_regular_file, open_regular_file
 from toc.data.base import T_SEGMENTS
 from toc.errors import DataError
 
@@ -239,13 +240,19 @@ def check_zips_exist(directory: str | Path, keys: Sequence[str], *, listed_in: s
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError("missing feature directory", file=directory)
-    present = {p.name for p in directory.iterdir()}
+    present = {entry.name: entry for entry in os.scandir(directory)}
     for key in keys:
-        if f"{key}.zip" not in present:
+        entry = present.get(f"{key}.zip")
+        if entry is None:
             raise DataError(
                 f"missing feature zip for video id '{key}' listed in {listed_in}",
                 file=directory / f"{key}.zip",
             )
+        # A FIFO, device or directory in place of a zip is refused now, not when (or if) it is read.
+        if not entry.is_file():
+            check_regular_file(entry.path, what="feature zip", error=DataError)
+        if entry.stat().st_size == 0:
+            raise DataError("empty file (0 bytes); expected a feature zip", file=entry.path)
 
 
 # ---------------------------------------------------------------------- the writer (corpora)
