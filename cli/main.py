@@ -4,43 +4,100 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 
 import click
 
 from cli.commands import COMMANDS
 from cli.options import flag
-from cmg_base.errors import CmgError
+from cmg_base.errors import CmgError, printable
+from cmg_base.files import remove_live_temporaries, stop_after_critical_section
+
+# Signals that end a run early: the temporaries of the outputs being written are removed first
+# (the `finally` blocks run as the exception unwinds), then the exit code is 128 + the signal.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised by the signal handler: unwinds like Ctrl-C, so every cleanup block runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, _frame) -> None:
+    # Later signals while cleaning up are ignored: the cleanup is short and must not be cut.
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+
+    def stop() -> None:
+        raise Stopped(signum)
+
+    # An output being renamed into place finishes first: never half of a multi-file output.
+    if not stop_after_critical_section(stop):
+        stop()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one `warning: ...` line on stderr, never with a source line."""
+    click.echo(f"warning: {printable(str(message).strip().splitlines()[0] if str(message).strip() else category.__name__)}", err=True)
+
+
+def install_process_handlers() -> None:
+    """Signals, the file-size limit and warnings, as the command line wants them."""
+    if hasattr(signal, "SIGXFSZ"):
+        # Past a file-size limit (ulimit -f) the default action kills the process; ignoring the
+        # signal turns it into an EFBIG write error that we report in one line.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is not signal.SIG_IGN:  # e.g. nohup: stay ignored
+            signal.signal(number, _stop)
+    warnings.showwarning = _one_line_warning
+    # Torch's notes to its own developers (nested tensors, TypedStorage, ...) mean nothing to a
+    # user of `toc`; the library's own warnings still come through, one line each.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"Error: {printable(message)}", err=True)
+    sys.exit(code)
 
 
 class TocGroup(click.Group):
     """Turns library errors into one line on stderr and exit code 1 (tracebacks only with --debug)."""
 
     def invoke(self, ctx: click.Context):
+        debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except CmgError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"Error: {exc.render(flag)}", err=True)
-            sys.exit(1)
+        except Stopped as exc:
+            name = signal.Signals(exc.signum).name
+            _fail(f"stopped by {name}; the outputs being written were not changed", 128 + exc.signum)
         except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            sys.exit(130)
+            _fail("interrupted; the outputs being written were not changed", 130)
+        except CmgError as exc:
+            if debug:
+                raise
+            _fail(exc.render(flag))
         except MemoryError:
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug:
                 raise
-            click.echo("Error: out of memory (try a smaller --batch-size)", err=True)
-            sys.exit(1)
+            _fail("out of memory: the inputs or settings need more memory than this machine has")
+        except RecursionError:
+            if debug:
+                raise
+            _fail("an input is nested too deeply to read (run with --debug for the traceback)")
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug:
                 raise
-            click.echo(
-                f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                err=True,
-            )
-            sys.exit(1)
+            text = str(exc).strip().splitlines()
+            _fail(f"unexpected {type(exc).__name__}: {text[0][:300] if text else ''} (run with --debug for the traceback)")
+        finally:
+            remove_live_temporaries()
 
 
 @click.group(cls=TocGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -51,10 +108,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """cmg-toc: TOC channel selection, H-DCID training and cross-modal evaluation for CMG codebooks."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if hasattr(signal, "SIGXFSZ"):
-        # Past a file-size limit (ulimit -f) the default action kills the process; ignoring the
-        # signal turns it into an EFBIG write error that we report in one line.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    install_process_handlers()
 
 
 for _command in COMMANDS:

@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from cmg_base.errors import CmgError, SettingsError
+from cmg_base.errors import CmgError, SettingsError, printable
 from cmg_base.files import prepare_output, write_text_atomic
 from toc.codebook.scoring import (
     DEFAULT_SIM_WEIGHT,
@@ -42,7 +42,7 @@ class TocCommand(click.Command):
             root = ctx.find_root()
             if root.obj and root.obj.get("debug"):
                 raise
-            message = exc.render(flag_names(ctx))
+            message = printable(exc.render(flag_names(ctx)))
             if isinstance(exc, SettingsError):
                 raise click.UsageError(message, ctx) from exc
             raise click.ClickException(message) from exc

@@ -7,16 +7,37 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
+def printable(text: object) -> str:
+    """`text` as one printable line: control characters (a newline in a file name, a terminal
+    escape in a CSV value) and bytes that are not UTF-8 (surrogate-escaped file names) are written
+    as escapes, so a message stays one line and can always be encoded."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xD800 <= code <= 0xDFFF:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                       if code < 0xD800 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def describe(message: str, *, file: Any = None, key: Any = None, expected: Any = None, actual: Any = None) -> str:
     """`FILE, key 'KEY': MESSAGE (expected E, got A)` with the parts that are known."""
     parts = []
     if file is not None:
-        parts.append(f"{file}")
+        parts.append(printable(file))
     if key is not None:
-        parts.append(f"key '{key}'")
+        parts.append(f"key '{printable(key)}'")
     head = ": ".join([", ".join(parts), message]) if parts else message
-    if expected is not None or actual is not None:
+    if expected is not None and actual is not None:
         head += f" (expected {expected}, got {actual})"
+    elif expected is not None:
+        head += f" (expected {expected})"
+    elif actual is not None:
+        head += f" (got {actual})"
     return head
 
 

@@ -30,7 +30,7 @@ from hdcid.modules import (
     VideoEncoder,
     VideoSemanticEncoder,
 )
-from hdcid.quantizer import CrossQuantizer, QuantizerOutput, quantize
+from hdcid.quantizer import CrossQuantizer, QuantizerOutput, quantize_finite
 
 CODEBOOK_PREFIX = "Cross_quantizer_coarse"
 # The published quantizer is called with video, audio, text in its three slots, so the MM-EMA
@@ -224,13 +224,13 @@ class FcidEncoder(nn.Module):
         and feeds to its head. For text the steps are the word slots. No state changes.
         """
         split = self.split_coarse_features(modality, features)
-        codewords, codes = quantize(split, self.codebook())
+        codewords, codes = quantize_finite(split, self.codebook())
         return [(codewords, codes.reshape(split.shape[:2]))]
 
     def encode_clip(self, modality: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip-level coarse (codewords [B, D], codes [B]): one code per clip, no state change."""
         clip = self.clip_coarse_features(modality, features)
-        return quantize(clip, self.codebook())
+        return quantize_finite(clip, self.codebook())
 
     def encode_with_clip(
         self, modality: str, features: torch.Tensor
@@ -238,8 +238,8 @@ class FcidEncoder(nn.Module):
         """`encode` and `encode_clip` from one pass through the temporal module."""
         fine = self.fine_features(modality, features)
         split = self.split_from_fine(modality, fine)
-        codewords, codes = quantize(split, self.codebook())
-        return [(codewords, codes.reshape(split.shape[:2]))], quantize(self.clip_from_fine(modality, fine), self.codebook())
+        codewords, codes = quantize_finite(split, self.codebook())
+        return [(codewords, codes.reshape(split.shape[:2]))], quantize_finite(self.clip_from_fine(modality, fine), self.codebook())
 
     # ------------------------------------------------------------------ training
     def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> FcidForward:

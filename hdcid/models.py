@@ -17,7 +17,7 @@ from hdcid.modules import (
     VideoEncoder,
     VideoSemanticEncoder,
 )
-from hdcid.quantizer import CrossQuantizer, MultiLevelQuantizer, QuantizerOutput, quantize
+from hdcid.quantizer import CrossQuantizer, MultiLevelQuantizer, QuantizerOutput, quantize_finite
 
 __all__ = ["FAMILIES", "FAMILY_MODALITIES", "CmgEncoder", "EncoderOutput", "EncoderSizes"]
 
@@ -158,7 +158,7 @@ class CmgEncoder(nn.Module):
         """
         out = []
         for level, semantic in enumerate(self.semantic_features(modality, features)):
-            codewords, indices = quantize(semantic, self.codebook(level))
+            codewords, indices = quantize_finite(semantic, self.codebook(level))
             out.append((codewords, indices.reshape(semantic.shape[:2])))
         return out
 

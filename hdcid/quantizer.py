@@ -45,6 +45,23 @@ def quantize(features: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tens
     return codewords, indices
 
 
+class NonFiniteFeatures(ValueError):
+    """Features to quantize hold NaN/Inf: every distance would be NaN and every code 0, which
+    would look like a result."""
+
+    def __init__(self, clip: int):
+        self.clip = clip
+        super().__init__(f"NaN/Inf features for clip {clip} of the batch")
+
+
+def quantize_finite(features: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`quantize` for inference ([B, ...] features): refuses NaN/Inf, naming the first such clip."""
+    finite = torch.isfinite(features).reshape(len(features), -1).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteFeatures(int(torch.nonzero(~finite).flatten()[0]))
+    return quantize(features, codebook)
+
+
 @dataclass
 class QuantizerOutput:
     """What one training-mode quantizer call returns for the three modalities."""

@@ -84,15 +84,18 @@ def test_non_array_pickles_are_data_errors(tmp_path, payload, needle):
     assert needle in one_line(exc)
 
 
-def test_member_rules_extra_member_skipped_last_pkl_wins(tmp_path):
+def test_member_rules_extra_member_skipped_one_pkl_member(tmp_path):
     path = tmp_path / "clip.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("notes.txt", b"ignored")
-        archive.writestr("first.pkl", pickle.dumps(np.zeros((10, 128), np.float32)))
         archive.writestr("dir/second.pkl.bak", pickle.dumps(np.ones((10, 128))))
         archive.writestr("zz_no_pickle", b"garbage that is not a pickle")
     array, member = read_zip_array(path)
     assert member == "dir/second.pkl.bak" and np.all(array == 1.0)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("first.pkl", pickle.dumps(np.zeros((10, 128), np.float32)))
+    with pytest.raises(DataError, match="several pickle members"):
+        read_zip_array(path)
 
 
 def test_zip_without_pickle_member(tmp_path):
@@ -108,7 +111,7 @@ def test_missing_truncated_and_non_zip_files(tmp_path):
     with pytest.raises(DataError, match="missing feature file"):
         read_zip_array(tmp_path / "absent.zip")
     (tmp_path / "empty.zip").write_bytes(b"")
-    with pytest.raises(DataError, match="unreadable zip"):
+    with pytest.raises(DataError, match="empty file"):
         read_zip_array(tmp_path / "empty.zip")
     good = write_feature_zip(tmp_path, "good", np.zeros((10, 128)))
     (tmp_path / "cut.zip").write_bytes(good.read_bytes()[: good.stat().st_size // 2])

@@ -77,7 +77,7 @@ def score_command(checkpoint, level, sim_weight, var_weight, score_variant, allo
     sim_weight, var_weight = score_weights_given(score_variant, sim_weight, var_weight)
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key, allow_nonfinite=allow_nonfinite)
     levels = choose_levels(loaded, level)
     _warn(level_notes(loaded, levels))
     scored = score_levels(loaded, levels, sim_weight, var_weight, allow_nonfinite)
@@ -116,10 +116,10 @@ def select_command(checkpoint, channels, max_num, min_num, level, exact_budget, 
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     if output is not None:
         prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key, allow_nonfinite=allow_nonfinite)
     levels = choose_levels(loaded, level)
     _warn(level_notes(loaded, levels))
-    selections = select_levels(loaded.codebooks, settings, levels)
+    selections = select_levels(loaded.codebooks, settings, levels, source=loaded.path)
     _warn_short(selections)
     document = SelectionFile.from_selections(
         selections, checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
@@ -142,10 +142,10 @@ def plot_command(checkpoint, channels, max_num, min_num, level, exact_budget, si
     sim_weight, var_weight = score_weights_given(score_variant, sim_weight, var_weight)
     settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
     target = prepare_output(output, force=force)
-    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key)
+    loaded = load_codebooks(checkpoint, trust_checkpoint=trust_checkpoint, codebook_key=codebook_key, allow_nonfinite=allow_nonfinite)
     levels = choose_levels(loaded, level)
     _warn(level_notes(loaded, levels))
-    selections = select_levels(loaded.codebooks, settings, levels)
+    selections = select_levels(loaded.codebooks, settings, levels, source=loaded.path)
     _warn_short(selections)
     png = toc_figure(
         loaded.codebooks, [s.channel_scores for s in selections], selections,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cli.options import command, force_option
+from cli.options import command, force_option, trust_option
 from cli.progress import log
 from toc.pipeline.compare import compare as run_comparison
 from toc.report import write_report
@@ -56,15 +56,17 @@ def report(results, out_dir, metric, selections, no_charts, resamples, force):
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", help="Output directory.")
 @click.option("--no-charts", is_flag=True, default=False, help="Write no PNG files.")
 @force_option
-def compare(plan, out_dir, no_charts, force):
+@trust_option
+def compare(plan, out_dir, no_charts, force, trust_checkpoint):
     """Run a whole comparison from a TOML plan, then write its report.
 
     Evaluates every task × direction × variant × head × seed of the plan with the evaluation
     library (codes encoded once per checkpoint and set), writes OUT/results.jsonl and the
     `toc report` files beside it. Progress on stderr; the list of files as JSON on stdout.
+    Only --trust-checkpoint grants full unpickling; a plan file cannot.
     """
     written = run_comparison(
-        plan, out_dir, force=force, log=log, charts=not no_charts
+        plan, out_dir, force=force, log=log, charts=not no_charts, trust_checkpoint=trust_checkpoint,
     )
     for note in written.notes:
         click.echo(f"note: {note}", err=True)

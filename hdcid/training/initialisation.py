@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmg_base.inputs import check_regular_file
+from cmg_base.torch_archive import check_torch_archive
 from hdcid import normalization
 from hdcid.checkpoint_keys import (
     DECODER_KEY,
@@ -77,6 +79,8 @@ def warm_start(model: PretrainModel, path: Path, levels: int) -> dict[str, torch
     into an H-DCID model; returns the checkpoint's input statistics, if it has any."""
     if levels != 2:
         raise ModelError("{} warm-starts H-DCID level 1; it needs levels 2", settings=("init_from",))
+    check_regular_file(path, what="checkpoint to warm-start from", error=ModelError)
+    check_torch_archive(path, error=ModelError)
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

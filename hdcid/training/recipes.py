@@ -19,6 +19,13 @@ from hdcid.errors import ModelError, SettingsError, literal
 from hdcid.families import DTYPES, FCID_FAMILY, family_for, torch_dtype
 
 SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
+# Far above the published sizes (400 codes x 256, widths up to 2048, batch 80) and far below
+# what would exhaust memory before the first step.
+MAX_SIZES = {
+    "n_embeddings": 1 << 16, "embedding_dim": 1 << 13, "audio_output_dim": 1 << 14, "video_output_dim": 1 << 14,
+    "text_output_dim": 1 << 14, "batch_size": 1 << 16, "mi_iters": 1000,
+}
+MAX_CODEBOOK_ENTRIES = 1 << 24
 
 # Dead-code reset patience: the published 300 / 100 batches, one epoch, or a number of batches.
 ResetPatience = int | Literal["reference", "auto"]
@@ -218,6 +225,31 @@ class TrainConfig:
             raise ModelError(f"{{}} must be >= 0, got {literal(r.gap_weight)}", settings=("gap_weight",))
         if r.align_temperature <= 0:
             raise ModelError(f"{{}} must be > 0, got {literal(r.align_temperature)}", settings=("align_temperature",))
+        self._validate_ranges()
+
+    def _validate_ranges(self) -> None:
+        """Numbers that would train nothing (NaN rates, a negative clip) or could not be built
+        (a codebook of 1e8 codes needs tens of GB) are refused before any data is read."""
+        positive = ("lr", "mi_lr", "clip")
+        non_negative = ("level2_weight", "align_weight", "gap_weight", "align_temperature")
+        for name in (*positive, *non_negative):
+            value = self.setting(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ModelError(f"{{}} must be a finite number, got {literal(value)}", settings=(name,))
+            if (value <= 0) if name in positive else (value < 0):
+                bound = "> 0" if name in positive else ">= 0"
+                raise ModelError(f"{{}} must be {bound}, got {literal(value)}", settings=(name,))
+        for name, limit in MAX_SIZES.items():
+            value = getattr(self, name)
+            if value > limit:
+                raise ModelError(f"{{}} must be at most {limit:,}, got {literal(value)}", settings=(name,))
+        entries = self.levels * self.n_embeddings * self.embedding_dim
+        if entries > MAX_CODEBOOK_ENTRIES:
+            raise ModelError(
+                f"the codebook would hold {entries:,} values ({{}} {self.n_embeddings} x {{}} {self.embedding_dim} "
+                f"x {self.levels} level(s)); at most {MAX_CODEBOOK_ENTRIES:,} are supported",
+                settings=("n_embeddings", "embedding_dim"),
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -77,11 +77,22 @@ def open_training(
         # Read and checked before the corpus is loaded, so a refused change fails fast.
         saved = SavedRun.read(run_dir)
         config = TrainConfig.resumed(saved.config, request.settings)
+        config.validate()
         check_device(config.device)
         data = load_data()
-        return Trainer(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch)
+        try:
+            return Trainer(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            # The checkpoint parsed but its states do not fit the model it describes.
+            text = str(exc).strip().splitlines()
+            raise ModelError(
+                f"{saved.path}: cannot resume: the saved states are damaged "
+                f"({type(exc).__name__}: {text[0][:200] if text else ''})"
+            ) from None
     check_new_run_dir(run_dir, force=request.force)
     check_device(request.settings.get("device") or new_run_default("device"))
+    # Settings that need no data (NaN rates, absurd sizes) are refused before the corpus is read.
+    TrainConfig.from_settings(request.settings, n_clips=1).validate()
     data = load_data()
     config = TrainConfig.from_settings(request.settings, n_clips=len(data))
     return Trainer(config, data, run_dir, init_from=request.init_from, on_step=on_step, on_epoch=on_epoch)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmg_base.files import atomic_path, write_text_atomic
+from cmg_base.files import atomic_path, check_space, write_text_atomic
+from cmg_base.inputs import check_regular_file, read_input_bytes
+from cmg_base.torch_archive import check_torch_archive
 from hdcid.checkpoint_keys import (
     CONFIG_KEY,
     EPOCH_KEY,
@@ -59,6 +61,7 @@ from hdcid.training.step import (
 MILESTONES = (10, 20, 30)
 GAMMA = 0.5
 LAST_CHECKPOINT = "last.pt"
+MAX_METRICS_BYTES = 1 << 30  # one line per step: a million steps is a few hundred MB
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 
@@ -110,24 +113,52 @@ class SavedRun:
 
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.state[CONFIG_KEY])
+        try:
+            return TrainConfig.from_dict(self.state[CONFIG_KEY])
+        except (TypeError, ValueError, KeyError, CmgError) as exc:
+            raise CmgError(f"{self.path}: cannot resume: the saved settings are damaged ({_first_line(exc)})") from None
 
     @staticmethod
     def read(run_dir: str | Path) -> SavedRun:
         path = Path(run_dir) / LAST_CHECKPOINT
         if not path.exists():
             raise CmgError(f"{path}: cannot resume: no {LAST_CHECKPOINT} in the run directory")
+        check_regular_file(path, what="checkpoint to resume", missing=f"cannot resume: no {LAST_CHECKPOINT}")
+        check_torch_archive(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file
-            raise CmgError(f"{path}: cannot resume: unreadable checkpoint ({str(exc).splitlines()[0][:200]})") from exc
+            raise CmgError(f"{path}: cannot resume: unreadable checkpoint ({_first_line(exc)})") from exc
         if not isinstance(state, dict) or CONFIG_KEY not in state or TRAINER_KEY not in state:
             raise CmgError(f"{path}: cannot resume: not a checkpoint written by this trainer (no {TRAINER_KEY})")
+        trainer = state[TRAINER_KEY]
+        if not isinstance(state[CONFIG_KEY], dict) or not isinstance(trainer, dict) or not all(
+            isinstance(trainer.get(k), int) and trainer[k] >= 0 for k in ("next_epoch", "next_batch", "total_step")
+        ) or not isinstance(trainer.get("rng"), dict):
+            raise CmgError(f"{path}: cannot resume: the trainer state in {TRAINER_KEY} is damaged")
         return SavedRun(path, state)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _tensor_bytes(value: Any) -> int:
+    if torch.is_tensor(value):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def _save_checkpoint(state: dict, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
+    """torch.save to a temporary file beside `path`, fsync, then rename over it. A full disk or
+    a file-size limit is refused before writing (torch's own message would be 'unexpected pos')."""
+    size = _tensor_bytes(state)
+    check_space(path, size + size // 16 + (1 << 20))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         # Through a file handle, torch names the archive's records "archive/..." instead of after
         # the (random) temporary file name, so the same run writes byte-identical checkpoints.
@@ -304,15 +335,28 @@ class Trainer:
         if not path.exists():
             return
         kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        data = read_input_bytes(path, what="metrics file", max_bytes=MAX_METRICS_BYTES, allow_empty=True)
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
+            except (ValueError, RecursionError):
+                if number == len(lines):
+                    continue  # the last line, cut by a crash
+                raise CmgError(
+                    f"{path}:{number}: cannot resume: not a metrics line (expected one JSON object per line; "
+                    f"delete or fix the line)"
+                ) from None
+            position = record.get("epoch" if record.get("kind") == "epoch" else "total_step", 0) if isinstance(record, dict) else None
+            if isinstance(position, bool) or not isinstance(position, int):
+                raise CmgError(
+                    f"{path}:{number}: cannot resume: not a metrics line (expected an object with an integer "
+                    "epoch / total_step; delete or fix the line)"
+                )
             if record.get("kind") == "epoch":
-                if record["epoch"] < self.epoch:
+                if position < self.epoch:
                     kept.append(line)
-            elif record.get("total_step", 0) <= self.total_step:
+            elif position <= self.total_step:
                 kept.append(line)
         write_text_atomic(path, "".join(k + "\n" for k in kept))
 

@@ -14,6 +14,8 @@ from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
 from cmg_base.errors import literal
+from cmg_base.inputs import check_regular_file
+from cmg_base.torch_archive import check_torch_archive
 from hdcid.checkpoint_keys import (
     ENCODER_KEY,
     EPOCH_KEY,
@@ -41,9 +43,14 @@ from toc.codebook.foreign import (
     open_safetensors,
 )
 from toc.codebook.state_dicts import FLOAT_DTYPES, WRAPPER_KEYS, strip_prefix
+from toc.data.npy import load_npy
 from toc.errors import CheckpointError, SettingsError
 
 LINEAR_VIDEO_KEY = "Video_encoder.video_linear.weight"
+# Trained weights, codes and EMA statistics stay far below this; a value above it is corruption
+# (it would overflow float32 on the way through the encoder).
+MAX_WEIGHT_MAGNITUDE = 1e9
+MAX_LSTM_WIDTH = 1 << 16
 
 
 def file_sha256(path: Path) -> str:
@@ -56,12 +63,7 @@ def file_sha256(path: Path) -> str:
 
 def _read_raw(path: Path, trust_checkpoint: bool):
     """Read any supported container into Python objects without executing pickled code."""
-    if not path.exists():
-        raise CheckpointError("file not found", file=path)
-    if path.is_dir():
-        raise CheckpointError("is a directory, not a checkpoint file", file=path)
-    if path.stat().st_size == 0:
-        raise CheckpointError("empty file (0 bytes)", file=path)
+    check_regular_file(path, what="checkpoint", error=CheckpointError, missing="file not found")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         try:
@@ -69,12 +71,9 @@ def _read_raw(path: Path, trust_checkpoint: bool):
         except Exception as exc:  # the library raises its own error types for bad headers
             raise CheckpointError(f"invalid safetensors file ({_first_line(exc)})", file=path) from exc
     if suffix == ".npy":
-        try:
-            return torch.from_numpy(np.load(path, allow_pickle=False))
-        except ValueError as exc:
-            raise CheckpointError(f"not a plain numeric .npy array ({_first_line(exc)})", file=path) from exc
-        except Exception as exc:
-            raise CheckpointError(f"unreadable .npy file ({_first_line(exc)})", file=path) from exc
+        return torch.from_numpy(load_npy(path, what="codebook", error=CheckpointError))
+    # torch neither checks record CRCs nor bounds compressed records: the archive is checked first.
+    check_torch_archive(path, error=CheckpointError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -93,6 +92,8 @@ def _read_raw(path: Path, trust_checkpoint: bool):
         raise CheckpointError(
             f"not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}", file=path
         ) from exc
+    except MemoryError:
+        raise CheckpointError("not a readable torch checkpoint: it declares more data than fits in memory", file=path) from None
     except Exception as exc:
         raise CheckpointError(f"not a readable torch checkpoint: {_first_line(exc)}", file=path) from exc
 
@@ -309,15 +310,84 @@ def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, to
     return out
 
 
+def _check_text_lstm(state: dict, path: Path, sizes: EncoderSizes) -> None:
+    """The text LSTM's keys and shapes, checked on the meta device before anything runs: its
+    output (2 x hidden, bidirectional) must be what the text encoder takes."""
+    ih, hh = state["weight_ih_l0"], state["weight_hh_l0"]
+    if ih.dim() != 2 or hh.dim() != 2 or not 1 <= hh.shape[1] <= MAX_LSTM_WIDTH or not 1 <= ih.shape[1] <= MAX_LSTM_WIDTH:
+        raise CheckpointError(
+            "not an LSTM state_dict", file=path, key=f"{TEXT_LSTM_KEY}.weight_ih_l0",
+            expected=f"2-D weights [4H, I] and [4H, H] with 1 <= I, H <= {MAX_LSTM_WIDTH}",
+            actual=f"{list(ih.shape)} and {list(hh.shape)}",
+        )
+    with torch.device("meta"):
+        expected = text_lstm(int(ih.shape[1]), int(hh.shape[1])).state_dict()
+    check_state(expected, state, path, TEXT_LSTM_KEY)
+    if sizes.text_dim is not None and 2 * int(hh.shape[1]) != sizes.text_dim:
+        raise CheckpointError(
+            "the text LSTM's output does not fit the text encoder", file=path, key=f"{TEXT_LSTM_KEY}.weight_hh_l0",
+            expected=f"hidden size {sizes.text_dim // 2} (2 x hidden = text width {sizes.text_dim})",
+            actual=f"hidden size {int(hh.shape[1])}",
+        )
+
+
+def check_encoding_values(checkpoint: Checkpoint) -> None:
+    """Every float tensor that takes part in encoding is finite and of a sane magnitude.
+
+    A NaN weight makes every distance NaN and every code 0, which looks like a result; 1e200 is
+    finite but overflows float32 (and every square overflows float64), so it is refused with its
+    own message rather than as NaN.
+    """
+    groups = [(ENCODER_KEY, checkpoint.encoder_state), (TEXT_LSTM_KEY, checkpoint.text_lstm_state or {})]
+    for where, state in groups:
+        for key, value in state.items():
+            if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+                continue
+            values = value.detach().double()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(
+                    f"{bad} NaN/Inf value(s) in a weight used for encoding; the checkpoint is corrupt",
+                    file=checkpoint.path, key=f"{where}.{key}", expected="finite values",
+                )
+            largest = float(values.abs().max())
+            if largest > MAX_WEIGHT_MAGNITUDE:
+                raise CheckpointError(
+                    "finite but absurd weight values used for encoding; the checkpoint is corrupt",
+                    file=checkpoint.path, key=f"{where}.{key}",
+                    expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
+                )
+
+
+# An epoch or step count above this is not one (the reference protocol trains n - epoch - 1 epochs).
+MAX_COUNT = 1 << 40
+
+
+def _count(value, path: Path, key: str) -> int | None:
+    """An epoch / step counter: an integer (or a one-element integer tensor) in 0..MAX_COUNT;
+    None when absent or not a number at all (older files store other things under these keys)."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point() and not value.is_complex():
+        value = int(value.item())
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return None
+    if not 0 <= int(value) <= MAX_COUNT:
+        raise CheckpointError("not a plausible count", file=path, key=key, expected=f"0..{MAX_COUNT}", actual=int(value))
+    return int(value)
+
+
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
-    """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint."""
+    """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint;
+    every value the encoder will use is checked (finite, sane magnitude) before it is returned."""
     path = Path(path)
     raw = _read_raw(path, trust_checkpoint)
     try:
-        return _checkpoint_from_raw(raw, path)
+        checkpoint = _checkpoint_from_raw(raw, path)
     except CheckpointError as exc:
         _refuse_foreign_encoder(raw, path, exc)
         raise
+    check_encoding_values(checkpoint)
+    return checkpoint
 
 
 def _refuse_foreign_encoder(raw, path: Path, cause: CheckpointError) -> None:
@@ -345,6 +415,7 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
             raise CheckpointError("not an LSTM state_dict", file=path, key=TEXT_LSTM_KEY)
         text_state = _strip_prefixes(text_state)
         _check_tensors(text_state, path, TEXT_LSTM_KEY)
+        _check_text_lstm(text_state, path, sizes)
     normalization = container.get(NORMALIZATION_KEY) if container else None
     if normalization is not None:
         normalization = _check_normalization(normalization, path, sizes)
@@ -357,8 +428,8 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
         sizes=sizes,
         encoder_state=encoder_state,
         text_lstm_state=text_state,
-        epoch=int(epoch) if isinstance(epoch, (int, np.integer)) or (torch.is_tensor(epoch) and epoch.numel() == 1) else None,
-        total_step=int(total_step) if isinstance(total_step, (int, np.integer)) else None,
+        epoch=_count(epoch, path, EPOCH_KEY),
+        total_step=_count(total_step, path, TOTAL_STEP_KEY),
         extra_keys=sorted(str(k) for k in container if k not in REFERENCE_KEYS) if container else [],
         input_normalization=normalization,
     )
@@ -408,13 +479,49 @@ def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
     return candidate
 
 
+def check_codebook_values(loaded: LoadedCodebooks, *, allow_nonfinite: bool = False) -> None:
+    """The codebooks are finite and sane (unless `allow_nonfinite`: scoring then skips those
+    channels), and EMA usage counts are finite and non-negative: a report built on NaN would
+    look like a result."""
+    if not allow_nonfinite:
+        for level, codebook in enumerate(loaded.codebooks):
+            values = codebook.detach().double()
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                channels = torch.nonzero(~finite.all(dim=0)).flatten().tolist()
+                raise CheckpointError(
+                    f"level {level}: NaN/Inf values in {len(channels)} channel(s) {channels[:8]}; the codebook is "
+                    "corrupt (pass {} to skip those channels where a command allows it)",
+                    file=loaded.path, settings=("allow_nonfinite",),
+                )
+            largest = float(values.abs().max()) if values.numel() else 0.0
+            if largest > MAX_WEIGHT_MAGNITUDE:
+                raise CheckpointError(
+                    f"level {level}: finite but absurd codebook values; the codebook is corrupt",
+                    file=loaded.path, expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
+                )
+    for level, counts in enumerate(loaded.ema_counts or []):
+        values = counts.detach().double()
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise CheckpointError(
+                f"level {level}: EMA usage counts are NaN, infinite or negative; the checkpoint is corrupt",
+                file=loaded.path, key="Cross_quantizer.ema_count", expected="finite counts >= 0",
+            )
+
+
 def load_codebooks(
     path: str | Path, *, trust_checkpoint: bool = False, codebook_key: tuple[str, ...] | list[str] | None = None,
+    allow_nonfinite: bool = False,
 ) -> LoadedCodebooks:
     """Codebooks per level from a reference checkpoint (any family), a bare codebook file, or
-    another VQ model's state_dict (a known layout, or the tensors `codebook_key` patterns name)."""
-    path = Path(path)
-    codebook_key = tuple(p for p in (codebook_key or ()) if p)
+    another VQ model's state_dict (a known layout, or the tensors `codebook_key` patterns name),
+    checked by `check_codebook_values`."""
+    loaded = _load_codebooks(Path(path), trust_checkpoint, tuple(p for p in (codebook_key or ()) if p))
+    check_codebook_values(loaded, allow_nonfinite=allow_nonfinite)
+    return loaded
+
+
+def _load_codebooks(path: Path, trust_checkpoint: bool, codebook_key: tuple[str, ...]) -> LoadedCodebooks:
     if path.suffix.lower() == ".safetensors" and path.is_file() and path.stat().st_size > 0:
         # Header first: a large model's codebooks are found and read without loading the rest.
         with open_safetensors(path) as source:

@@ -12,10 +12,14 @@ import torch
 
 from cmg_base.errors import literal
 from cmg_base.files import atomic_path, check_space
+from cmg_base.inputs import check_regular_file
 from hdcid import normalization
 from hdcid.families import DTYPES
 from hdcid.modules import MIN_VIDEO_GRID, run_text_lstm
+from hdcid.quantizer import NonFiniteFeatures
 from toc.codebook.checkpoint import Checkpoint
+from toc.data.hdf5 import H5Input
+from toc.data.npy import load_npy
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
 
@@ -31,6 +35,35 @@ def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, 
     if checkpoint.text_lstm_input_dim and checkpoint.text_lstm_input_dim != sizes.text_dim:
         widths.append(str(checkpoint.text_lstm_input_dim))
     return ("T", "|".join(widths))
+
+
+# How much memory one forward pass may take: batches of long clips are split below the requested
+# batch size to stay within it (codes do not depend on the batch size), and a clip too long to
+# encode alone within it is refused, before anything is read.
+WORKING_SET_BYTES = 512 << 20
+ATTENTION_HEADS = 4
+
+
+def clip_bytes(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...], itemsize: int) -> int:
+    """About the memory one clip of per-clip shape `shape[1:]` takes through the encoder: its
+    float64 copy and the compute-dtype copies, plus the T x T attention weights of each head."""
+    steps = int(shape[1])
+    per_step = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
+    width = max(checkpoint.sizes.embedding_dim, checkpoint.sizes.dim_feedforward)
+    return steps * per_step * (8 * 2 + itemsize * 2) + steps * width * itemsize * 8 + 3 * ATTENTION_HEADS * steps * steps * itemsize
+
+
+def rows_per_pass(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...], itemsize: int, batch_size: int,
+                  source: str, key: str | None = None) -> int:
+    """The batch size actually used: `batch_size`, or fewer rows when clips are long."""
+    per_clip = clip_bytes(checkpoint, modality, shape, itemsize)
+    if per_clip > WORKING_SET_BYTES:
+        raise DataError(
+            f"clips too long to encode: one clip of {shape[1]} steps needs about {per_clip / 2**20:,.0f} MiB "
+            f"(attention is quadratic in the steps)", file=source, key=key,
+            expected=f"at most {WORKING_SET_BYTES >> 20} MiB per clip", actual=f"shape {list(shape)}",
+        )
+    return max(1, min(batch_size, WORKING_SET_BYTES // max(1, per_clip)))
 
 
 def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...], source: str, key: str | None = None) -> bool:
@@ -106,20 +139,45 @@ class EncodingSession:
             batch = run_text_lstm(self.text_lstm, batch)
         return batch
 
+    def _guarded(self, features: np.ndarray, run: Callable[[], object]):
+        """`run()` with torch's failures as one line: NaN/Inf semantic features (the encoders
+        refuse to quantize them: every code would be 0, which would look like a result),
+        allocation failures and shape errors."""
+        try:
+            return run()
+        except NonFiniteFeatures as exc:
+            raise DataError(
+                f"the encoder's output is NaN/Inf for clip {exc.clip} of this batch: the inputs (or the "
+                f"checkpoint's weights) exceed what {str(self.dtype).replace('torch.', '')} can hold"
+            ) from None
+        except RuntimeError as exc:
+            text = str(exc).strip().splitlines()
+            reason = text[0][:200] if text else type(exc).__name__
+            if "alloc" in reason.lower() or "memory" in reason.lower():
+                raise DataError(
+                    f"out of memory encoding a batch of {len(features)} clip(s) of {features.shape[1]} steps "
+                    f"({reason}); use a smaller batch"
+                ) from None
+            raise DataError(f"encoding failed ({reason})") from None
+
     @torch.no_grad()
     def encode_batch(self, modality: str, features: np.ndarray, *, needs_lstm: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per level: (codes int64 [B, T], quantized [B, T, D] in the session dtype)."""
-        return [
-            (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
-            for codewords, codes in self.encoder.encode(modality, self._prepare(modality, features, needs_lstm))
-        ]
+        def run():
+            return [
+                (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
+                for codewords, codes in self.encoder.encode(modality, self._prepare(modality, features, needs_lstm))
+            ]
+        return self._guarded(features, run)
 
     @torch.no_grad()
     def encode_batch_with_clip(
         self, modality: str, features: np.ndarray, *, needs_lstm: bool = False,
     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
         """`encode_batch`'s levels plus the clip level (codes int64 [B], quantized [B, D]), one pass."""
-        levels, (codewords, codes) = self.encoder.encode_with_clip(modality, self._prepare(modality, features, needs_lstm))
+        levels, (codewords, codes) = self._guarded(
+            features, lambda: self.encoder.encode_with_clip(modality, self._prepare(modality, features, needs_lstm))
+        )
         per_level = [(c.cpu().numpy().astype(np.int64), q.cpu().numpy()) for q, c in levels]
         return per_level, (codes.cpu().numpy().astype(np.int64), codewords.cpu().numpy())
 
@@ -137,6 +195,7 @@ class EncodingSession:
         if batch_size < 1:
             raise SettingsError("{} must be at least 1", settings=("batch_size",))
         codes: list[list[np.ndarray]] = [[] for _ in range(self.levels)]
+        itemsize = torch.finfo(self.dtype).bits // 8
         for start in range(0, n_rows, batch_size):
             rows = np.arange(start, min(n_rows, start + batch_size))
             features = np.asarray(read(rows))
@@ -144,8 +203,11 @@ class EncodingSession:
                 features = features[:, None]  # features without a time axis [N, D]: one step each
             needs_lstm = check_features(self.checkpoint, modality, features.shape, source)
             _check_finite(features, source)
-            for level, (level_codes, _) in enumerate(self.encode_batch(modality, features, needs_lstm=needs_lstm)):
-                codes[level].append(level_codes)
+            step = rows_per_pass(self.checkpoint, modality, features.shape, itemsize, batch_size, source)
+            for first in range(0, len(features), step):
+                part = features[first : first + step]
+                for level, (level_codes, _) in enumerate(self.encode_batch(modality, part, needs_lstm=needs_lstm)):
+                    codes[level].append(level_codes)
             if progress:
                 progress(len(rows))
         return [np.concatenate(parts) if parts else np.zeros((0, 0), np.int64) for parts in codes]
@@ -189,7 +251,12 @@ class FeatureArray:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         start, stop = int(rows[0]), int(rows[-1]) + 1
-        return np.asarray(self._data[start:stop], dtype=np.float64)
+        try:
+            return np.asarray(self._data[start:stop], dtype=np.float64)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            text = str(exc).strip().splitlines()
+            raise DataError(f"unreadable rows {start}..{stop - 1} ({text[0][:200] if text else type(exc).__name__})",
+                            file=self.path, key=self.key) from None
 
     def close(self) -> None:
         if isinstance(self._handle, h5py.File):
@@ -197,39 +264,34 @@ class FeatureArray:
 
 
 def open_features(path: str | Path, key: str | None = None) -> FeatureArray:
-    """Open .npy (memory-mapped, no pickles) or .h5 (dataset `key`, default: the only dataset)."""
+    """Open .npy (memory-mapped, no pickles) or .h5 (dataset `key`, default: the only dataset);
+    the file must be a regular file and its declared shape must match what it stores."""
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=path)
-    if path.stat().st_size == 0:
-        raise DataError("empty file (0 bytes)", file=path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         if key is not None:
             raise SettingsError("{} applies to .h5 inputs only", settings=("key",))
-        try:
-            data = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            raise DataError(f"not a numeric .npy array ({str(exc).splitlines()[0][:200]})", file=path) from exc
-        _check_numeric(data.dtype, path, None)
+        data = load_npy(path, what="feature file", error=DataError, mmap=True, missing="file not found")
         return FeatureArray(path, None, tuple(data.shape), None, data)
     if suffix in (".h5", ".hdf5"):
+        check_regular_file(path, what="feature file", error=DataError, missing="file not found")
         try:
             handle = h5py.File(path, "r")
         except Exception as exc:
             raise DataError(f"not a readable HDF5 file ({str(exc).splitlines()[0][:200]})", file=path) from exc
-        datasets: list[str] = []
-        handle.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
-        if key is None:
-            if len(datasets) != 1:
-                handle.close()
-                raise DataError(f"pass {{}}: the file holds {len(datasets)} datasets {literal(datasets[:8])}", file=path, settings=("key",))
-            key = datasets[0]
-        if key not in handle or not isinstance(handle[key], h5py.Dataset):
+        try:
+            h5 = H5Input(path, handle)
+            if key is None:
+                datasets = h5.dataset_names(limit=9)
+                if len(datasets) != 1:
+                    raise DataError(f"pass {{}}: the file holds {len(datasets)}{'+' if len(datasets) > 8 else ''} datasets {literal(datasets[:8])}", file=path, settings=("key",))
+                key = datasets[0]
+            if not h5.has(key):
+                raise DataError(f"no such dataset (found {h5.dataset_names(limit=8)})", file=path, key=key)
+            data = h5.dataset(key, kinds="fiu", lazily=True, what="feature dataset")
+        except BaseException:
             handle.close()
-            raise DataError(f"no such dataset (found {datasets[:8]})", file=path, key=key)
-        data = handle[key]
-        _check_numeric(data.dtype, path, key)
+            raise
         return FeatureArray(path, key, tuple(data.shape), handle, data)
     raise DataError("unsupported feature file type", file=path, expected=".npy or .h5", actual=suffix or "no suffix")
 
@@ -267,13 +329,16 @@ def encode_file(
         needs_lstm = check_features(checkpoint, modality, shape, str(features.path), features.key)
         if needs_lstm and checkpoint.text_lstm_state is None:  # pragma: no cover - guarded in check_features
             raise ConfigError("text input needs the checkpoint's Text_ar_lstm_parameters")
+        itemsize = 8 if dtype == "float64" else 4
+        batch_size = rows_per_pass(checkpoint, modality, features.shape, itemsize, batch_size, str(features.path), features.key)
         session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)
         n, steps = shape[0], shape[1]
         widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
-        itemsize = 8 if dtype == "float64" else 4
         clip_width = widths[0] if session.has_clip_codes else 0
-        needed = sum(n * steps * (8 + w * itemsize) for w in widths) + n * (8 + clip_width * itemsize)
-        check_space(output_path, needed + (1 << 16))
+        # An upper bound of the file's size (data, plus HDF5's metadata and slack), so that a full
+        # disk or a file-size limit is refused here and never met by HDF5 half-way.
+        data_bytes = sum(n * steps * (8 + w * itemsize) for w in widths) + n * (8 + clip_width * itemsize)
+        check_space(output_path, data_bytes + data_bytes // 64 + (1 << 20))
         with atomic_path(output_path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as out:
                 out.attrs["checkpoint_sha256"] = checkpoint.sha256

@@ -236,6 +236,17 @@ def score_channels(
         if not allow_nonfinite:
             channels = torch.nonzero(bad).flatten().tolist()
             shown = ", ".join(map(str, channels[:8])) + (", ..." if len(channels) > 8 else "")
+            # A finite mean with a non-finite variance means squares overflowed: the values are
+            # finite but absurd (|x| > ~1e154), not NaN/Inf, and the message says so.
+            overflow = torch.nonzero(bad & torch.isfinite(mean)).flatten().tolist()
+            if overflow:
+                shown = ", ".join(map(str, overflow[:8])) + (", ..." if len(overflow) > 8 else "")
+                raise ScoringError(
+                    f"{literal(where)}: finite but absurdly large values in {len(overflow)} channel(s) "
+                    f"[{shown}]: their squares overflow float64 (expected values far below 1e+154); "
+                    "the file is corrupt or not a codebook (pass {} to skip those channels)",
+                    settings=("allow_nonfinite",),
+                )
             raise ScoringError(
                 f"{literal(where)}: non-finite values (NaN/Inf) in {len(channels)} channel(s) [{shown}]; "
                 "fix the codebook or pass {} to skip those channels",

@@ -3,7 +3,6 @@ selection file — one artifact with save / load and a version check."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from cmg_base.files import atomic_path
+from cmg_base.inputs import read_input_text
 from toc.codebook.scoring import (
     DEFAULT_SIM_WEIGHT,
     DEFAULT_VAR_WEIGHT,
@@ -24,8 +24,11 @@ from toc.codebook.scoring import (
     score_channels,
     score_variant,
 )
-from toc.documents import TOOL_NAME, dumps_document, tool_version, version_tuple
+from toc.documents import TOOL_NAME, dumps_document, parse_json, tool_version, version_tuple
 from toc.errors import ConfigError, DataError, SettingsError
+
+# A selection of a few thousand channels is tens of KB; anything near this bound is not one.
+MAX_SELECTION_BYTES = 16 << 20
 
 
 class ShortSelectionWarning(UserWarning):
@@ -279,6 +282,14 @@ def select_level(codebook: Any, settings: TocSettings, level: int = 0, where: st
     )
     n, d = (int(s) for s in codebook.shape)
     budget = _budget(settings, d)
+    if budget.total == 0:
+        # An empty selection is no selection: a +toc head would see no channel at all.
+        raise SettingsError(
+            f"{{}} {settings.channels} with {{}} {settings.max_num} and {{}} {settings.min_num} selects no channel "
+            f"on level {level} (k = {settings.channels} // ({settings.max_num} + {settings.min_num}) = 0); "
+            f"give at least {settings.max_num + settings.min_num} channels or pass {{}}",
+            settings=("channels", "max_num", "min_num", "exact_budget"),
+        )
     if settings.reference_topk:
         published = reference_score(codebook, settings.sim_weight, settings.var_weight)
         indices = reference_order(published, budget, settings.allow_nonfinite)
@@ -299,10 +310,12 @@ def select_levels(
     codebooks: Sequence[Any],
     settings: TocSettings | Mapping[int, TocSettings],
     levels: Sequence[int] | None = None,
+    source: Any = None,
 ) -> list[Selection]:
     """Per-level selections (H-DCID: one per codebook level), in level order 0, 1, ...
 
-    `settings` is one TocSettings for every level, or a mapping level -> TocSettings.
+    `settings` is one TocSettings for every level, or a mapping level -> TocSettings; `source`
+    (the codebooks' file) is named in errors.
     """
     chosen = list(range(len(codebooks))) if levels is None else sorted(set(levels))
     for level in chosen:
@@ -316,7 +329,8 @@ def select_levels(
             if level not in settings:
                 raise ConfigError(f"no TOC settings given for level {level}")
             level_settings = settings[level]
-        result.append(select_level(codebooks[level], level_settings, level))
+        where = f"{source}: level {level}" if source is not None else None
+        result.append(select_level(codebooks[level], level_settings, level, where))
     return result
 
 
@@ -422,11 +436,41 @@ class SelectionFile:
     def load(path: str | os.PathLike) -> SelectionFile:
         return read_selection(path)
 
+    def check_made_for(self, checkpoint: Any) -> None:
+        """Refuse a selection made for another checkpoint (anything with path, sha256, family,
+        codebooks): its sha256 must be the checkpoint's, and every level's codebook shape must
+        match. A selection of a bare codebook file (family "codebook") names no checkpoint, so
+        only its shapes are compared; an empty sha256 is accepted only there."""
+        where = checkpoint.path
+        if self.family != "codebook":
+            if not self.checkpoint_sha256:
+                raise ConfigError(
+                    f"{self.source}: the selection names no checkpoint (empty sha256), so it cannot be "
+                    f"checked against {where}; make it with `toc select` on that checkpoint"
+                )
+            if self.checkpoint_sha256 != checkpoint.sha256:
+                raise ConfigError(
+                    f"{self.source}: selection was made for checkpoint {self.checkpoint_sha256[:12]} "
+                    f"({self.checkpoint_path}), not {where} ({checkpoint.sha256[:12]})"
+                )
+        codebooks = list(checkpoint.codebooks)
+        for entry in self.levels:
+            if entry.level >= len(codebooks):
+                raise ConfigError(
+                    f"{self.source}: selection for level {entry.level}, but {where} has {len(codebooks)} level(s)"
+                )
+            actual = tuple(int(x) for x in codebooks[entry.level].shape)
+            if tuple(entry.codebook_shape) != actual:
+                raise ConfigError(
+                    f"{self.source}: level {entry.level} was selected on a codebook of shape "
+                    f"{list(entry.codebook_shape)}, but {where} has {list(actual)} there"
+                )
+
 
 def selection_for(checkpoint: Any, settings: TocSettings, levels: Sequence[int] | None = None,
                   parameters: Mapping[str, Any] | None = None) -> SelectionFile:
     """TOC on a loaded checkpoint's codebooks (anything with path, sha256, family, codebooks)."""
-    selections = select_levels(checkpoint.codebooks, settings, levels)
+    selections = select_levels(checkpoint.codebooks, settings, levels, source=checkpoint.path)
     return SelectionFile.from_selections(
         selections, checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256,
         family=checkpoint.family, parameters=parameters if parameters is not None else settings.as_dict(),
@@ -452,16 +496,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 def read_selection(path: str | os.PathLike) -> SelectionFile:
     """Read and validate a selection file written by `toc select`; one-line DataError otherwise."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DataError("selection file not found", file=path) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read selection file ({exc})", file=path) from exc
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}: {exc.msg})", file=path) from exc
+    text = read_input_text(path, what="selection file", error=DataError, max_bytes=MAX_SELECTION_BYTES)
+    raw = parse_json(text, file=path, what="selection file")
     if not isinstance(raw, dict):
         raise DataError("not a selection document", file=path, expected="a JSON object", actual=type(raw).__name__)
     tool = _require(raw, "tool", str, path, "")

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
+import os
 import pickle
+import pickletools
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cmg_base.inputs import check_regular_file, open_regular_file
 from toc.data.base import T_SEGMENTS
 from toc.errors import DataError
 
-# A real member is at most a few MB ([T,7,7,512] float64 is 2 MB per 10 s); refuse absurd ones
-# before inflating them, so a zip bomb cannot exhaust memory.
-MAX_MEMBER_BYTES = 1 << 30
+# A real feature zip is a few MB ([10,7,7,512] float64 is 2 MB); these bounds are far above any
+# real one and far below what could exhaust memory. A member is inflated in blocks and refused
+# as soon as it passes its bound, whatever size the archive declares for it.
+MAX_ZIP_BYTES = 256 << 20
+MAX_MEMBER_BYTES = 256 << 20
+MAX_FEATURE_STEPS = 300  # time steps of one clip (5 minutes at the published one per second)
+MAX_PICKLE_OPCODES = 10_000  # an array pickle has a few dozen; a structure bomb has millions
+_INFLATE_BLOCK = 1 << 20
 
 
 def _numpy_global(modern: str, legacy: str, name: str):
@@ -70,8 +79,25 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise _Refused("persistent ids are not allowed")
 
 
+def _check_opcodes(data: bytes, *, file: str | Path, key: str) -> None:
+    """Walk the pickle's opcodes without running any: a numpy array needs a few dozen, so a
+    stream of millions (lists, dicts or memo references built to fill memory) is refused."""
+    try:
+        for count, _ in enumerate(pickletools.genops(data), start=1):
+            if count > MAX_PICKLE_OPCODES:
+                raise DataError(
+                    "pickle is not a plain array (too many opcodes)", file=file, key=key,
+                    expected=f"at most {MAX_PICKLE_OPCODES} opcodes",
+                )
+    except DataError:
+        raise
+    except Exception as exc:  # a corrupt stream
+        raise DataError(f"unreadable pickle ({type(exc).__name__}: {exc})", file=file, key=key) from None
+
+
 def loads_ndarray(data: bytes, *, file: str | Path, key: str) -> np.ndarray:
     """Un-pickle `data` admitting numpy arrays only; anything else raises DataError, unexecuted."""
+    _check_opcodes(data, file=file, key=key)
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except _Refused as exc:
@@ -93,37 +119,57 @@ def loads_ndarray(data: bytes, *, file: str | Path, key: str) -> np.ndarray:
     return obj
 
 
-def read_zip_array(path: str | Path) -> tuple[np.ndarray, str]:
-    """The array of `path`: every member whose name contains '.pkl' is un-pickled, last wins.
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
+    """A member's bytes, inflated block by block and cut off past `limit` (the CRC is checked)."""
+    if info.file_size > limit:
+        raise DataError(
+            "zip member too large", file=path, key=info.filename,
+            expected=f"<= {limit:,} bytes", actual=f"{info.file_size:,} bytes",
+        )
+    parts, total = [], 0
+    with archive.open(info) as member:
+        while True:
+            block = member.read(_INFLATE_BLOCK)
+            if not block:
+                break
+            total += len(block)
+            if total > limit:
+                raise DataError(
+                    "zip member inflates beyond its bound", file=path, key=info.filename,
+                    expected=f"<= {limit:,} bytes", actual=f"more than {limit:,} bytes",
+                )
+            parts.append(block)
+    return b"".join(parts)
 
+
+def read_zip_array(path: str | Path, *, max_member_bytes: int = MAX_MEMBER_BYTES) -> tuple[np.ndarray, str]:
+    """The array of `path`: its one member whose name contains '.pkl', un-pickled (numpy only).
+
+    Other members are skipped unread. The published loaders loop over every '.pkl' member and
+    keep the last; a zip with several is refused here, since which one was meant is unknown.
     Returns the array and the name of the member it came from (for messages).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("missing feature file", file=path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [info for info in archive.infolist() if ".pkl" in info.filename]
-            if not members:
-                raise DataError(
-                    "zip holds no pickle member", file=path, key="*.pkl",
-                    expected="a member whose name contains '.pkl'",
-                    actual=f"members {[i.filename for i in archive.infolist()]}",
-                )
-            array: np.ndarray | None = None
-            for info in members:
-                if info.file_size > MAX_MEMBER_BYTES:
+    with open_regular_file(path, what="feature zip", error=DataError, max_bytes=MAX_ZIP_BYTES,
+                           missing="missing feature file") as handle:
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                infos = archive.infolist()
+                members = [info for info in infos if ".pkl" in info.filename]
+                if len(members) != 1:
+                    names = [i.filename for i in (members or infos)[:8]]
                     raise DataError(
-                        "zip member too large", file=path, key=info.filename,
-                        expected=f"<= {MAX_MEMBER_BYTES} bytes", actual=f"{info.file_size} bytes",
+                        "zip holds no pickle member" if not members else "zip holds several pickle members",
+                        file=path, key="*.pkl", expected="exactly one member whose name contains '.pkl'",
+                        actual=f"{len(members)} ({names}{', ...' if len(members or infos) > 8 else ''})",
                     )
-                array = loads_ndarray(archive.read(info), file=path, key=info.filename)
-            assert array is not None
-            return array, members[-1].filename
-    except DataError:
-        raise
-    except Exception as exc:  # zlib/lzma/CRC/encryption failures of an untrusted archive
-        raise DataError(f"unreadable zip ({type(exc).__name__}: {exc})", file=path) from None
+                info = members[0]
+                data = _inflate(archive, info, max_member_bytes, path)
+        except DataError:
+            raise
+        except Exception as exc:  # zlib/lzma/CRC/encryption failures of an untrusted archive
+            raise DataError(f"unreadable zip ({type(exc).__name__}: {exc})", file=path) from None
+    return loads_ndarray(data, file=path, key=info.filename), info.filename
 
 
 def pad_last_trunc(array: np.ndarray, length: int = T_SEGMENTS) -> np.ndarray:
@@ -146,13 +192,15 @@ def load_feature(
 ) -> np.ndarray:
     """One clip's float64 features `[10, *frame_shape]` from a zip, checked for shape and NaN/Inf.
 
-    With `pad`, any length T >= 1 is brought to 10 by pad-last/trunc-10; without it T must be 10.
+    With `pad`, any length 1 <= T <= MAX_FEATURE_STEPS is brought to 10 by pad-last/trunc-10;
+    without it T must be 10. The member may inflate to at most what such an array takes in float64.
     """
-    array, member = read_zip_array(path)
+    limit = MAX_FEATURE_STEPS * math.prod(frame_shape) * 8 + (64 << 10)
+    array, member = read_zip_array(path, max_member_bytes=limit)
     label = f" ({what})" if what else ""
     if array.ndim != 1 + len(frame_shape) or tuple(array.shape[1:]) != frame_shape or (
         not pad and array.shape[0] != T_SEGMENTS
-    ) or array.shape[0] == 0:
+    ) or not 1 <= array.shape[0] <= MAX_FEATURE_STEPS:
         expected = _shape_text(["T>=1" if pad else T_SEGMENTS, *frame_shape])
         raise DataError(
             f"wrong feature shape{label}", file=path, key=member,
@@ -198,13 +246,19 @@ def check_zips_exist(directory: str | Path, keys: Sequence[str], *, listed_in: s
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError("missing feature directory", file=directory)
-    present = {p.name for p in directory.iterdir()}
+    present = {entry.name: entry for entry in os.scandir(directory)}
     for key in keys:
-        if f"{key}.zip" not in present:
+        entry = present.get(f"{key}.zip")
+        if entry is None:
             raise DataError(
                 f"missing feature zip for video id '{key}' listed in {listed_in}",
                 file=directory / f"{key}.zip",
             )
+        # A FIFO, device or directory in place of a zip is refused now, not when (or if) it is read.
+        if not entry.is_file():
+            check_regular_file(entry.path, what="feature zip", error=DataError)
+        if entry.stat().st_size == 0:
+            raise DataError("empty file (0 bytes); expected a feature zip", file=entry.path)
 
 
 # ---------------------------------------------------------------------- the writer (corpora)

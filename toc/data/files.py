@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
+from cmg_base.inputs import expand_path, read_input_text
+from toc.data.hdf5 import MAX_WHOLE_READ_BYTES, open_h5
+from toc.data.hdf5 import shape_text as shape_text  # loaders import it from here
 from toc.errors import ConfigError, DataError
 
 if sys.version_info >= (3, 11):
@@ -25,74 +28,55 @@ else:  # pragma: no cover - exercised only on Python 3.10
 Shape = Sequence[int | None]  # None: any size along that axis
 
 
+MAX_CONFIG_BYTES = 4 << 20  # TOML data configs and comparison plans: a few KB in practice
+MAX_TABLE_BYTES = 256 << 20  # CSV tables and class lists (the 40k-clip CSV is about 2 MB)
+
+
 def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML file (data configs, comparison plans) with one-line errors naming it."""
-    path = Path(path)
+    path = expand_path(path, what=what, error=ConfigError)
     if tomllib is None:
         raise ConfigError(f"{path}: reading TOML on Python 3.10 needs the 'tomli' package")
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} not found")
+    text = read_input_text(path, what=what, error=ConfigError, max_bytes=MAX_CONFIG_BYTES,
+                           allow_empty=True, missing=f"{what} not found")
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({_first_line(exc)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ConfigError(f"{path}: invalid TOML ({_first_line(exc)})") from None
 
 
-def shape_text(shape: Sequence[int | str | None]) -> str:
-    return "[" + ",".join("N" if s is None else str(s) for s in shape) + "]"
-
-
-def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise DataError("missing file", file=path)
-    if path.stat().st_size == 0:
-        raise DataError("empty file", file=path)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def h5_dataset_shape(path: str | Path, key: str, expected: Shape, *, numeric: str = "biuf"
                      ) -> tuple[int, ...]:
-    """Shape of dataset `key` in `path`, checked against `expected` and a numeric dtype."""
+    """Shape of dataset `key` in `path`, checked against `expected` and a numeric dtype; the
+    data is checked to be stored in the file (see toc.data.hdf5) but not read."""
     path = Path(path)
-    _require_file(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            if key not in handle:
-                raise DataError(
-                    "missing h5 dataset", file=path, key=key,
-                    expected=f"dataset '{key}'", actual=f"keys {sorted(handle.keys())}",
-                )
-            dataset = handle[key]
-            if not isinstance(dataset, h5py.Dataset):
-                raise DataError("h5 entry is not a dataset", file=path, key=key)
-            shape, kind = tuple(dataset.shape), dataset.dtype.kind
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise DataError(f"unreadable h5 file ({exc})", file=path) from None
-    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape, strict=True))
-    if not ok:
-        raise DataError(
-            "wrong shape", file=path, key=key, expected=shape_text(expected),
-            actual=shape_text(shape),
-        )
-    if kind not in numeric:
-        raise DataError(
-            "wrong dtype", file=path, key=key, expected="numeric", actual=str(kind),
-        )
+    with open_h5(path, what="HDF5 file", missing="missing file") as h5:
+        dataset = h5.dataset(key, expected, kinds=numeric, lazily=True)
+        shape = tuple(int(s) for s in dataset.shape)
     if shape and shape[0] == 0:
         raise DataError("empty dataset", file=path, key=key, expected="N >= 1", actual="N = 0")
     return shape
 
 
-def read_h5(path: str | Path, key: str, expected: Shape, *, numeric: str = "biuf") -> np.ndarray:
-    """The whole dataset `key` (small files: labels, orders), shape-checked; floats must be finite."""
-    h5_dataset_shape(path, key, expected, numeric=numeric)
-    try:
-        with h5py.File(path, "r") as handle:
-            data = np.asarray(handle[key][()])
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise DataError(f"unreadable h5 dataset ({exc})", file=path, key=key) from None
+def read_h5(path: str | Path, key: str, expected: Shape, *, numeric: str = "biuf",
+            max_bytes: int = MAX_WHOLE_READ_BYTES) -> np.ndarray:
+    """The whole dataset `key` (small files: labels, orders), shape- and size-checked before it
+    is read; floats must be finite."""
+    path = Path(path)
+    with open_h5(path, what="HDF5 file", missing="missing file") as h5:
+        dataset = h5.dataset(key, expected, kinds=numeric, max_bytes=max_bytes)
+        if dataset.shape and dataset.shape[0] == 0:
+            raise DataError("empty dataset", file=path, key=key, expected="N >= 1", actual="N = 0")
+        data = h5.read(dataset, key)
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise DataError("NaN/Inf values", file=path, key=key)
     return data
@@ -100,6 +84,13 @@ def read_h5(path: str | Path, key: str, expected: Shape, *, numeric: str = "biuf
 
 def read_order(path: str | Path, n_rows: int, key: str = "order") -> np.ndarray:
     """A 1-D order file of global row indices: integers, in range, no duplicates."""
+    shape = h5_dataset_shape(path, key, (None,), numeric="iu")
+    if shape[0] > n_rows:
+        # Distinct indices in 0..n_rows-1 cannot be more than n_rows: refuse before reading.
+        raise DataError(
+            "order lists more rows than the features have", file=path, key=key,
+            expected=f"at most {n_rows} distinct rows", actual=f"{shape[0]} rows",
+        )
     order = read_h5(path, key, (None,), numeric="iu").astype(np.int64)
     if order.min() < 0 or order.max() >= n_rows:
         raise DataError(
@@ -130,15 +121,10 @@ def h5_rows_reader(
         # Contiguous runs are read as slices: h5py's point selection is slow for many rows.
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         runs = np.split(unique, breaks) if len(unique) else []
-        try:
-            with h5py.File(path, "r") as handle:
-                dataset = handle[key]
-                parts = [dataset[int(run[0]) : int(run[-1]) + 1] for run in runs]
-                block = np.concatenate(parts) if parts else np.empty(
-                    (0, *dataset.shape[1:]), dtype=dataset.dtype
-                )
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise DataError(f"unreadable h5 dataset ({exc})", file=path, key=key) from None
+        with open_h5(path, what="HDF5 file", missing="missing file") as h5:
+            dataset = h5.dataset(key, lazily=True)
+            parts = [h5.read(dataset, key, np.s_[int(run[0]) : int(run[-1]) + 1]) for run in runs]
+            block = np.concatenate(parts) if parts else np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
         out = np.asarray(block, dtype=np.float64)[inverse.reshape(-1)]
         finite = np.isfinite(out).reshape(len(out), -1).all(axis=1) if len(out) else np.ones(0, bool)
         if not finite.all():
@@ -152,11 +138,8 @@ def h5_rows_reader(
 def read_class_list(path: str | Path) -> list[str]:
     """One class name per line (blank lines and surrounding spaces dropped); names unique."""
     path = Path(path)
-    _require_file(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"unreadable class list ({exc})", file=path) from None
+    text = read_input_text(path, what="class list", error=DataError, max_bytes=MAX_TABLE_BYTES,
+                           missing="missing file")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise DataError("class list has no names", file=path)
@@ -177,9 +160,9 @@ class CsvRow:
 def read_table(path: str | Path, columns: Sequence[str], *, delimiter: str) -> list[CsvRow]:
     """Rows of a delimited file with a header; every value is a str (quirk Q6: never parsed)."""
     path = Path(path)
-    _require_file(path)
+    text = read_input_text(path, what="table", error=DataError, max_bytes=MAX_TABLE_BYTES, missing="missing file")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with io.StringIO(text, newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             header = next(reader, None)
             if header is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cmg_base.inputs import expand_path
 from toc.data.files import read_toml
 from toc.data.paired import FILE_NAME as PAIRED_FILE
 from toc.data.paired import FOLDER_NAME as PAIRED_FOLDER
@@ -264,9 +265,9 @@ def load_config(path: str | Path) -> DataConfig:
     base = path.resolve().parent
 
     def as_path(value: Any, where: str) -> Path:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or "\0" in value:
             raise ConfigError(f"{path}: key '{where}' must be a non-empty string path")
-        candidate = Path(value).expanduser()
+        candidate = expand_path(value, what=f"key '{where}' of {path}", error=ConfigError)
         return candidate if candidate.is_absolute() else base / candidate
 
     data_root = None
@@ -310,10 +311,10 @@ def resolve_paths(
         raise ConfigError(f"unknown data section '{section}' (expected one of {list(SECTIONS)})")
     cls, defaults = _DEFAULTS[section]
     parsed = load_config(config) if isinstance(config, (str, Path)) else config
-    root = Path(data_root).expanduser() if data_root is not None else (
+    root = expand_path(data_root, what="data root", error=ConfigError) if data_root is not None else (
         parsed.data_root if parsed is not None else None
     )
-    given = {k: Path(v).expanduser() for k, v in (overrides or {}).items() if v is not None}
+    given = {k: expand_path(v, what=k, error=ConfigError) for k, v in (overrides or {}).items() if v is not None}
     for name in given:
         if name not in defaults:
             raise ConfigError(f"unknown path '{name}' for '{section}' (expected {sorted(defaults)})")

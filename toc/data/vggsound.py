@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from toc.data.archives import check_zips_exist, zip_paths, zip_reader
 from toc.data.base import AUDIO_SHAPE, T_SEGMENTS, VIDEO_SHAPE, FeatureSet
 from toc.data.files import check_unique, read_table, shape_text
+from toc.data.hdf5 import MAX_WHOLE_READ_BYTES, open_h5
 from toc.data.layout import PretrainPaths
 from toc.errors import DataError
 
@@ -33,31 +33,33 @@ class TextFeatures:
         return int(self.features.shape[-1])
 
 
+# Categories and word-feature width of a text-feature file, far above any real one (VGGSound has
+# 309 classes, BERT-style word features are 768 wide): refused before anything is read.
+MAX_TEXT_CATEGORIES = 100_000
+MAX_TEXT_WIDTH = 16_384
+
+
 def read_text_features(path: str | Path) -> TextFeatures:
-    """Read and check a text-feature h5: `labels` K UTF-8 strings, `features` [K,10,W] finite."""
+    """Read and check a text-feature h5: `labels` K UTF-8 strings, `features` [K,10,W] finite.
+
+    Shapes and sizes are checked before anything is read (toc.data.hdf5)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("missing text-feature file", file=path)
-    try:
-        with h5py.File(path, "r") as handle:
-            for key in (TEXT_LABELS_KEY, TEXT_FEATURES_KEY):
-                if key not in handle or not isinstance(handle[key], h5py.Dataset):
-                    raise DataError(
-                        "missing h5 dataset", file=path, key=key,
-                        expected=f"dataset '{key}'", actual=f"keys {sorted(handle.keys())}",
-                    )
-            raw_names = handle[TEXT_LABELS_KEY][()]
-            features = handle[TEXT_FEATURES_KEY]
-            if features.dtype.kind not in "biuf":
-                raise DataError(
-                    "wrong dtype", file=path, key=TEXT_FEATURES_KEY, expected="float",
-                    actual=str(features.dtype),
-                )
-            feature_array = np.asarray(features[()], dtype=np.float64)
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise DataError(f"unreadable h5 file ({exc})", file=path) from None
+    with open_h5(path, what="text-feature file", missing="missing text-feature file") as h5:
+        labels = h5.dataset(TEXT_LABELS_KEY, kinds="OSU", max_bytes=MAX_WHOLE_READ_BYTES, what="label list")
+        if labels.ndim != 1 or not 1 <= labels.shape[0] <= MAX_TEXT_CATEGORIES:
+            raise DataError(
+                "wrong shape", file=path, key=TEXT_LABELS_KEY, expected=f"[K], 1 <= K <= {MAX_TEXT_CATEGORIES}",
+                actual=shape_text(labels.shape),
+            )
+        k = int(labels.shape[0])
+        features = h5.dataset(TEXT_FEATURES_KEY, (k, T_SEGMENTS, "W"), max_bytes=MAX_WHOLE_READ_BYTES // 2)
+        if not 1 <= features.shape[2] <= MAX_TEXT_WIDTH:
+            raise DataError(
+                "wrong shape", file=path, key=TEXT_FEATURES_KEY, expected=f"[{k},{T_SEGMENTS},W], 1 <= W <= {MAX_TEXT_WIDTH}",
+                actual=shape_text(features.shape),
+            )
+        raw_names = h5.read(labels, TEXT_LABELS_KEY)
+        feature_array = np.asarray(h5.read(features, TEXT_FEATURES_KEY), dtype=np.float64)
     raw_names = np.atleast_1d(np.asarray(raw_names))
     if raw_names.ndim != 1 or raw_names.size == 0:
         raise DataError(

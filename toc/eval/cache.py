@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import h5py
 import numpy as np
 import torch
 
-from cmg_base.files import atomic_path
+from cmg_base.files import atomic_path, check_space
 from hdcid.families import DTYPES
 from toc.codebook.checkpoint import Checkpoint
 from toc.codebook.encode import EncodingSession
 from toc.data.base import FeatureSet
+from toc.data.hdf5 import MAX_WHOLE_READ_BYTES, h5_image, open_h5
 from toc.errors import ConfigError, DataError, SettingsError, TocError
 from toc.progress import Advance, ProgressFactory, no_progress
 
@@ -245,38 +245,53 @@ class CodeCache:
         if path is None or not path.exists():
             return None
         try:
-            with h5py.File(path, "r") as handle:
-                if not handle.attrs.get("complete", False):
+            with open_h5(path, what="cache file") as h5:
+                attrs = h5.handle.attrs
+                if not attrs.get("complete", False):
                     return None
-                stored = json.loads(str(handle.attrs["key"]))
+                stored = json.loads(str(attrs["key"]))
                 if stored != key.as_dict():
                     return None
-                ids = tuple(json.loads(str(handle.attrs["ids"])))
+                ids = tuple(json.loads(str(attrs["ids"])))
                 if ids != tuple(feature_set.ids):
                     return None
-                levels = int(handle.attrs["levels"])
-                codes = [np.asarray(handle[f"level{i}/codes"], dtype=np.int64) for i in range(levels)]
-                codebooks = [np.asarray(handle[f"level{i}/codebook"], dtype=np.float64) for i in range(levels)]
+                levels = int(attrs["levels"])
+                if not 1 <= levels <= 8:
+                    return None
+                codes, codebooks = [], []
+                for i in range(levels):
+                    # The shapes are checked before reading: a cache file is as untrusted as any input.
+                    codes_ds = h5.dataset(f"level{i}/codes", (len(ids), None), kinds="iu", max_bytes=MAX_WHOLE_READ_BYTES)
+                    codebook_ds = h5.dataset(f"level{i}/codebook", (None, None), kinds="f", max_bytes=MAX_WHOLE_READ_BYTES)
+                    codes.append(np.asarray(h5.read(codes_ds, f"level{i}/codes"), dtype=np.int64))
+                    codebooks.append(np.asarray(h5.read(codebook_ds, f"level{i}/codebook"), dtype=np.float64))
             encoded = EncodedSet(key, ids, codes, codebooks)
             _check_encoded(encoded, feature_set)
             return encoded
-        except (OSError, KeyError, ValueError, TypeError, TocError):
+        except (OSError, KeyError, ValueError, TypeError, RecursionError, TocError):
             return None  # partial, corrupt or foreign: rebuilt by the caller
 
     def _write_disk(self, encoded: EncodedSet) -> None:
         path = self.path_for(encoded.key)
         if path is None:
             return
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as handle:
-                handle.attrs["key"] = json.dumps(encoded.key.as_dict(), sort_keys=True)
-                handle.attrs["ids"] = json.dumps(list(encoded.ids))
-                handle.attrs["levels"] = encoded.levels
-                for level, (codes, codebook) in enumerate(zip(encoded.codes, encoded.codebooks, strict=True)):
-                    group = handle.create_group(f"level{level}")
-                    group.create_dataset("codes", data=codes)
-                    group.create_dataset("codebook", data=codebook)
-                handle.attrs["complete"] = True
+
+        def fill(handle) -> None:
+            handle.attrs["key"] = json.dumps(encoded.key.as_dict(), sort_keys=True)
+            handle.attrs["ids"] = json.dumps(list(encoded.ids))
+            handle.attrs["levels"] = encoded.levels
+            for level, (codes, codebook) in enumerate(zip(encoded.codes, encoded.codebooks, strict=True)):
+                group = handle.create_group(f"level{level}")
+                group.create_dataset("codes", data=codes)
+                group.create_dataset("codebook", data=codebook)
+            handle.attrs["complete"] = True
+
+        # Built in memory, then written as bytes: a full disk or a file-size limit is a plain
+        # OSError (one line), never a failing write inside HDF5 (which can crash the process).
+        image = h5_image(fill)
+        check_space(path, len(image))
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            handle.write(image)
 
 
 def _check_encoded(encoded: EncodedSet, feature_set: FeatureSet) -> None:

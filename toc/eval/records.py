@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -236,12 +237,19 @@ def _metric_dict(obj: dict, key: str, where: str, *, required: bool) -> dict[str
     return metrics
 
 
+# Names that go into report tables and file names: letters, digits and . _ + - / : only, so
+# a `|`, a newline or markup in a results file cannot break (or inject into) a report.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-/:]{0,79}")
+
+
 def _string(obj: dict, key: str, where: str) -> str:
     if key not in obj:
         raise DataError("missing key", file=where, key=key, expected="a string")
     value = obj[key]
     if not isinstance(value, str) or not value:
         raise DataError("wrong type", file=where, key=key, expected="a non-empty string", actual=_short(value))
+    if not _NAME.fullmatch(value):
+        raise DataError("bad name", file=where, key=key, expected="letters, digits and . _ + - / : (at most 80)", actual=_short(value))
     return value
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cmg_base.files import prepare_output, write_text_atomic
+from cmg_base.files import check_output_directory
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection
 from toc.data.base import TaskData
 from toc.errors import ConfigError
@@ -22,7 +22,13 @@ from toc.pipeline.session import EvalSession
 from toc.progress import LogFn, no_log
 from toc.report.analysis import MadeSelection
 from toc.report.results import HealthRecord, in_memory_results
-from toc.report.writer import REPORT_FILES, WrittenReport, write_result_set
+from toc.report.writer import (
+    REPORT_FILES,
+    WrittenReport,
+    is_report_output,
+    render_result_set,
+    write_output_set,
+)
 
 RESULTS_FILE = "results.jsonl"
 
@@ -53,13 +59,19 @@ def planned_outputs(plan: ComparisonPlan) -> list[str]:
     return names
 
 
+def is_comparison_output(name: str) -> bool:
+    """Whether a folder entry belongs to a comparison's output set (replaced as a whole)."""
+    return is_report_output(name) or name == RESULTS_FILE or (name.startswith("toc-") and name.endswith(".json"))
+
+
 def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = no_log) -> ComparisonRun:
-    """Run every job of the plan; one record per result.
+    """Run every job of the plan; one record per result. Nothing is written here.
 
     Each checkpoint is loaded once and each task once; codes are encoded once per checkpoint
     and set, so every variant, head and seed of a job reads the same codes. Inline TOC settings
-    are selected once per (task, family) and saved to `out_dir` (toc-TASK-FAMILY.json), so the
-    report can draw them and the run can be repeated from the file.
+    are selected once per (task, family); each selection carries the path it will be saved to in
+    `out_dir` (toc-TASK-FAMILY.json, by `write_comparison`), so the results can name it and the
+    run can be repeated from the file.
     """
     out = Path(out_dir)
     sessions: dict[tuple[str, int | None], EvalSession] = {}
@@ -91,17 +103,13 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
         selection: SelectionFile | None = None
         if isinstance(job.selection, TocSettings):
-            selection = session.select(job.selection).save(
-                out / selection_file_name(job.task, job.family, job.pretrain_run)
+            selection = replace(
+                session.select(job.selection), path=out / selection_file_name(job.task, job.family, job.pretrain_run)
             )
             made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
         elif isinstance(job.selection, Path):
             selection = read_selection(job.selection)
-            if selection.checkpoint_sha256 not in ("", session.checkpoint.sha256):
-                raise ConfigError(
-                    f"{job.selection}: selection was made for checkpoint {selection.checkpoint_sha256[:12]}, "
-                    f"not {job.checkpoint} ({session.checkpoint.sha256[:12]})"
-                )
+            selection.check_made_for(session.checkpoint)
         request = EvalRequest(
             variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
             seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
@@ -121,28 +129,37 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
 def write_comparison(
     run: ComparisonRun, out_dir: str | os.PathLike, *, health: Sequence[HealthRecord] = (),
     selection_files: Sequence[str | os.PathLike] = (), charts: bool = True, source: str = "the plan",
+    force: bool = False,
 ) -> WrittenReport:
-    """Save OUT/results.jsonl (health lines first) and write the report from the same records;
-    returns the report's files (results.jsonl not included)."""
+    """Save OUT/results.jsonl (health lines first), the selections the run made and the report
+    from the same records, as one set: staged, then moved into OUT, replacing an earlier
+    comparison's files (never other files of OUT); returns the report's files."""
     if not run.records:
         raise ConfigError(f"{source}: the plan produced no result")
     out = Path(out_dir)
     results, text = in_memory_results(RESULTS_FILE, [*health, *run.records])
-    write_text_atomic(out / RESULTS_FILE, text)
-    return write_result_set(
-        results, out, force=True, selection_files=selection_files, made_selections=run.made_selections,
-        charts=charts,
+    rendered = render_result_set(
+        results, selection_files=selection_files, made_selections=run.made_selections, charts=charts,
     )
+    files = {RESULTS_FILE: text.encode("utf-8")}
+    for made in run.made_selections:
+        files[Path(str(made.selection.path)).name] = made.selection.dumps().encode("utf-8")
+    files.update(rendered.files)
+    write_output_set(out, files, force=force, owned=is_comparison_output)
+    return WrittenReport(out_dir=out, files=tuple(rendered.files), notes=rendered.notes)
 
 
 def compare(
     plan_path: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False, log: LogFn = no_log,
-    charts: bool = True,
+    charts: bool = True, trust_checkpoint: bool = False,
 ) -> WrittenReport:
-    """Run a whole comparison plan and write OUT/results.jsonl and the report beside it."""
-    plan = load_plan(plan_path)
+    """Run a whole comparison plan and write OUT/results.jsonl and the report beside it.
+
+    Trust (full unpickling of the checkpoints) comes only from `trust_checkpoint`, the caller's
+    own decision; a plan file cannot grant it."""
+    plan = replace(load_plan(plan_path), trust_checkpoint=trust_checkpoint)
     out = Path(out_dir)
-    for name in planned_outputs(plan):  # refuse before hours of evaluation, not after
-        prepare_output(out / name, force=force)
-    written = write_comparison(run_plan(plan, out, log=log), out, charts=charts, source=plan.source)
+    # Refuse before hours of evaluation, not after.
+    check_output_directory(out, force=force, owned=is_comparison_output)
+    written = write_comparison(run_plan(plan, out, log=log), out, charts=charts, source=plan.source, force=force)
     return WrittenReport(out_dir=out, files=(RESULTS_FILE, *written.files), notes=written.notes)

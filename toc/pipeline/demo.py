@@ -168,5 +168,6 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
     selection_files = sorted(
         m.selection.path for m in run.made_selections if Path(m.selection.path).name in first_run
     )
-    written = write_comparison(run, out, health=health, selection_files=selection_files, source=plan.source)
+    # The demo owns its folder (refused above unless empty or forced): replace its earlier report.
+    written = write_comparison(run, out, health=health, selection_files=selection_files, source=plan.source, force=True)
     return DemoResult(out_dir=out, report_files=list(written.files), checkpoints=checkpoints, seconds=seconds)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cmg_base.errors import literal
+from cmg_base.inputs import expand_path
 from hdcid.families import DTYPES
 from toc.codebook.presets import PRESET_NAMES, preset_settings
 from toc.codebook.scoring import SCORE_VARIANTS, score_weights
@@ -32,9 +34,12 @@ def _short(value: Any) -> str:
 
 _PLAN_KEYS = {
     "data_root", "data_config", "cache_dir", "checkpoints", "tasks", "directions", "variants", "heads",
-    "seeds", "protocol", "epochs", "batch_size", "dtype", "split_seed", "device", "trust_checkpoint",
-    "selection", "split_seeds", "pretrain_csv", "pretrain_overlap", "cache_fingerprint",
+    "seeds", "protocol", "epochs", "batch_size", "dtype", "split_seed", "device", "selection",
+    "split_seeds", "pretrain_csv", "pretrain_overlap", "cache_fingerprint",
 }
+# Keys a plan file may not hold at all: a file someone hands you must never grant trust (full
+# unpickling runs code); only the person running the command can, with the command-line flag.
+_REFUSED_KEYS = {"trust_checkpoint"}
 _INLINE_KEYS = ("channels", "max_num", "min_num")  # required in every TOC table
 _OPTIONAL_TOC_KEYS = ("exact_budget", "sim_weight", "var_weight", "score", "reference_topk")
 # `preset = "published"`: the task's published TOC setting (FCID), instead of the keys above.
@@ -122,9 +127,9 @@ def _plan_int(raw: dict, key: str, default: int | None, path: Path, minimum: int
 
 
 def _plan_path(value: Any, key: str, base: Path, path: Path) -> Path:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or "\0" in value:
         raise _plan_error(path, key, "a non-empty path string", value)
-    candidate = Path(value).expanduser()
+    candidate = expand_path(value, what=f"key '{key}' of {path}", error=ConfigError)
     return candidate if candidate.is_absolute() else base / candidate
 
 
@@ -221,6 +226,13 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     """Parse and validate a comparison plan (TOML) and expand it into evaluation jobs."""
     plan_path = Path(path)
     raw = read_toml(plan_path, "plan file")
+    refused = sorted(set(raw) & _REFUSED_KEYS)
+    if refused:
+        raise ConfigError(
+            f"{literal(plan_path)}: key '{refused[0]}' is not allowed in a plan file: a file cannot grant trust "
+            "(full unpickling can run code); pass {} on the command line if you trust the checkpoints",
+            settings=("trust_checkpoint",),
+        )
     unknown = sorted(set(raw) - _PLAN_KEYS)
     if unknown:
         raise ConfigError(f"{plan_path}: unknown key '{unknown[0]}' (expected one of {sorted(_PLAN_KEYS)})")
@@ -253,9 +265,6 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     device = raw.get("device", "cpu")
     if device not in ("cpu", "cuda"):
         raise _plan_error(plan_path, "device", "cpu or cuda", device)
-    trust = raw.get("trust_checkpoint", False)
-    if not isinstance(trust, bool):
-        raise _plan_error(plan_path, "trust_checkpoint", "true or false", trust)
     epochs = _plan_int(raw, "epochs", None, plan_path, minimum=1)
     batch_size = _plan_int(raw, "batch_size", 80, plan_path, minimum=1)
     split_seed = _plan_int(raw, "split_seed", 0, plan_path)
@@ -294,7 +303,7 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
         source=str(plan_path), data_root=data_root, data_config=data_config, cache_dir=cache_dir,
         checkpoints=checkpoints, tasks=tasks, directions=directions, variants=variants, heads=heads,
         seeds=tuple(seeds_raw), protocol=protocol, epochs=epochs, batch_size=batch_size or 80, dtype=dtype,
-        split_seed=split_seed or 0, device=device, trust_checkpoint=trust,
+        split_seed=split_seed or 0, device=device,
         toc=lambda task, family: _selection_for(raw.get("selection"), task, family, base, plan_path),
         split_seeds=split_seeds, pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap,
         cache_fingerprint=cache_fingerprint,

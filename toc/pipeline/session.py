@@ -184,6 +184,8 @@ def evaluate_task(
     elif options.toc.preset is not None:
         settings = preset_settings(options.toc.preset, options.task, session.variant_family)
         selection = session.select(settings)
+    elif selection is not None:
+        selection.check_made_for(session.checkpoint)  # never apply another checkpoint's channels
     variants = list(options.variants) or default_variants(
         session.checkpoint.levels, options.wants_toc, session.checkpoint.family,
     )

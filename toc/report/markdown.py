@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cmg_base.errors import printable
 from toc.eval.heads import HEADS
 from toc.eval.protocols import DIRECTION_TEXT, DIRECTIONS, PROTOCOLS
 from toc.eval.records import ResultRecord
@@ -84,7 +85,8 @@ def _value(value: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # printable: a newline or control character from an input file cannot end a table row.
+    return printable(text).replace("|", "\\|")
 
 
 def _pct(value: float | None) -> str:
@@ -403,7 +405,7 @@ def _recommendation_lines(g: Group) -> list[str]:
 
 
 def _sha(value: Any) -> str:
-    return f"`{str(value)[:12]}`" if value else "—"
+    return f"`{_cell(str(value)[:12]).replace('`', '')}`" if value else "—"
 
 
 def chart_name(task: str) -> str:

@@ -10,8 +10,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cmg_base.errors import printable
+from cmg_base.inputs import decode_utf8, read_input_bytes
+from toc.documents import parse_json
 from toc.errors import DataError
 from toc.eval.records import ResultRecord
+
+# Results of a large comparison are a few MB; this bound only keeps a wrong file from filling memory.
+MAX_RESULTS_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -132,25 +138,15 @@ def read_results(paths: Iterable[str | os.PathLike]) -> ResultSet:
     result = ResultSet()
     for raw_path in paths:
         path = Path(raw_path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise DataError("results file not found", file=path) from exc
-        except OSError as exc:
-            raise DataError(f"cannot read results file ({exc.strerror or exc})", file=path) from exc
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text (byte {exc.start})", file=path) from exc
+        data = read_input_bytes(path, what="results file", error=DataError, max_bytes=MAX_RESULTS_BYTES,
+                                allow_empty=True, missing="results file not found")
+        text = decode_utf8(data, path=path, what="results file (JSON lines)", error=DataError)
         n_results = n_health = 0
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", file=where) from exc
+            obj = parse_json(line, file=where, what="result line (one JSON object)")
             record = parse_line(obj, where)
             result.add(record)
             if isinstance(record, HealthRecord):
@@ -158,7 +154,7 @@ def read_results(paths: Iterable[str | os.PathLike]) -> ResultSet:
             else:
                 n_results += 1
         result.inputs.append(
-            InputFile(name=path.name, sha256=hashlib.sha256(data).hexdigest(), n_results=n_results, n_health=n_health)
+            InputFile(name=printable(path.name), sha256=hashlib.sha256(data).hexdigest(), n_results=n_results, n_health=n_health)
         )
     _check_not_empty(result, ", ".join(str(p) for p in paths))
     return result

@@ -4,12 +4,12 @@ summary.json and PNG charts into one folder."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmg_base.files import prepare_output, write_bytes_atomic, write_text_atomic
-from toc.errors import ConfigError, TocError
+from cmg_base.files import check_output_directory, resolve_output, staged_directory
+from toc.errors import ConfigError
 from toc.figures import have_matplotlib
 from toc.report.analysis import MadeSelection, build_report
 from toc.report.charts import render_selection_chart, render_task_chart
@@ -47,18 +47,27 @@ def write_report(
     )
 
 
-def write_result_set(
+def is_report_output(name: str) -> bool:
+    """Whether a folder entry belongs to a report (replaced as a whole by the next one)."""
+    return name in REPORT_FILES or (name.endswith(".png") and name.startswith(("chart-", "selection-")))
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    files: dict[str, bytes]  # name -> content, in writing order
+    notes: tuple[str, ...]
+
+
+def render_result_set(
     results: ResultSet,
-    out_dir: str | os.PathLike,
     *,
-    force: bool = False,
     metric: str = "auto",
     selection_files: Sequence[str | os.PathLike] = (),
     made_selections: Sequence[MadeSelection] = (),
     charts: bool = True,
     n_resamples: int = DEFAULT_RESAMPLES,
-) -> WrittenReport:
-    """Analyse `results` and write every report file; nothing is written unless everything renders."""
+) -> RenderedReport:
+    """Analyse `results` and render every report file in memory."""
     report = build_report(
         results, metric=metric, selection_files=selection_files, made_selections=made_selections,
         n_resamples=n_resamples,
@@ -81,14 +90,42 @@ def write_result_set(
         "summary.json": render_summary(report),
         "report.html": render_html(report, images),
     }
+    files = {name: text.encode("utf-8") for name, text in texts.items()}
+    files.update(images)
+    return RenderedReport(files=files, notes=tuple(notes))
+
+
+def write_output_set(
+    out_dir: str | os.PathLike, files: dict[str, bytes], *, force: bool = False,
+    owned: Callable[[str], bool] = is_report_output,
+) -> Path:
+    """Write a set of files into `out_dir` whole or not at all: staged beside it, then moved in,
+    replacing the previous set (every `owned` entry) but no other file of the folder."""
+    with staged_directory(out_dir, force=force, owned=owned) as staging:
+        for name, data in files.items():
+            with open(staging / name, "wb") as handle:
+                handle.write(data)
+    return resolve_output(out_dir)
+
+
+def write_result_set(
+    results: ResultSet,
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    metric: str = "auto",
+    selection_files: Sequence[str | os.PathLike] = (),
+    made_selections: Sequence[MadeSelection] = (),
+    charts: bool = True,
+    n_resamples: int = DEFAULT_RESAMPLES,
+) -> WrittenReport:
+    """Analyse `results` and write every report file; nothing is written unless everything
+    renders, and a failure while writing leaves the folder as it was."""
+    check_output_directory(out_dir, force=force, owned=is_report_output)  # before any rendering
+    rendered = render_result_set(
+        results, metric=metric, selection_files=selection_files, made_selections=made_selections, charts=charts,
+        n_resamples=n_resamples,
+    )
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TocError(f"{out}: output path exists and is not a directory")
-    names = list(texts) + list(images)
-    for name in names:  # refuse before writing anything
-        prepare_output(out / name, force=force)
-    for name, text in texts.items():
-        write_text_atomic(out / name, text)
-    for name, data in images.items():
-        write_bytes_atomic(out / name, data)
-    return WrittenReport(out_dir=out, files=tuple(names), notes=tuple(notes))
+    write_output_set(out, rendered.files, force=force)
+    return WrittenReport(out_dir=out, files=tuple(rendered.files), notes=rendered.notes)
