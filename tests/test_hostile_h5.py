@@ -154,7 +154,11 @@ for attempt in (lambda: load_task("ave", data_root="{tmp_path / 'a'}"),
         outcomes.append("loaded")
     except DataError:
         outcomes.append("refused")
-print(json.dumps({{"outcomes": outcomes, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+# VmHWM is this process image's own peak (ru_maxrss would also count the RSS of the forking
+# parent, i.e. of whatever pytest had accumulated before this test).
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+peak = int(status["VmHWM"].split()[0]) if "VmHWM" in status else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"outcomes": outcomes, "rss_kb": peak}}))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
