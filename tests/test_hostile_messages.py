@@ -148,7 +148,8 @@ def test_names_from_results_that_would_break_a_table_are_refused(tmp_path, key, 
 
 def test_free_text_from_results_is_escaped_in_report_tables(tmp_path):
     """Fields of a health line are kept as given (not names): in report.md they are escaped, so a
-    `|` or a newline cannot add a column or forge a row of the codebook-health table."""
+    `|` or a newline cannot add a column or forge a row of the codebook-health table. (This cell
+    escaping held before round two too; pinned here beside the name check it complements.)"""
     lines = [json.loads(x) for x in open(GOLDEN_RESULTS) if x.strip()]
     for line in lines:
         if line.get("kind") == "health":

@@ -102,8 +102,9 @@ def _steps(run):
 def test_resume_on_the_command_line_keeps_the_cap_and_names_real_changes(tmp_path):
     """Before the fix `--resume` without `--max-steps` dropped the saved cap (the run trained on
     to its epochs), the same command with `--resume` added was refused, and a refusal did not
-    say which value changed how. The library rule is pinned in tests/test_train_settings.py;
-    this is the command line a user types."""
+    say which value changed how (checked on 31643e1: "these options cannot change: --levels,
+    --batch-size, ..."). The library rule is pinned in tests/test_train_settings.py; this is the
+    command line a user types."""
     data = write_pretrain(tmp_path / "data")
     run = tmp_path / "run"
     command = ["train", "--data-root", data, "-o", run, *TINY]
