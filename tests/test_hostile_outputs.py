@@ -97,6 +97,31 @@ def test_compare_refuses_to_overwrite_a_chart_without_force(tmp_path):
     assert (out / "chart-ave.png").read_bytes() == b"an old chart"
 
 
+@pytest.mark.slow
+def test_compare_under_a_file_size_limit_keeps_the_old_set_exactly(tmp_path):
+    """The same for `toc compare -o OLD --force`: its results.jsonl and report files are one set.
+    (On the code before the fix this limit stopped the first file, results.jsonl, and the message
+    said "File too large"; the mixed set is shown by the `toc report` test above.)"""
+    data = write_ave(tmp_path / "data")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'data_root = "{data}"\ntasks = ["ave"]\nvariants = ["dcid"]\nheads = ["prototype"]\n'
+                    f'seeds = [0]\n[checkpoints]\ndcid = "{save_reference_checkpoint(tmp_path / "a.pt")}"\n')
+    out = tmp_path / "cmp"
+    first = run_toc("compare", "--config", plan, "-o", out, "--no-charts")
+    assert first.returncode == 0, first.stderr
+    before = _digests(out)
+    assert {"results.jsonl", "report.md", "summary.json"} <= set(before)
+    # Another checkpoint: every file of the new set differs; the limit stops the set half-way.
+    plan.write_text(plan.read_text().replace("a.pt", "b.pt"))
+    save_reference_checkpoint(tmp_path / "b.pt", seed=1)
+    limit_kb = max(1, max(p.stat().st_size for p in out.iterdir()) // 2048)  # half the largest file
+    failed = run_toc("compare", "--config", plan, "-o", out, "--no-charts", "--force", limits=f"ulimit -f {limit_kb};")
+    assert failed.returncode == 1, failed.stderr
+    assert "file-size limit" in one_error_line(failed.stderr)
+    assert _digests(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 # ------------------------------------------------------------------ item 9: signals
 
 
