@@ -7,13 +7,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
+import numpy as np
 import pytest
 from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
 from datafixtures import write_ave, write_pretrain
-from hostile_inputs import one_error_line, run_toc
+from hostile_inputs import ROOT, one_error_line, run_toc
 
 from cli.main import cli
 from cmg_base.errors import OutputError
@@ -61,8 +64,6 @@ def test_a_read_only_output_folder_is_refused_before_encoding(tmp_path):
     checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o555)
-    import numpy as np
-
     np.save(tmp_path / "x.npy", np.zeros((2, 10, 128)))
     result = invoke("encode", checkpoint, "--modality", "audio", "--input", tmp_path / "x.npy", "-o",
                     tmp_path / "ro" / "codes.h5")
@@ -200,11 +201,6 @@ warnings.warn_explicit("TypedStorage is deprecated", UserWarning, "torch/storage
 def test_warnings_are_one_line_without_a_source_line(tmp_path):
     """Before the fix Python's default display printed `selection.py:244: ShortSelectionWarning:
     ...` followed by the `warnings.warn(` source line, and torch's UserWarnings came through."""
-    import subprocess
-    import sys
-
-    from hostile_inputs import ROOT
-
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     driven = subprocess.run([sys.executable, "-c", _WARNING_DRIVER], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
