@@ -318,7 +318,7 @@ def test_difference_to_dcid_uses_only_shared_seeds(tmp_path):
         (json.dumps(_record(direction="v2t")), "key 'direction'"),
         (json.dumps({**_record(), "metrics": {}}), "key 'metrics'"),
         (json.dumps({**_record(), "metrics": {"accuracy": "high"}}), "key 'metrics.accuracy'"),
-        ('{"task": "ave", "direction": "v2a", "variant": "dcid", "head": "linear", "protocol": "strict", "seed": 0, "metrics": {"accuracy": NaN}}', "finite"),
+        ('{"task": "ave", "direction": "v2a", "variant": "dcid", "head": "linear", "protocol": "strict", "seed": 0, "metrics": {"accuracy": NaN}}', "NaN is not a JSON number"),
         (json.dumps({**_record(), "kind": "mystery"}), "key 'kind'"),
     ],
 )
