@@ -59,17 +59,18 @@ def test_cache_writer_under_a_file_size_limit_is_one_line_and_leaves_no_temporar
 @pytest.mark.slow
 def test_report_under_a_file_size_limit_keeps_the_old_set_exactly(tmp_path):
     """Before the fix `toc report -o OLD --force` wrote file by file: under a small `ulimit -f`
-    the new report.md / results.csv stood beside the old summary and charts. Now the set is
-    staged and moved into place only when every file is written."""
+    the new report.md / results.csv stood beside the old summary and charts (checked on 23cf006
+    without --resamples, which it lacked). Now the set is staged and moved into place only when
+    every file is written."""
     out = tmp_path / "rep"
-    first = run_toc("report", GOLDEN / "results.jsonl", "-o", out)
+    first = run_toc("report", GOLDEN / "results.jsonl", "-o", out, "--resamples", "100")
     assert first.returncode == 0, first.stderr
     before = _digests(out)
     assert {"report.md", "results.csv", "summary.json"} <= set(before) and any(n.endswith(".png") for n in before)
     # A new set with other numbers (every file would change), and a limit the summary cannot fit in.
     changed = tmp_path / "changed.jsonl"
     changed.write_text((GOLDEN / "results.jsonl").read_text().replace('{"accuracy": 40.0}', '{"accuracy": 47.5}'))
-    failed = run_toc("report", changed, "-o", out, "--force", limits="ulimit -f 20;")
+    failed = run_toc("report", changed, "-o", out, "--force", "--resamples", "100", limits="ulimit -f 20;")
     assert failed.returncode == 1, failed.stderr
     assert str(out) in one_error_line(failed.stderr)
     assert _digests(out) == before  # every old file, byte for byte, and nothing else (no staging folder)
