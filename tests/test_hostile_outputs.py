@@ -22,6 +22,9 @@ from datafixtures import write_ave, write_pretrain
 from hostile_inputs import ROOT, one_error_line, run_toc
 
 GOLDEN = Path(__file__).parent / "golden"
+TINY_TRAIN = ["--levels", "1", "--audio-output-dim", "8", "--video-output-dim", "8", "--text-output-dim", "8",
+              "--n-embeddings", "16", "--batch-size", "2", "--seed", "3", "--epochs", "1", "--diagnostics-clips", "2",
+              "--recipe", "reference"]
 
 
 def _temporaries(folder: Path) -> list[Path]:
@@ -51,6 +54,19 @@ def test_cache_writer_under_a_file_size_limit_is_one_line_and_leaves_no_temporar
     assert str(cache) in line and "file-size limit" in line and ".tmp" not in line
     assert "h5py" not in result.stderr and '"metrics"' not in result.stdout
     assert list(cache.iterdir()) == []  # neither a cache file nor a temporary
+
+
+@pytest.mark.slow
+def test_train_under_a_file_size_limit_is_one_line_naming_the_checkpoint(tmp_path):
+    """Before the fix torch.save past `ulimit -f` said "unexpected pos 961280 vs 961168" (item 10);
+    the checkpoint's size is now checked against the limit and the free space before writing."""
+    data = write_pretrain(tmp_path / "data")
+    run = tmp_path / "run"
+    result = run_toc("train", "--data-root", data, "-o", run, *TINY_TRAIN, limits="ulimit -f 1024;")
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result.stderr)
+    assert str(run) in line and ".pt" in line and "file-size limit" in line and "unexpected pos" not in line
+    assert _temporaries(run) == [] and not (run / "last.pt").exists()
 
 
 # ------------------------------------------------------------------ item 8: output sets whole or absent
@@ -190,9 +206,7 @@ def test_sigterm_while_train_writes_a_checkpoint_leaves_no_temporary(tmp_path):
     """Before the fix SIGTERM during `toc train` left `.last.pt.*.tmp` (up to 84 MB seen)."""
     data = write_pretrain(tmp_path / "data")
     run = tmp_path / "run"
-    args = ["train", "--data-root", data, "-o", run, "--levels", "1", "--audio-output-dim", "8",
-            "--video-output-dim", "8", "--text-output-dim", "8", "--n-embeddings", "16", "--batch-size", "2",
-            "--seed", "3", "--epochs", "1", "--diagnostics-clips", "2", "--recipe", "reference"]
+    args = ["train", "--data-root", data, "-o", run, *TINY_TRAIN]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", _TRAIN_DRIVER, *map(str, args)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
