@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import os
 import random
@@ -581,6 +582,41 @@ def classify(outcome: Outcome) -> str:
     return "crash"
 
 
+def role_of(command_name: str, target: str | None, kind: str) -> str:
+    """The input kind an attempt damaged (the `reads` role of its target), or the fault it injected."""
+    if target is None:
+        return f"fault: {kind}"
+    command = next(c for c in COMMANDS if c.name == command_name)
+    for pattern, role in command.reads.items():
+        if fnmatch.fnmatchcase(target, pattern):
+            return role
+    return "?"
+
+
+SUMMARY_COLUMNS = ["attempts", "ok", "error", "crash", "hang", "payload_executed", "exit0_on_bad_input",
+                   "rss_max_mb", "temporary_left", "output_changed_on_failure", "error_names_no_file"]
+
+
+def summary_table(log_path: Path) -> str:
+    """A markdown table of a --log: one row per input kind (plus the injected faults) and a total."""
+    rows: dict[str, Counter] = {}
+    for text in log_path.read_text().splitlines():
+        entry = json.loads(text)
+        role = entry.get("role") or role_of(entry["command"], entry["target"], entry["kind"])
+        for key in (role, "all"):
+            row = rows.setdefault(key, Counter())
+            row["attempts"] += 1
+            row[entry["verdict"]] += 1
+            row["rss_max_mb"] = max(row["rss_max_mb"], round(entry["rss_kb"] / 1024))
+            for problem in entry["problems"]:
+                row[problem] += 1
+    order = sorted((k for k in rows if k != "all"), key=lambda k: (k.startswith("fault"), k)) + ["all"]
+    lines = ["| input kind | " + " | ".join(SUMMARY_COLUMNS) + " |", "|---" * (len(SUMMARY_COLUMNS) + 1) + "|"]
+    for key in order:
+        lines.append(f"| {key} | " + " | ".join(str(rows[key][c]) for c in SUMMARY_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1500.0, help="time budget")
@@ -588,7 +624,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="an attempt running longer is a hang")
     parser.add_argument("--log", type=Path, default=None, help="write one JSON line per attempt here")
+    parser.add_argument("--summarise", type=Path, default=None, metavar="LOG",
+                        help="print the per-input-kind table of a finished run's --log, then exit")
     args = parser.parse_args()
+    if args.summarise:
+        print(summary_table(args.summarise))
+        return 0
     torch.set_num_threads(1)
     # The fuzzer and every child: a runaway allocation fails here instead of on a shared machine.
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
@@ -670,6 +711,7 @@ def main() -> int:
                                 f"code={outcome.code} :: {' | '.join(tail)[:400]}")
             if log:
                 log.write(json.dumps({"attempt": counts["attempts"], "command": command.name, "kind": kind,
+                                      "role": role_of(command.name, str(target.relative_to(work)) if target else None, kind),
                                       "target": str(target.relative_to(work)) if target else None, "verdict": verdict,
                                       "code": outcome.code, "rss_kb": outcome.rss_kb, "seconds": round(outcome.seconds, 2),
                                       "problems": problems, "stderr_tail": outcome.stderr.strip().splitlines()[-1:]}) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
@@ -147,3 +148,18 @@ def test_huge_version_string_in_a_selection_is_not_a_crash(tmp_path):
     path.write_text(json.dumps({"tool": "cmg-toc", "version": "9" * 5000, "checkpoint": {}, "levels": []}))
     with pytest.raises(DataError, match="newer cmg-toc"):
         read_selection(path)
+
+
+# ------------------------------------------------------------------ item 6: a clip too long to encode
+
+
+def test_a_clip_too_long_to_encode_is_refused_before_reading(tmp_path):
+    """Before the fix `toc encode` of one clip of T = 20000 steps allocated 6.4 GB (the attention
+    is T x T per head); the estimate now refuses it from the declared shape, naming the file."""
+    checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
+    np.save(tmp_path / "long.npy", np.zeros((1, 20_000, 128), np.float32))
+    result = invoke("encode", checkpoint, "--modality", "audio", "--input", tmp_path / "long.npy", "-o",
+                    tmp_path / "codes.h5")
+    line = error_line(result)
+    assert "long.npy" in line and "clips too long to encode" in line and "[1, 20000, 128]" in line
+    assert not (tmp_path / "codes.h5").exists()
