@@ -41,6 +41,8 @@ from hdcid.errors import ModelError, SettingsError, literal
 # Metrics that are counts over the batch (summed over ranks); every other metric is a mean over
 # rows or the same full-batch value on every rank (averaged with the shard sizes as weights).
 COUNT_METRICS = ("equal_num",)
+# The loss totals (`loss`, `loss_level1`, ...): each rank's objective, averaged with equal weights.
+TOTAL_PREFIX = "loss"
 # Ranks >= 1 seed their dropout stream from (seed, rank, step) with these multipliers.
 RANK_STREAM = 1_000_003
 STEP_STREAM = 7919
@@ -320,10 +322,18 @@ class Collective:
         """One step's metrics for the whole batch: row means weighted by shard size, counts summed,
         full-batch values unchanged. (`batch_codes_*`: the weighted mean of the ranks' counts.)"""
         names = sorted(metrics)
-        weights = [1.0 if n.removesuffix("_2") in COUNT_METRICS else self.row_share for n in names]
+        weights = [self._metric_weight(n) for n in names]
         values = torch.tensor([metrics[n] * w for n, w in zip(names, weights, strict=True)], dtype=torch.float64)
         dist.all_reduce(values)
         return {n: float(v) for n, v in zip(names, values.tolist(), strict=True)}
+
+    def _metric_weight(self, name: str) -> float:
+        if name.removesuffix("_2") in COUNT_METRICS:
+            return 1.0
+        if name.startswith(TOTAL_PREFIX):
+            # A rank's total already weights its row means by its shard (local_scale).
+            return 1.0 / self.size
+        return self.row_share
 
     def describe(self) -> dict[str, Any]:
         """What config.json records about the processes."""
