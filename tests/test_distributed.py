@@ -9,7 +9,11 @@ order, the codebooks are identical on both ranks, and a killed distributed run r
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +23,7 @@ from hdcid.errors import SettingsError
 from hdcid.training import Remedies
 from hdcid.training.distributed import Collective, World
 from tests.distributed_workers import final_states, run_processes, trainer_for
+from tests.test_own_data_training import corpus_file
 
 # Everything that couples rows runs: k-means init, resets that fire, alignment, standardised
 # inputs, consistent EMA counts; uneven shards (batch 5 → 3 + 2, then 3 → 2 + 1) for DCID; H-DCID's level 2
@@ -154,3 +159,22 @@ def test_shards_are_contiguous_and_cover_the_batch():
         shards.append(collective.shard(batch))
         assert collective.counts == [3, 2]
     assert shards == [[7, 3, 9], [1, 4]]
+
+
+def test_toc_train_nproc_launches_torchrun_and_writes_once(tmp_path):
+    """`toc train --nproc 2`: torchrun's launcher, 2 gloo processes, one summary, world_size 2.
+    (Clips without a time axis: the clip-level InfoNCE runs on the gathered batch.)"""
+    data = corpus_file(tmp_path / "paired.h5", n=8)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [
+        sys.executable, "-m", "cli", "train", "--paired", str(data), "-o", str(tmp_path / "run"), "--nproc", "2",
+        "--max-steps", "2", "--batch-size", "4", "--n-embeddings", "16", "--embedding-dim", "16",
+        "--audio-output-dim", "8", "--video-output-dim", "8", "--diagnostics-clips", "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and summaries[0]["total_step"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world_size"] == 2
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["total_step"]) for r in lines] == [("step", 1), ("step", 2), ("epoch", 2)]

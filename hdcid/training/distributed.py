@@ -26,6 +26,7 @@ whole batch.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ TOTAL_PREFIX = "loss"
 # Ranks >= 1 seed their dropout stream from (seed, rank, step) with these multipliers.
 RANK_STREAM = 1_000_003
 STEP_STREAM = 7919
+
+
+# DDP must not overwrite the codebook buffers with rank 0's before each forward: the quantizer
+# keeps them equal itself (reduced statistics, broadcast resets). torch >= 2.13 names this
+# `forward_sync_buffers=False` (and warns about the old `broadcast_buffers=False`).
+_NO_BUFFER_BROADCAST = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 @dataclass(frozen=True)
@@ -202,9 +213,9 @@ class Collective:
         self._ddp = DistributedDataParallel(
             _StepForward(model.main_modules()),
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            broadcast_buffers=False,
             # Unused in some steps: level 2 before it starts, the text branch without text.
             find_unused_parameters=True,
+            **_NO_BUFFER_BROADCAST,
         )
         return shared[0]
 
@@ -351,7 +362,21 @@ def launch_local(nproc: int, arguments: Sequence[str]) -> int:
     from torch.distributed.run import main as torchrun
 
     try:
-        torchrun(["--standalone", f"--nproc-per-node={nproc}", "--module", "cli", *arguments])
+        torchrun(["--standalone", f"--nproc-per-node={nproc}", "--module", "cli", *without_option(arguments, "--nproc")])
     except ChildFailedError:
         return 1
     return 0
+
+
+def without_option(arguments: Sequence[str], option: str) -> list[str]:
+    """`arguments` without `option VALUE` / `option=VALUE` (torchrun's parser would take
+    `--nproc` for an abbreviation of its own `--nproc-per-node`)."""
+    out, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == option:
+            skip = True
+        elif not argument.startswith(option + "="):
+            out.append(argument)
+    return out
