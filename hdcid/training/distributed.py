@@ -186,7 +186,7 @@ class Collective:
         return self.rank == 0
 
     def check_run(self, n_clips: int, batch_size: int, family: str | None) -> None:
-        """Refuse what N processes cannot train the one-process way (before any data is read)."""
+        """Refuse what N processes cannot train the one-process way (before the first step)."""
         if family == "fcid":
             raise SettingsError(
                 f"FCID pretraining runs on one process; got a world of {self.size} processes (drop {{}} / torchrun)",
@@ -334,7 +334,8 @@ class Collective:
         full-batch values unchanged. (`batch_codes_*`: the weighted mean of the ranks' counts.)"""
         names = sorted(metrics)
         weights = [self._metric_weight(n) for n in names]
-        values = torch.tensor([metrics[n] * w for n, w in zip(names, weights, strict=True)], dtype=torch.float64)
+        values = [metrics[n] * w for n, w in zip(names, weights, strict=True)]
+        values = torch.tensor(values, dtype=torch.float64, device=self.device)  # nccl reduces device tensors only
         dist.all_reduce(values)
         return {n: float(v) for n, v in zip(names, values.tolist(), strict=True)}
 
