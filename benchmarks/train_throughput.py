@@ -93,13 +93,34 @@ def measure(config: TrainConfig, data: RandomClips, steps: int, warmup: int = 1)
     return Throughput(config.batch_size / statistics.median(times), times)
 
 
+def measure_pair(configs: tuple[TrainConfig, TrainConfig], data: RandomClips, steps: int) -> tuple[Throughput, Throughput]:
+    """Two configurations side by side: one warm-up step each, then their timed steps alternate,
+    so a machine whose load changes during the run slows both alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = [Trainer(c, data, Path(tmp) / str(i)) for i, c in enumerate(configs)]
+        times: list[list[float]] = [[], []]
+        rows = list(range(configs[0].batch_size))
+        for trainer in trainers:
+            trainer.model.train()
+            trainer.train_step(rows)
+        for _ in range(steps):
+            for trainer, timed in zip(trainers, times, strict=True):
+                _sync(trainer.config.device)
+                start = time.perf_counter()
+                trainer.train_step(rows)
+                _sync(trainer.config.device)
+                timed.append(time.perf_counter() - start)
+    return tuple(Throughput(len(rows) / statistics.median(t), t) for t in times)
+
+
 def table(batch: int, steps: int, device: str, sizes: dict) -> tuple[list[str], list[tuple]]:
     """Markdown rows (model, default, reference-forwards, ratio) and the raw numbers."""
     data = RandomClips(batch, word_dim=sizes["word_dim"])
     rows, raw = [], []
     for levels, name in ((1, "DCID"), (2, "H-DCID")):
-        default = measure(config_for(levels, batch, False, device, sizes), data, steps)
-        reference = measure(config_for(levels, batch, True, device, sizes), data, steps)
+        default, reference = measure_pair(
+            (config_for(levels, batch, False, device, sizes), config_for(levels, batch, True, device, sizes)), data, steps,
+        )
         raw.append((name, default, reference))
         rows.append(
             f"| {name} | {default.clips_per_s:.2f} ({default.spread}) | {reference.clips_per_s:.2f} "
@@ -147,7 +168,8 @@ def main() -> None:
         "features, video [10, 7, 7, 512], T = 10, both H-DCID levels active (level2_start 0). "
         f"Batch {args.batch_size} (the published batch is 80: on this CPU one step of 80 takes minutes; "
         "`benchmarks/gpu_check.py` measures batch 80 on a GPU). "
-        f"Median of {args.steps} timed steps after one warm-up step; the range of the timed steps in brackets.",
+        f"Median of {args.steps} timed steps after one warm-up step, the two modes' steps alternating (so "
+        "changing load on the machine slows both alike); the range of the timed steps in brackets.",
         "`--reference-forwards` runs the encoder 6x per H-DCID batch (5 CLUB iterations + 1), as the "
         "published H-DCID pretraining; DCID runs it once in both modes, so its two columns differ only by noise.",
         "",

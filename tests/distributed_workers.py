@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from hdcid.training import TrainConfig, Trainer
+from hdcid.training.data import batches, epoch_order
 from hdcid.training.distributed import Collective, World
 from tests.train_corpus import PlantedCorpus
 
@@ -46,6 +47,19 @@ def trainer_for(run_dir: Path, settings: dict[str, Any] | None, collective: Coll
     return trainer
 
 
+def run_steps(trainer: Trainer) -> list[dict[str, float]]:
+    """The run's steps without its checkpoints (a published-width DCID checkpoint with Adam states
+    is ~170 MB in float64): the trainer's own batches, epoch by epoch; the metrics of each step."""
+    config = trainer.config
+    trainer.model.train()
+    metrics = []
+    for epoch in range(config.epochs):
+        trainer.epoch = epoch
+        for rows in batches(epoch_order(len(trainer.data), config.seed, epoch), config.batch_size):
+            metrics.append(trainer.train_step(rows))
+    return metrics
+
+
 def final_states(trainer: Trainer) -> dict[str, dict[str, torch.Tensor]]:
     return {k: {n: t.detach().clone() for n, t in v.items()} for k, v in trainer.model.checkpoint_states().items()}
 
@@ -62,13 +76,20 @@ def _worker(rank: int, size: int, port: int, jobs: list[dict[str, Any]], out_dir
                     os._exit(3)  # a crash: no checkpoint, no clean-up
 
             trainer = trainer_for(Path(job["run_dir"]), job.get("settings"), collective, on_step=on_step)
-            trainer.run()
-            torch.save(final_states(trainer), Path(out_dir) / f"{job['name']}-rank{rank}.pt")
+            if job.get("steps_only"):
+                steps = run_steps(trainer)
+            else:
+                trainer.run()
+                steps = []
+            states = final_states(trainer)
+            states["steps"] = steps
+            torch.save(states, Path(out_dir) / f"{job['name']}-rank{rank}.pt")
     finally:
         collective.close()
 
 
 def run_processes(jobs: list[dict[str, Any]], out_dir: Path, size: int = 2) -> None:
-    """Run `jobs` (name, run_dir, settings or None to resume, optional kill_after) one after the
-    other in `size` gloo processes; each rank saves its final states as OUT/NAME-rankR.pt."""
+    """Run `jobs` (name, run_dir, settings or None to resume, optional kill_after, steps_only)
+    one after the other in `size` gloo processes; each rank saves its final states (and, with
+    steps_only, every step's metrics under "steps") as OUT/NAME-rankR.pt."""
     mp.start_processes(_worker, args=(size, free_port(), jobs, str(out_dir)), nprocs=size, start_method="spawn")
