@@ -30,6 +30,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -44,6 +45,9 @@ from hdcid.errors import ModelError, SettingsError, literal
 COUNT_METRICS = ("equal_num",)
 # The loss totals (`loss`, `loss_level1`, ...): each rank's objective, averaged with equal weights.
 TOTAL_PREFIX = "loss"
+# How long a rank waits in a collective: the others wait while rank 0 writes checkpoints and runs
+# the epoch's diagnostics (nccl's own default is 10 minutes).
+GROUP_TIMEOUT = timedelta(minutes=60)
 # Ranks >= 1 seed their dropout stream from (seed, rank, step) with these multipliers.
 RANK_STREAM = 1_000_003
 STEP_STREAM = 7919
@@ -174,6 +178,7 @@ class Collective:
         if not dist.is_initialized():
             dist.init_process_group(
                 backend_for(target), init_method=init_method or "env://", rank=world.rank, world_size=world.size,
+                timeout=GROUP_TIMEOUT,
             )
         return Collective(world, target)
 
