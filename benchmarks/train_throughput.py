@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdcid.training import TrainConfig, Trainer  # noqa: E402
+from hdcid.training import PretrainModel, TrainConfig, Trainer  # noqa: E402
 
 PUBLISHED = dict(
     n_embeddings=400, audio_output_dim=256, video_output_dim=2048, text_output_dim=256, word_dim=768,
@@ -149,6 +149,14 @@ def profile_step(batch: int, device: str, sizes: dict, top: int = 12) -> list[st
     return lines
 
 
+def parameter_counts(levels: int, sizes: dict) -> tuple[int, int]:
+    """(parameters the main Adam updates, of which in video modules) at these sizes."""
+    with torch.device("meta"):
+        model = PretrainModel(config_for(levels, 1, False, "cpu", sizes), 128, 512, sizes["word_dim"])
+    named = [(n, p) for module in model.main_modules() for n, p in module.named_parameters()]
+    return sum(p.numel() for _, p in named), sum(p.numel() for n, p in named if "ideo" in n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=2)
@@ -176,6 +184,12 @@ def main() -> None:
         "| model | default clips/s | --reference-forwards clips/s | default / reference |",
         "|---|---|---|---|",
         *rows,
+        "",
+    ]
+    total, video = parameter_counts(2, PUBLISHED)
+    lines += [
+        f"At these sizes the main Adam updates {total / 1e6:.0f} M parameters per H-DCID step, "
+        f"{video / 1e6:.0f} M of them in the video modules (the 2048-wide video branch and its decoder).",
         "",
     ]
     if args.profile:
