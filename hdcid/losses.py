@@ -64,10 +64,17 @@ class CrossCPC(nn.Module):
         """Time steps a clip needs: a context of `min_start_steps` + 1, then the predicted steps."""
         return self.min_start_steps + self.n_prediction_steps + 1
 
-    def forward(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor | None = None) -> CpcOutput:
+    def draw_start(self, steps: int) -> int:
+        """The time index a call predicts from: one per call, shared by the batch (reference),
+        from the global torch RNG."""
+        return int(torch.randint(steps - self.n_prediction_steps - self.min_start_steps, size=(1,))) + self.min_start_steps
+
+    def forward(
+        self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor | None = None, *, start: int | None = None,
+    ) -> CpcOutput:
         """Semantic features [B, T, D] per modality (continuous, not quantized); T >= min_steps.
         Without text (None) only the audio-video pairs enter (a module built without text
-        ignores text)."""
+        ignores text). `start`: the time index, if already drawn (else `draw_start`)."""
         given = {"audio": audio, "video": video, "text": text}
         features = {m: given[m] for m in self.modalities if given[m] is not None}
         missing = [m for m in ("audio", "video") if m not in features]
@@ -75,8 +82,7 @@ class CrossCPC(nn.Module):
             raise ValueError(f"this CPC module needs {', '.join(missing)} features")
         batch, steps = audio.shape[:2]
         k_steps = self.n_prediction_steps
-        # One time index per call, shared by the batch (reference), from the global torch RNG.
-        t = int(torch.randint(steps - k_steps - self.min_start_steps, size=(1,))) + self.min_start_steps
+        t = self.draw_start(steps) if start is None else start
         predictions: dict[str, list[torch.Tensor]] = {}
         for name, x in features.items():
             lstm: nn.LSTM = getattr(self, f"{name}_ar_lstm")
@@ -131,10 +137,12 @@ class CLUBSampleGroup(nn.Module):
         mu, logvar = self.get_mu_logvar(x)
         return ((-((mu - y) ** 2) / logvar.exp() - logvar).sum(dim=-1) / 2.0).mean()
 
-    def mi_est(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sampled CLUB bound with one batch permutation; T-means taken before dividing (reference)."""
+    def mi_est(self, x: torch.Tensor, y: torch.Tensor, permutation: torch.Tensor | None = None) -> torch.Tensor:
+        """Sampled CLUB bound with one batch permutation (drawn here unless given); T-means taken
+        before dividing (reference)."""
         mu, logvar = self.get_mu_logvar(x)
-        permutation = torch.randperm(x.shape[0], device=x.device)
+        if permutation is None:
+            permutation = torch.randperm(x.shape[0], device=x.device)
         positive = -((mu - y) ** 2).mean(dim=1)
         negative = -((mu - y[permutation]) ** 2).mean(dim=1)
         variance = logvar.mean(dim=1).exp()

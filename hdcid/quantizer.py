@@ -139,6 +139,9 @@ class _QuantizerBase(nn.Module):
         self.reset_noise_bounds = (float(reset_noise_bounds[0]), float(reset_noise_bounds[1]))
         # Seeds the choice of the active code a dead code is reset to (the reference's `random`).
         self.python_random = random.Random(57)
+        # Set by a distributed run (hdcid.training.distributed.Collective): batch statistics are
+        # reduced over processes, resets are drawn on rank 0. None: one process.
+        self.collective = None
         self.set_reset_policy(reset_after, active_within, updates_ema=reset_updates_ema)
 
     def set_reset_policy(self, reset_after: int, active_within: int, *, updates_ema: bool = False) -> None:
@@ -189,17 +192,23 @@ class _QuantizerBase(nn.Module):
         embedding, ema_count, ema_weight, _ = self._level_buffers(level)
         n_codes = embedding.shape[0]
         names = [m for m in self.modalities if m in one_hot]
+        batch_counts, pulled = {}, {}
         for name in names:
             partners = [m for m in names if m != name]
-            counts = self.decay * ema_count + (1 - self.decay) * one_hot[name].sum(dim=0)
-            total = counts.sum()
-            counts = (counts + self.epsilon) / (total + n_codes * self.epsilon) * total
+            batch_counts[name] = one_hot[name].sum(dim=0)
             # Own features pull with weight 1/2, each partner's features at the same (b, t) with the
             # rest split evenly (0.25 each for three modalities, as the reference).
-            pulled = 0.5 * one_hot[name].t() @ flat[name]
+            pulled[name] = 0.5 * one_hot[name].t() @ flat[name]
             for partner in partners:
-                pulled = pulled + (0.5 / len(partners)) * one_hot[name].t() @ flat[partner]
-            ema_weight = self.decay * ema_weight + (1 - self.decay) * pulled
+                pulled[name] = pulled[name] + (0.5 / len(partners)) * one_hot[name].t() @ flat[partner]
+        if self.collective is not None:
+            # The batch's counts and sums over every process, before the EMA step.
+            self.collective.sum_([*batch_counts.values(), *pulled.values()])
+        for name in names:
+            counts = self.decay * ema_count + (1 - self.decay) * batch_counts[name]
+            total = counts.sum()
+            counts = (counts + self.epsilon) / (total + n_codes * self.epsilon) * total
+            ema_weight = self.decay * ema_weight + (1 - self.decay) * pulled[name]
             ema_count = counts
             embedding = ema_weight / ema_count.unsqueeze(-1)
         self._write_level(level, embedding=embedding, ema_count=ema_count, ema_weight=ema_weight)
@@ -217,16 +226,27 @@ class _QuantizerBase(nn.Module):
         if dead and active:
             snapshot = embedding[active].clone()
             width = embedding.shape[1] if self.reset_noise_width is None else self.reset_noise_width
-            for index in dead:
+            # Distributed: every process sees the same dead and active codes; rank 0 draws the
+            # replacements and sends its codebook.
+            main = self.collective is None or self.collective.is_main
+            for index in dead if main else ():
                 source = self.python_random.randint(0, len(active) - 1)
                 noise = torch.empty(width, dtype=embedding.dtype).uniform_(*self.reset_noise_bounds)
                 embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
+            if self.collective is not None:
+                self.collective.broadcast_([embedding])
             if self.reset_updates_ema:
                 ema_weight = ema_weight.clone()
                 ema_weight[dead] = embedding[dead] * ema_count[dead].unsqueeze(-1)
                 self._write_level(level, ema_weight=ema_weight)
         self._write_level(level, embedding=embedding, unactivated_count=unactivated)
         return len(dead) if active else 0
+
+    def _whole_batch(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The code matching compares clips: in a distributed run it sees every process' rows."""
+        if self.collective is None:
+            return features
+        return {m: self.collective.gather_batch(x) for m, x in features.items()}
 
     def quantize_level(self, features: dict[str, torch.Tensor], level: int = 0, *, cmcm: bool = True) -> QuantizerOutput:
         """One training-style call on semantic features [B, T, D] per modality: nearest codes,
@@ -235,7 +255,7 @@ class _QuantizerBase(nn.Module):
         n_codes, width = embedding.shape
         flat = {m: x.detach().reshape(-1, width) for m, x in features.items()}
         cmcm_loss = (
-            cross_modal_code_matching(features, embedding)
+            cross_modal_code_matching(self._whole_batch(features), embedding)
             if cmcm and len(features) > 1
             else embedding.new_zeros(())
         )
@@ -250,6 +270,8 @@ class _QuantizerBase(nn.Module):
         if self.training:
             self._ema_update(level, one_hot, flat)
         used = torch.unique(torch.cat(list(indices.values())))
+        if self.collective is not None:
+            used = self.collective.used_codes(used, n_codes)
         self._reset_dead_codes(level, used)
         commitment = {}
         for name, x in features.items():

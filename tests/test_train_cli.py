@@ -128,6 +128,7 @@ def test_rerunning_the_same_command_with_resume_continues_exactly(tmp_path, monk
 
 
 def test_every_non_path_option_is_a_library_setting():
-    paths = {"data_root", "paired", "csv_path", "audio_dir", "video_dir", "text_features", "output", "resume", "init_from", "force", "help", "tensorboard"}
+    paths = {"data_root", "paired", "csv_path", "audio_dir", "video_dir", "text_features", "output", "resume", "init_from", "force", "help", "tensorboard",
+             "nproc"}  # --nproc launches processes; each trains with the settings
     names = {p.name for p in cli.commands["train"].params}
     assert names - paths <= set(SETTINGS)

@@ -25,6 +25,7 @@ from hdcid.training import (
     parse_reset_patience,
     run_training,
 )
+from hdcid.training.distributed import launch_local, under_launcher
 from toc.data.pretraining import open_pretraining
 
 
@@ -126,9 +127,15 @@ def _epochs_help() -> str:
 @click.option("--warmup-steps", type=click.IntRange(min=0), **_recipe_setting(), help="Linear warm-up of the CLUB and commitment loss weights (0 = off).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
+@click.option(
+    "--nproc", type=click.IntRange(min=1), default=None,
+    help="Train in N processes on this machine (gloo on CPU, nccl on GPU; one GPU each), started through torchrun's "
+    "launcher; the same as `torchrun --standalone --nproc-per-node N -m cli train ...`. --batch-size stays the batch "
+    "of one step; each process reads its share (docs/training.md).",
+)
 @click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, help="Also write metrics.jsonl's step losses and per-epoch diagnostics as TensorBoard scalars into this folder (needs the tensorboard extra).")
 def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, output, resume,
-          init_from, force, tensorboard, **options):
+          init_from, force, tensorboard, nproc, **options):
     """Pretrain a DCID (--levels 1), H-DCID (--levels 2) or FCID (--family fcid) model.
 
     Writes RUN_DIR/epoch-{E}.pt after every epoch (E from 0), RUN_DIR/last.pt every --save-every
@@ -138,6 +145,9 @@ def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, outp
     exactly what the published FCID pretraining saves ({Encoder_parameters (float64), epoch,
     total_step}), after every epoch. Prints a JSON summary on stdout.
     """
+    if nproc is not None and nproc > 1 and not under_launcher():
+        # Each process runs this same command line under torchrun (where --nproc is ignored).
+        sys.exit(launch_local(nproc, sys.argv[1:]))
     # Every option not named in the signature is a training setting (tests/test_train_cli.py).
     given = {name: value for name, value in options.items() if value is not None}
     if "levels" in given:
@@ -177,7 +187,8 @@ def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, outp
     finally:
         for bar in bars:
             bar.close()
-    click.echo(json.dumps(result.summary(), sort_keys=True))
+    if result.is_main:  # a distributed run prints once
+        click.echo(json.dumps(result.summary(), sort_keys=True))
 
 
 COMMANDS = [train]

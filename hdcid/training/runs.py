@@ -18,6 +18,7 @@ import torch
 from hdcid.diagnostics import LevelDiagnostics
 from hdcid.errors import ModelError, OutputExistsError, SettingsError, literal
 from hdcid.training.data import PretrainData
+from hdcid.training.distributed import Collective
 from hdcid.training.recipes import TrainConfig, new_run_default
 from hdcid.training.tensorboard_log import TensorBoardLog, require_tensorboard
 from hdcid.training.trainer import SavedRun, Trainer, TrainResult
@@ -69,7 +70,8 @@ def open_training(
     on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
 ) -> Trainer:
     """The trainer for a request, set up and ready to run. Every rule that needs no data is
-    checked before `load_data()` reads the corpus."""
+    checked before `load_data()` reads the corpus. Under torchrun the process joins its group
+    (hdcid.training.distributed) before the trainer is built."""
     run_dir = request.run_dir()
     if request.resume is not None:
         if request.init_from is not None:
@@ -80,8 +82,9 @@ def open_training(
         config.validate()
         check_device(config.device)
         data = load_data()
+        collective = Collective.join(config.device)
         try:
-            return Trainer(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch)
+            return Trainer(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch, collective=collective)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
             # The checkpoint parsed but its states do not fit the model it describes.
             text = str(exc).strip().splitlines()
@@ -95,7 +98,10 @@ def open_training(
     TrainConfig.from_settings(request.settings, n_clips=1).validate()
     data = load_data()
     config = TrainConfig.from_settings(request.settings, n_clips=len(data))
-    return Trainer(config, data, run_dir, init_from=request.init_from, on_step=on_step, on_epoch=on_epoch)
+    return Trainer(
+        config, data, run_dir, init_from=request.init_from, on_step=on_step, on_epoch=on_epoch,
+        collective=Collective.join(config.device),
+    )
 
 
 def run_training(
@@ -111,9 +117,9 @@ def run_training(
     every metrics.jsonl line is also written as TensorBoard scalars (tensorboard_log)."""
     if request.tensorboard is None:
         trainer = open_training(request, load_data, on_step=on_step, on_epoch=on_epoch)
-        if on_start:
+        if on_start and trainer.is_main:
             on_start(trainer.planned_steps, trainer.total_step)
-        return trainer.run()
+        return _run(trainer)
     require_tensorboard()  # before the corpus is read
     log: list[TensorBoardLog] = []
 
@@ -128,10 +134,21 @@ def run_training(
             on_epoch(record, diagnostics)
 
     trainer = open_training(request, load_data, on_step=step, on_epoch=epoch)
+    if not trainer.is_main:  # only rank 0 writes
+        return _run(trainer)
     log.append(TensorBoardLog(request.tensorboard, purge_step=trainer.total_step + 1 if trainer.resumed else None))
     try:
-        if on_start:
+        if on_start and trainer.is_main:
             on_start(trainer.planned_steps, trainer.total_step)
-        return trainer.run()
+        return _run(trainer)
     finally:
         log[0].close()
+
+
+def _run(trainer: Trainer) -> TrainResult:
+    """Run the trainer; a distributed run's process group ends with it."""
+    try:
+        return trainer.run()
+    finally:
+        if trainer.collective is not None:
+            trainer.collective.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from hdcid.losses import (
 )
 from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
+from hdcid.training.distributed import Collective
 from hdcid.training.recipes import Remedies, TrainConfig
 
 TEXT_LSTM_HIDDEN = 128  # the BiLSTM gives 2·128 = 256 text features (the encoder's text_dim)
@@ -52,6 +54,9 @@ CPC_WIDTH = 256
 LEVEL_TERMS = ("nce", "cmcm")
 CLIP_NCE_TERM = "clip_nce"
 MODALITY_TERMS = ("recon", "commit", "mi")
+# Means over a batch's rows, computed on each rank's shard in a distributed run (the other terms
+# compare clips and see the whole batch).
+ROW_MEAN_TERMS = ("recon", "commit")
 REMEDY_TERMS = ("align", "gap")
 
 
@@ -92,8 +97,11 @@ class LossSum:
     terms: dict[str, WeightedTerm] = field(default_factory=dict)
     total: torch.Tensor | None = None
 
-    def add(self, name: str, value: torch.Tensor, weight: float | None) -> None:
+    def add(self, name: str, value: torch.Tensor, weight: float | None, scale: float | None = None) -> None:
+        """`scale` (distributed runs with unequal shards): a factor on the total only."""
         part = value if weight is None else weight * value
+        if scale is not None:
+            part = scale * part
         self.total = part if self.total is None else self.total + part
         self.terms[name] = WeightedTerm(value.detach(), weight)
 
@@ -226,9 +234,11 @@ def club_targets(out: EncoderOutput, level: int) -> dict[str, torch.Tensor]:
 
 def train_club(
     model: PretrainModel, optimizers: Optimizers, out: EncoderOutput, levels: int, iterations: int,
+    collective: Collective | None = None,
 ) -> dict[str, float]:
     """`iterations` updates of every CLUB estimator on detached (codeword, specific) pairs;
-    returns the last log-likelihood of each."""
+    returns the last log-likelihood of each. Distributed: each rank's gradient of its rows,
+    combined into the batch gradient before every update."""
     losses: dict[str, float] = {}
     for level in range(levels):
         quantized = out.quantized[level].quantized
@@ -241,6 +251,8 @@ def train_club(
                 optimizer.zero_grad()
                 loss = model.mi_nets[level][m].learning_loss(*pairs[m])
                 loss.backward()
+                if collective is not None:
+                    collective.combine_gradients(model.mi_nets[level][m].parameters())
                 optimizer.step()
                 losses[metric_name("club_lld", level, m)] = -float(loss.detach())
     return losses
@@ -252,40 +264,70 @@ def warmup_weight(remedies: Remedies, total_step: int) -> float:
     return 1.0 if warmup <= 0 else min(1.0, (total_step + 1) / warmup)
 
 
+def whole_batch(collective: Collective | None, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Terms that compare clips see the whole batch: in a distributed run, every rank's rows."""
+    if collective is None:
+        return tensors
+    return {m: collective.gather_batch(x) for m, x in tensors.items()}
+
+
+def _club_bounds(
+    model: PretrainModel, level: int, codewords: dict[str, torch.Tensor], specific: dict[str, torch.Tensor],
+    collective: Collective | None,
+) -> dict[str, torch.Tensor]:
+    """The CLUB bound per modality; distributed, on the whole batch with rank 0's permutation."""
+    nets = model.mi_nets[level]
+    if collective is None:
+        return {m: nets[m].mi_est(codewords[m], specific[m]) for m in MI_MODALITIES if m in codewords}
+    return {
+        m: nets[m].mi_est(
+            collective.gather_batch(codewords[m]), collective.gather_batch(specific[m]),
+            collective.shared_permutation(collective.batch_rows, codewords[m].device),
+        )
+        for m in MI_MODALITIES if m in codewords
+    }
+
+
 def _level_loss(
     model: PretrainModel, out: EncoderOutput, targets: dict[str, torch.Tensor], level: int,
     weights: dict[str, float | None], remedies: Remedies, same_text: torch.Tensor | None,
-    metrics: dict[str, float],
+    metrics: dict[str, float], collective: Collective | None = None,
 ) -> LossSum:
     q = out.quantized[level]
     semantic = out.semantic[level]
     specific = club_targets(out, level)
+    batch = whole_batch(collective, semantic)  # for the terms that compare clips
     if level == 0:
         recon = model.decoder.level_1_losses(targets, out.specific, q.quantized)
     else:
         recon = model.decoder.level_2_losses(out.specific, out.specific_2, q.quantized)
     present = [m for m in MODALITIES if m in semantic]
-    mi = {m: model.mi_nets[level][m].mi_est(q.quantized[m], specific[m]) for m in MI_MODALITIES if m in semantic}
+    mi = _club_bounds(model, level, {m: q.quantized[m] for m in semantic}, specific, collective)
     loss = LossSum()
     if semantic["audio"].shape[1] >= model.cpc[level].min_steps:
-        cpc = model.cpc[level](semantic["audio"], semantic["video"], semantic.get("text"))
+        module = model.cpc[level]
+        steps = semantic["audio"].shape[1]
+        start = None if collective is None else collective.shared_integer(lambda: module.draw_start(steps))
+        cpc = module(batch["audio"], batch["video"], batch.get("text"), start=start)
         loss.add(metric_name("nce", level), cpc.nce, weights["nce"])
         accuracy_name = "cpc_acc"
     else:
         # Too few time steps to predict one (e.g. T = 1): clip-level InfoNCE instead, same weight.
-        cpc = clip_contrastive(semantic, same_text=same_text)
+        cpc = clip_contrastive(batch, same_text=same_text)
         loss.add(metric_name(CLIP_NCE_TERM, level), cpc.nce, weights["nce"])
         accuracy_name = f"{CLIP_NCE_TERM}_acc"
     loss.add(metric_name("cmcm", level), q.cmcm_loss.reshape(()), weights["cmcm"])
     per_modality = {"recon": recon, "commit": q.commitment, "mi": mi}
+    scale = None if collective is None else collective.local_scale
     for m in present:
         for term in MODALITY_TERMS:
-            loss.add(metric_name(term, level, m), per_modality[term][m], weights[term])
+            loss.add(metric_name(term, level, m), per_modality[term][m], weights[term],
+                     scale if term in ROW_MEAN_TERMS else None)
     if remedies.align_weight > 0:
-        align = alignment_loss(semantic, remedies.align_temperature, same_text, remedies.align_distance)
+        align = alignment_loss(batch, remedies.align_temperature, same_text, remedies.align_distance)
         loss.add(metric_name("align", level), align, weights["align"])
     if remedies.gap_weight > 0:
-        loss.add(metric_name("gap", level), modality_gap_loss(semantic), weights["gap"])
+        loss.add(metric_name("gap", level), modality_gap_loss(batch), weights["gap"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)
@@ -300,10 +342,28 @@ def _level_loss(
 
 def training_step(
     model: PretrainModel, optimizers: Optimizers, inputs: dict[str, torch.Tensor], config: TrainConfig,
-    *, epoch: int, total_step: int,
+    *, epoch: int, total_step: int, collective: Collective | None = None,
 ) -> StepResult:
     """One optimizer step on a batch of model inputs (see model_inputs) in epoch `epoch`, after
-    `total_step` steps; returns every loss term and batch statistic."""
+    `total_step` steps; returns every loss term and batch statistic. `collective`: a distributed
+    run's (hdcid.training.distributed); the inputs are then this rank's shard of the batch."""
+    compute = partial(_step_losses, model, optimizers, inputs, config, epoch, total_step, collective)
+    total, metrics, levels = compute() if collective is None else collective.forward(compute)
+    optimizers.main.zero_grad()
+    total.backward()
+    # Per-module clipping, as the reference (each module's own norm ≤ clip).
+    for module in model.clipped_modules():
+        nn.utils.clip_grad_norm_(module.parameters(), config.clip)
+    optimizers.main.step()
+    optimizers.main.zero_grad()
+    return StepResult(metrics, [level.terms for level in levels])
+
+
+def _step_losses(
+    model: PretrainModel, optimizers: Optimizers, inputs: dict[str, torch.Tensor], config: TrainConfig,
+    epoch: int, total_step: int, collective: Collective | None,
+) -> tuple[torch.Tensor, dict[str, float], list[LossSum]]:
+    """A step's forward half: the CLUB updates, then the total loss, the metrics and each level's terms."""
     c = config
     text = run_text_lstm(model.text_lstm, inputs["text"]) if "text" in inputs else None
     level_2 = c.levels == 2 and epoch >= c.level2_start
@@ -314,27 +374,20 @@ def training_step(
         # (one more MM-EMA update and reset step each), then a sixth forward for the loss.
         for _ in range(c.mi_iters):
             extra = model.encoder(inputs["audio"], inputs["video"], text)
-            metrics.update(train_club(model, optimizers, extra, active_levels, 1))
+            metrics.update(train_club(model, optimizers, extra, active_levels, 1, collective))
         out = model.encoder(inputs["audio"], inputs["video"], text)
     else:
         out = model.encoder(inputs["audio"], inputs["video"], text)
-        metrics.update(train_club(model, optimizers, out, active_levels, c.mi_iters))
+        metrics.update(train_club(model, optimizers, out, active_levels, c.mi_iters, collective))
     warm = warmup_weight(c.remedies, total_step)
     weights = loss_weights(c.remedies, warm)
     targets = {"audio": inputs["audio"], "video": inputs["video"], "text": text}
-    same_text = identical_rows(inputs["text"]) if "text" in inputs else None
+    same_text = identical_rows(whole_batch(collective, {"text": inputs["text"]})["text"]) if "text" in inputs else None
     levels = [
-        _level_loss(model, out, targets, level, weights, c.remedies, same_text, metrics)
+        _level_loss(model, out, targets, level, weights, c.remedies, same_text, metrics, collective)
         for level in range(active_levels)
     ]
     total = levels[0].total + (c.level2_weight * levels[1].total if level_2 else 0.0)
     metrics["loss"] = float(total.detach())
     metrics["loss_weight_warmup"] = warm
-    optimizers.main.zero_grad()
-    total.backward()
-    # Per-module clipping, as the reference (each module's own norm ≤ clip).
-    for module in model.clipped_modules():
-        nn.utils.clip_grad_norm_(module.parameters(), c.clip)
-    optimizers.main.step()
-    optimizers.main.zero_grad()
-    return StepResult(metrics, [level.terms for level in levels])
+    return total, metrics, levels

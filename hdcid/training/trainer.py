@@ -42,6 +42,7 @@ from hdcid.training.data import (
     probe_shapes,
     video_has_grid,
 )
+from hdcid.training.distributed import Collective
 from hdcid.training.fcid_step import (
     PUBLISHED_FILE,
     FcidPretrainModel,
@@ -84,6 +85,7 @@ class TrainResult:
     diagnostics: list[LevelDiagnostics]
     config: TrainConfig | None = None  # the config the run ran with
     published_checkpoint: Path | None = None  # FCID: the file in the published layout
+    is_main: bool = True  # False on the ranks >= 1 of a distributed run (they write nothing)
 
     def summary(self) -> dict[str, Any]:
         """The run in one JSON-able dict: position, files and the last step's loss totals."""
@@ -216,12 +218,15 @@ class Trainer:
         init_from: str | Path | None = None,
         on_step: Callable[[dict], None] | None = None,
         on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
+        collective: Collective | None = None,
     ):
         """A fresh run from `config` (warm-started from the DCID checkpoint `init_from`, if
         given), or, with `resume`, the continuation of RUN_DIR/last.pt: `config` must then match
         the saved run except in the resumable settings (TrainConfig.resumed). `saved`: the run
         to continue, already read, with `config` already resolved against it (Trainer.resume_run).
+        `collective`: this process' place in a distributed run (hdcid.training.distributed).
         """
+        self.collective = collective
         self.run_dir = Path(run_dir)
         self.data = data
         self.on_step = on_step
@@ -233,7 +238,9 @@ class Trainer:
         self.resumed = saved is not None
         config.validate()
         self.config = config
-        self.device = torch.device(config.device)
+        if collective is not None:
+            collective.check_run(len(data), config.batch_size, config.family)
+        self.device = torch.device(config.device) if collective is None else collective.device
         self.dtype = config.torch_dtype
         self.shapes = probe_shapes(data)
         self.modalities = tuple(m for m in MODALITIES if m in self.shapes)  # text is optional
@@ -249,6 +256,8 @@ class Trainer:
             self._restore(saved.state)
         else:
             self._fresh_start()
+        if collective is not None:
+            self.normalization = collective.attach(self.model, self.normalization)
 
     @classmethod
     def resume_run(
@@ -259,12 +268,14 @@ class Trainer:
         *,
         on_step: Callable[[dict], None] | None = None,
         on_epoch: Callable[[dict, list[LevelDiagnostics]], None] | None = None,
+        collective: Collective | None = None,
     ) -> Trainer:
         """Continue RUN_DIR/last.pt; `given` holds only the settings the user gave
-        (TrainConfig.resumed decides what they may change)."""
+        (TrainConfig.resumed decides what they may change). Any number of processes may
+        continue a run, whatever number wrote it (the batch is the same)."""
         saved = SavedRun.read(run_dir)
         config = TrainConfig.resumed(saved.config, given or {})
-        return cls(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch)
+        return cls(config, data, run_dir, saved=saved, on_step=on_step, on_epoch=on_epoch, collective=collective)
 
     @property
     def planned_steps(self) -> int:
@@ -305,7 +316,8 @@ class Trainer:
             self.normalization = initialisation.input_statistics(self.data, self.config)
         # A warm start brings level 1's codebook; only the others are initialised from data.
         levels_to_init = [lv for lv in range(self.config.levels) if not (self.init_from is not None and lv == 0)]
-        if remedies.codebook_init != "uniform" and levels_to_init:
+        # Distributed: rank 0's codebooks are broadcast (Collective.attach).
+        if remedies.codebook_init != "uniform" and levels_to_init and self.is_main:
             initialisation.init_codebooks(
                 self.model, self._semantic_sample(), self.config, levels_to_init, device=self.device, dtype=self.dtype,
             )
@@ -327,7 +339,13 @@ class Trainer:
         state = saved[TRAINER_KEY]
         self.epoch, self.batch_in_epoch, self.total_step = state["next_epoch"], state["next_batch"], state["total_step"]
         set_rng_state(state["rng"], self.model.quantizer.python_random, self.device)
-        self._trim_metrics()
+        if self.is_main:
+            self._trim_metrics()
+
+    @property
+    def is_main(self) -> bool:
+        """The process that writes (every process of a one-process run)."""
+        return self.collective is None or self.collective.is_main
 
     def _trim_metrics(self) -> None:
         """Drop metrics lines written after the checkpoint we resume from (a crash after last.pt)."""
@@ -365,12 +383,22 @@ class Trainer:
         return model_inputs(batch, dtype=self.dtype, device=self.device, stats=self.normalization)
 
     def train_step(self, rows: list[int]) -> dict[str, float]:
-        """One optimizer step on the given corpus rows; returns every loss term and batch statistic."""
+        """One optimizer step on the given corpus rows; returns every loss term and batch statistic.
+        Distributed: `rows` is the whole batch; this process reads its shard, and the metrics
+        returned are the batch's."""
+        options = {}
+        if self.collective is not None:
+            rows = self.collective.shard(rows)
+            self.collective.seed_step(self.config.seed, self.total_step)
+            options["collective"] = self.collective
         raw = self.data.read(rows)
         check_batch(raw, len(rows), self.shapes)
         self.last_step = self._step(
             self.model, self.optimizers, self._tensors(raw), self.config, epoch=self.epoch, total_step=self.total_step,
+            **options,
         )
+        if self.collective is not None:
+            self.last_step.metrics = self.collective.reduce_metrics(self.last_step.metrics)
         self.total_step += 1
         return self.last_step.metrics
 
@@ -435,23 +463,27 @@ class Trainer:
             "next_epoch": int(self.epoch),
             "next_batch": int(self.batch_in_epoch),
             "total_step": int(self.total_step),
-            "rng": rng_state(self.model.quantizer.python_random, self.device),
+            "rng": rng_state(self.model.quantizer.python_random, self.device),  # rank 0's streams
+            "world_size": 1 if self.collective is None else self.collective.size,  # informational
         }
         return out
 
     def _save(self, path: Path) -> Path:
-        _save_checkpoint(self.checkpoint(), path)
+        if self.is_main:
+            _save_checkpoint(self.checkpoint(), path)
         return path
 
     def _save_published(self, epoch: int) -> Path | None:
         """Families whose published files hold less than ours (FCID) also get that file."""
-        if not hasattr(self.model, "published_checkpoint"):
+        if not hasattr(self.model, "published_checkpoint") or not self.is_main:
             return None
         path = self.run_dir / PUBLISHED_FILE
         _save_checkpoint(self.model.published_checkpoint(epoch, self.total_step), path)
         return path
 
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -463,7 +495,10 @@ class Trainer:
             "data": {"clips": len(self.data), "shapes": {k: list(v) for k, v in self.shapes.items()}},
             "steps_per_epoch": self.steps_per_epoch,
             "reset_after": self.model.quantizer.reset_after,
+            "world_size": 1 if self.collective is None else self.collective.size,
         }
+        if not self.is_main:
+            return
         write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     # -------------------------------------------------------------- run
@@ -487,28 +522,29 @@ class Trainer:
                 self.batch_in_epoch += 1
                 record = {"kind": "step", "epoch": self.epoch, "total_step": self.total_step, **last_metrics}
                 self._log(record)
-                if self.on_step:
+                if self.on_step and self.is_main:
                     self.on_step(record)
                 if c.save_every and self.total_step % c.save_every == 0:
                     self._save(self.run_dir / LAST_CHECKPOINT)
             if stopped:
                 break
-            diagnostics = self.diagnose()
+            diagnostics = self.diagnose() if self.is_main else []
             record = {
                 "kind": "epoch", "epoch": self.epoch, "total_step": self.total_step,
                 "diagnostics": [d.as_dict() for d in diagnostics],
             }
             self._log(record)
-            if self.on_epoch:
+            if self.on_epoch and self.is_main:
                 self.on_epoch(record, diagnostics)
             finished_epoch = self.epoch
             self.epoch += 1
             self.batch_in_epoch = 0
-            state = self.checkpoint()
-            state[EPOCH_KEY] = finished_epoch
-            _save_checkpoint(state, self.run_dir / epoch_checkpoint_name(finished_epoch))
+            if self.is_main:
+                state = self.checkpoint()
+                state[EPOCH_KEY] = finished_epoch
+                _save_checkpoint(state, self.run_dir / epoch_checkpoint_name(finished_epoch))
+                _save_checkpoint(state, self.run_dir / LAST_CHECKPOINT)
             epoch_paths.append(self.run_dir / epoch_checkpoint_name(finished_epoch))
-            _save_checkpoint(state, self.run_dir / LAST_CHECKPOINT)
             self._save_published(finished_epoch)
         last = self._save(self.run_dir / LAST_CHECKPOINT)
         return TrainResult(
@@ -516,6 +552,7 @@ class Trainer:
             finished=self.epoch >= c.epochs, last_checkpoint=last, epoch_checkpoints=epoch_paths,
             last_losses=last_metrics, diagnostics=diagnostics, config=c,
             published_checkpoint=self._save_published(self.epoch if self.batch_in_epoch else max(self.epoch - 1, 0)),
+            is_main=self.is_main,
         )
 
 
