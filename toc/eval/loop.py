@@ -419,15 +419,15 @@ def _train_linear_heads(
         def observe(_epoch: int, predictor: HeadPredictor, x_same=x_same) -> dict:
             return measure(predictor, x_same, y_same) or {}
 
-        factored: dict[int, object] = {}  # per training encoding (one, or one per dropout seed)
+        factored: dict = {}  # per training encoding (one, or one per dropout seed), by cache key
         for seed in request.seeds:
             trained_codes = train_codes
             if plan.dropout_during_training:
                 trained_codes = cache.get(data.task, data.sets[plan.train.set_name], request.dtype, dropout_seed=seed)
-            if id(trained_codes) not in factored:
-                factored[id(trained_codes)] = factor_view(view, trained_codes, plan.train.rows)
+            if trained_codes.key not in factored:
+                factored[trained_codes.key] = factor_view(view, trained_codes, plan.train.rows)
             jobs.append(LinearHeadJob(
-                data.kind, factored[id(trained_codes)], y_train, n_outputs, seed, judge, key=(view.variant, seed),
+                data.kind, factored[trained_codes.key], y_train, n_outputs, seed, judge, key=(view.variant, seed),
                 observe=observe if plan.same_modality_own_best else None,
             ))
     if request.head_engine == "single":
