@@ -15,6 +15,7 @@ from cmg_base.files import atomic_path, prepare_output
 from toc.codebook.presets import FCID_TOC_PRESETS, PRESET_NAMES
 from toc.codebook.scoring import SCORE_VARIANTS
 from toc.data.retrieval import RETRIEVAL_LAYOUTS, VALOR_SPLITS
+from toc.eval.head_groups import HEAD_ENGINES
 from toc.eval.heads import HEADS
 from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.retrieval import VECTOR_KINDS
@@ -83,6 +84,8 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
+@click.option("--head-engine", type=click.Choice(HEAD_ENGINES), default="grouped", show_default=True, help="Linear heads: grouped (all heads of a direction together), single (the same code one head at a time; identical records), autograd (the per-head nn.Module loop).")
+@click.option("--head-workers", type=click.IntRange(min=1), default=None, help="Worker processes training grouped heads (default: the usable CPU cores); does not change the numbers.")
 @click.option("--split-seed", type=int, default=0, help="Seed of the strict video-level split.")
 @click.option("--split-seeds", default=None, help="Comma-separated seeds of several strict video-level splits (instead of --split-seed); the report resamples them.")
 @click.option("--pretrain-csv", type=click.Path(dir_okay=False), default=None, help="Pretraining CSV (video_id column) to check evaluated clips against [default: the data root's, when present].")
@@ -98,8 +101,8 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
 def eval_command(
     task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
     sim_weight, var_weight, score_variant, toc_preset, direction, heads, protocol, seeds, epochs, batch_size,
-    head_threads, split_seed, split_seeds, pretrain_csv, pretrain_overlap, cache_dir, cache_fingerprint, dtype,
-    encode_batch_size, device, trust_checkpoint, output, force,
+    head_threads, head_engine, head_workers, split_seed, split_seeds, pretrain_csv, pretrain_overlap, cache_dir,
+    cache_fingerprint, dtype, encode_batch_size, device, trust_checkpoint, output, force,
 ):
     """Train heads on one modality's codes and test them on the other's.
 
@@ -117,7 +120,8 @@ def eval_command(
                        score=score_variant, preset=toc_preset),
         directions=DIRECTIONS if direction == "both" else (direction,),
         heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
-        epochs=epochs, batch_size=batch_size, head_threads=head_threads, split_seed=split_seed,
+        epochs=epochs, batch_size=batch_size, head_threads=head_threads, head_engine=head_engine,
+        head_workers=head_workers, split_seed=split_seed,
         split_seeds=None if split_seeds is None else _parse_seeds(split_seeds, "--split-seeds"),
         pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap, cache_dir=cache_dir,
         cache_fingerprint=cache_fingerprint, dtype=dtype, encode_batch_size=encode_batch_size,

@@ -117,7 +117,7 @@ class EpochRecord:
 class LinearHeadResult:
     """The head at the selected epoch, which epoch that was and what every epoch scored."""
 
-    predictor: LinearPredictor
+    predictor: HeadPredictor  # a LinearPredictor here; head_groups' FactoredPredictor (also .module)
     best_epoch: int
     history: list[EpochRecord]
 

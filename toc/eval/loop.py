@@ -19,6 +19,13 @@ from toc.codebook.selection import SelectionFile
 from toc.data.base import TaskData
 from toc.errors import ConfigError, SettingsError
 from toc.eval.cache import CodeCache, EncodedSet
+from toc.eval.head_groups import (
+    HEAD_ENGINES,
+    GroupedHeadResult,
+    LinearHeadJob,
+    factor_view,
+    train_linear_heads,
+)
 from toc.eval.heads import (
     HEADS,
     ClipPrototypePredictor,
@@ -63,6 +70,9 @@ class EvalRequest:
     # predefined splits (AVE) and the reference protocol have one split: one is run.
     split_seeds: Sequence[int] | None = None
     pretraining: PretrainingList | None = None  # strict: evaluated ids checked against it
+    # How the linear heads train (toc.eval.head_groups): grouped and single give identical records.
+    head_engine: str = "grouped"
+    head_workers: int | None = None  # grouped: worker processes (None: the usable CPU cores)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -78,6 +88,12 @@ class EvalRequest:
             not self.split_seeds or len(set(self.split_seeds)) != len(self.split_seeds)
         ):
             raise SettingsError("{} must be distinct integers, at least one", settings=("split_seeds",))
+        if self.head_engine not in HEAD_ENGINES:
+            raise SettingsError(
+                f"{{}} must be one of {', '.join(HEAD_ENGINES)}, got {self.head_engine!r}", settings=("head_engine",),
+            )
+        if self.head_workers is not None and self.head_workers < 1:
+            raise SettingsError(f"{{}} must be at least 1, got {self.head_workers}", settings=("head_workers",))
 
     @property
     def all_split_seeds(self) -> tuple[int, ...]:
@@ -158,6 +174,9 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         eval_codes = cache.get(data.task, eval_set, request.dtype)
         features = _Features()
         views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
+        trained: dict[tuple[str, int], _TrainedHead] = {}
+        if epochs is not None and request.head_engine != "autograd":
+            trained = _train_linear_heads(data, plan, views, request, epochs, cache, train_codes, eval_codes)
         for view in views:
             for head in request.heads:
                 for seed in request.seeds:
@@ -165,12 +184,14 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
                     trained_codes = train_codes
                     if plan.dropout_during_training:
                         trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
+                    head_trained = trained.get((view.variant, seed)) if head == "linear" else None
                     record, parse = _evaluate_one(
                         data, plan, view, head, seed, request, epochs, features,
-                        trained_codes, train_codes, eval_codes,
+                        trained_codes, train_codes, eval_codes, head_trained,
                     )
+                    shared = head_trained.seconds if head_trained is not None else 0.0
                     record = replace(
-                        record, seconds=round(time.perf_counter() - start, 4),
+                        record, seconds=round(time.perf_counter() - start + shared, 4),
                         checkpoint_sha256=cache.source.sha256, notes=list(record_notes),
                         split_seed=split_seed if varies else None, pretrain_overlap=overlap,
                     )
@@ -228,10 +249,11 @@ def _labels(data: TaskData, rows: Rows) -> np.ndarray:
 def _evaluate_one(
     data: TaskData, plan: DirectionPlan, view: ChannelView, head: str, seed: int, request: EvalRequest,
     epochs: int | None, features: _Features, trained_codes: EncodedSet, train_codes: EncodedSet,
-    eval_codes: EncodedSet,
+    eval_codes: EncodedSet, trained: _TrainedHead | None = None,
 ) -> tuple[ResultRecord, _Parse | None]:
     n_classes = data.n_classes
-    x_train = features.get(view, trained_codes, plan.train)
+    # A head trained in a group needs no dense training features.
+    x_train = features.get(view, trained_codes, plan.train) if trained is None else None
     y_train = _labels(data, plan.train)
     select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
     x_select = features.get(view, select_codes, plan.select) if len(plan.select) else None
@@ -261,19 +283,13 @@ def _evaluate_one(
             raise ConfigError("no epoch count for the linear head")
         selection_metric = plan.selection_metric
         n_outputs = n_classes if data.kind == "clip" else n_classes + 1
-        config = LinearHeadConfig(
-            epochs=epochs, batch_size=request.batch_size, clip_loss_alphas=data.task == "ave-avvp",
-            threads=request.head_threads,
-        )
+        config = _linear_config(data, request, epochs)
 
         own_best: dict[str, float] = {}
 
         def judge(_epoch: int, predictor: HeadPredictor) -> tuple[float, dict]:
             if plan.same_modality_own_best:
-                same_now = measure(predictor, x_same, y_same) or {}
-                if same_now and same_now.get(selection_metric, -np.inf) > own_best.get(selection_metric, -np.inf):
-                    own_best.clear()
-                    own_best.update(same_now)
+                _keep_own_best(own_best, measure(predictor, x_same, y_same) or {}, selection_metric)
             metrics = measure(predictor, x_select, y_select)
             # Without validation rows there is nothing to select on: scoring by the epoch number
             # keeps the final head.
@@ -281,7 +297,10 @@ def _evaluate_one(
                 return float(_epoch), {}
             return metrics[selection_metric], metrics
 
-        result = train_linear_head(data.kind, x_train, y_train, n_outputs, config, seed, judge)
+        if trained is not None:  # trained with the other heads of this direction, same recipe
+            result, own_best = trained.result, trained.own_best
+        else:
+            result = train_linear_head(data.kind, x_train, y_train, n_outputs, config, seed, judge)
         predictor = result.predictor
         best_epoch = result.best_epoch
         val_metrics = result.best.metrics or None
@@ -335,3 +354,92 @@ def _parts(data: TaskData, predicted: np.ndarray, labels: np.ndarray) -> list:
         return [int(x) for x in correctness_parts(predicted, labels)[:, 0]]
     counts = segment_count_parts(predicted, labels, data.n_classes)
     return [[int(x) for x in row] for row in counts]
+
+
+def _linear_config(data: TaskData, request: EvalRequest, epochs: int) -> LinearHeadConfig:
+    """The published head recipe for this task (AVE→AVVP clips the loss's alphas too)."""
+    return LinearHeadConfig(
+        epochs=epochs, batch_size=request.batch_size, clip_loss_alphas=data.task == "ave-avvp",
+        threads=request.head_threads,
+    )
+
+
+def _keep_own_best(own_best: dict, same_now: dict, metric: str) -> None:
+    """The FCID AVE script's same-modality maximum over epochs (the first epoch that reaches it)."""
+    if same_now and same_now.get(metric, -np.inf) > own_best.get(metric, -np.inf):
+        own_best.clear()
+        own_best.update(same_now)
+
+
+@dataclass(frozen=True)
+class _TrainedHead:
+    """A linear head trained with the other heads of its direction (toc.eval.head_groups)."""
+
+    result: GroupedHeadResult
+    own_best: dict  # the same-modality maximum, under the FCID AVE rule (else empty)
+    seconds: float  # its share of the group's training time
+
+
+def _train_linear_heads(
+    data: TaskData, plan: DirectionPlan, views: list[ChannelView], request: EvalRequest, epochs: int,
+    cache: CodeCache, train_codes: EncodedSet, eval_codes: EncodedSet,
+) -> dict[tuple[str, int], _TrainedHead]:
+    """Every linear head of one direction (variants × seeds), trained by toc.eval.head_groups.
+
+    The same recipe, seeds, judge and epoch rules as `_evaluate_one`; the features go in as
+    codes (never as dense arrays). The same-modality scores of every epoch (FCID's own-best
+    rule) come back through the job's `observe`, since a worker process keeps a judge's side
+    effects to itself.
+    """
+    start = time.perf_counter()
+    n_outputs = data.n_classes if data.kind == "clip" else data.n_classes + 1
+    config = _linear_config(data, request, epochs)
+    metric = plan.selection_metric
+    y_train, y_select, y_same = _labels(data, plan.train), _labels(data, plan.select), _labels(data, plan.same_modality)
+    select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
+
+    def measure(predictor: HeadPredictor, x, y: np.ndarray) -> dict[str, float] | None:
+        if x is None:
+            return None
+        return score(data.kind, predictor.predict(x), y, data.n_classes, request.protocol, request.batch_size)
+
+    jobs = []
+    for view in views:
+        x_select = factor_view(view, select_codes, plan.select.rows) if len(plan.select) else None
+        x_same = None
+        if plan.same_modality_own_best and len(plan.same_modality):
+            x_same = factor_view(view, train_codes, plan.same_modality.rows)
+
+        def judge(epoch: int, predictor: HeadPredictor, x_select=x_select) -> tuple[float, dict]:
+            metrics = measure(predictor, x_select, y_select)
+            if metrics is None:  # nothing to select on: the final head is kept
+                return float(epoch), {}
+            return metrics[metric], metrics
+
+        def observe(_epoch: int, predictor: HeadPredictor, x_same=x_same) -> dict:
+            return measure(predictor, x_same, y_same) or {}
+
+        factored: dict = {}  # per training encoding (one, or one per dropout seed), by cache key
+        for seed in request.seeds:
+            trained_codes = train_codes
+            if plan.dropout_during_training:
+                trained_codes = cache.get(data.task, data.sets[plan.train.set_name], request.dtype, dropout_seed=seed)
+            if trained_codes.key not in factored:
+                factored[trained_codes.key] = factor_view(view, trained_codes, plan.train.rows)
+            jobs.append(LinearHeadJob(
+                data.kind, factored[trained_codes.key], y_train, n_outputs, seed, judge, key=(view.variant, seed),
+                observe=observe if plan.same_modality_own_best else None,
+            ))
+    if request.head_engine == "single":
+        results = [train_linear_heads([job], config, workers=1)[0] for job in jobs]
+    else:
+        results = train_linear_heads(jobs, config, workers=request.head_workers)
+    # Heads trained together share the group's training time equally.
+    share = (time.perf_counter() - start) / max(1, len(jobs))
+    trained = {}
+    for job, result in zip(jobs, results, strict=True):
+        own_best: dict = {}
+        for same_now in result.observed:
+            _keep_own_best(own_best, same_now, metric)
+        trained[job.key] = _TrainedHead(result, own_best, share)
+    return trained

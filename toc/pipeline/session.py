@@ -111,6 +111,8 @@ class EvalOptions:
     epochs: int | None = None
     batch_size: int = 80
     head_threads: int | None = None
+    head_engine: str = "grouped"  # toc.eval.head_groups.HEAD_ENGINES
+    head_workers: int | None = None  # grouped heads: worker processes (None: the usable CPU cores)
     split_seed: int = 0
     split_seeds: Sequence[int] | None = None  # several strict video-level splits
     pretrain_csv: str | Path | None = None  # None: the data layout's pretraining CSV, if present
@@ -202,6 +204,6 @@ def evaluate_task(
         batch_size=options.batch_size, dtype=options.dtype, selection=selection,
         split_seed=options.split_seed, head_threads=options.head_threads,
         split_seeds=None if options.split_seeds is None else tuple(options.split_seeds),
-        pretraining=pretraining,
+        pretraining=pretraining, head_engine=options.head_engine, head_workers=options.head_workers,
     )
     yield from session.evaluate(data, request, log=log)
