@@ -407,12 +407,15 @@ class Trainer:
             self.model.train(was_training)
         labels = getattr(self.data, "labels", None)
         label_tensor = torch.as_tensor(np.asarray(labels)[rows]) if labels is not None else None
+        # A corpus that knows its event seconds limits the audio–video measures to them.
+        events = getattr(self.data, "event_mask", None)
+        event_tensor = torch.as_tensor(np.asarray(events)[rows]).bool() if events is not None else None
         return [
             level_diagnostics(
                 level, self.config.n_embeddings,
                 {m: torch.cat(v) for m, v in indices[level].items()},
                 {m: torch.cat(v) for m, v in semantic[level].items()},
-                label_tensor,
+                label_tensor, event_tensor,
             )
             for level in range(self.config.levels)
         ]

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hdcid.diagnostics import AUDIO_VIDEO, LevelDiagnostics
 from hdcid.training import DEFAULT_RECIPE, RECIPES, TrainConfig, train
 from toc.codebook.checkpoint import file_sha256
 from toc.codebook.selection import TocSettings
@@ -86,14 +87,24 @@ def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[HealthReco
                 "level": level.level,
                 "n_codes": level.n_codes,
                 "codes_used": level.codes_used_any,
-                "codes_used_common": level.codes_used_common,
+                "codes_used_common": level.codes_used_common,  # used by both audio and video
                 "perplexity": round(level.perplexity_all, 4),
+                # The audio–video pair only (text positions are prompt tokens, not seconds).
                 "agreement": round(100.0 * level.agreement_mean, 4),
+                **_pair_fields(level),
                 "probe_accuracy": {k: round(100.0 * v, 4) for k, v in sorted(level.probe_accuracy.items())},
             },
             source="",
         ))
     return lines
+
+
+def _pair_fields(level: LevelDiagnostics) -> dict:
+    """Chance-corrected audio–video sharing of a health line (None where not measured)."""
+    pair = level.pairs.get(AUDIO_VIDEO)
+    kappa = None if pair is None or pair.kappa is None else round(pair.kappa, 4)
+    nmi = None if pair is None or pair.nmi is None else round(pair.nmi, 4)
+    return {"kappa_audio_video": kappa, "nmi_audio_video": nmi}
 
 
 def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: Mapping[str, Path | Sequence[Path]]):
@@ -141,7 +152,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
                 _train_config(settings, levels, run), corpus, run_dir,
                 on_epoch=lambda metrics, diagnostics, family=family: say(
                     f"demo: {family} epoch {metrics.get('epoch')}: "
-                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
+                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, audio-video agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
                 ),
             )
             checkpoints.setdefault(family, []).append(result.last_checkpoint)
