@@ -41,6 +41,7 @@ from hdcid.losses import (
 )
 from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
+from hdcid.quantizer import segment_code_matching
 from hdcid.training.recipes import Remedies, TrainConfig
 
 TEXT_LSTM_HIDDEN = 128  # the BiLSTM gives 2·128 = 256 text features (the encoder's text_dim)
@@ -52,7 +53,7 @@ CPC_WIDTH = 256
 LEVEL_TERMS = ("nce", "cmcm")
 CLIP_NCE_TERM = "clip_nce"
 MODALITY_TERMS = ("recon", "commit", "mi")
-REMEDY_TERMS = ("align", "gap")
+REMEDY_TERMS = ("align", "gap", "code_match")
 
 
 def metric_name(base: str, level: int, part: str | None = None) -> str:
@@ -75,7 +76,7 @@ def loss_weights(remedies: Remedies, warmup: float) -> dict[str, float | None]:
     return {
         "nce": None, "cmcm": None, "recon": None,
         "commit": warmup, "mi": warmup,  # ramped up by the warm-up remedy (1 without it)
-        "align": remedies.align_weight, "gap": remedies.gap_weight,
+        "align": remedies.align_weight, "gap": remedies.gap_weight, "code_match": remedies.code_match_weight,
     }
 
 
@@ -286,6 +287,12 @@ def _level_loss(
         loss.add(metric_name("align", level), align, weights["align"])
     if remedies.gap_weight > 0:
         loss.add(metric_name("gap", level), modality_gap_loss(semantic), weights["gap"])
+    if remedies.code_match_weight > 0:
+        match = segment_code_matching(
+            semantic, model.encoder.codebook(level), remedies.code_match_temperature, remedies.cosine_codes,
+            remedies.code_usage_weight,
+        )
+        loss.add(metric_name("code_match", level), match, weights["code_match"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)

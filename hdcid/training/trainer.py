@@ -309,6 +309,8 @@ class Trainer:
             initialisation.init_codebooks(
                 self.model, self._semantic_sample(), self.config, levels_to_init, device=self.device, dtype=self.dtype,
             )
+        if remedies.cosine_codes:
+            initialisation.unit_codebooks(self.model, self.config.levels)
         if remedies.ema_consistent:
             initialisation.sync_ema_counts(self.model, self.config, self.model.codes_per_clip(self.shapes["audio"][0]))
 
