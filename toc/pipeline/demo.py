@@ -34,7 +34,7 @@ class DemoSettings:
     epochs: int = 6  # the published DCID n_epoch
     batch_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
-    heads: tuple[str, ...] = ("prototype", "linear")
+    heads: tuple[str, ...] = ("prototype", "linear", "codes")  # codes: transfer through code ids
     head_epochs: int = 30
     recipe: str = DEFAULT_RECIPE  # remedies only: the demo keeps its own sizes below
     output_dims: int = 32  # audio / video / text specific widths (published: 256 / 2048 / 256)
@@ -108,8 +108,8 @@ def _pair_fields(level: LevelDiagnostics) -> dict:
 
 
 def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: Mapping[str, Path | Sequence[Path]]):
-    """The demo's comparison: every task, direction and variant, both heads, strict protocol,
-    with the demo's TOC budget per family, over every pretraining run."""
+    """The demo's comparison: every task, direction and variant, the demo's heads (prototype, linear
+    and code-id), strict protocol, with the demo's TOC budget per family, over every pretraining run."""
     budgets = {"dcid": settings.dcid_channels, "hdcid": settings.hdcid_channels}
     return make_plan(
         source="toc demo", data_root=data_root, checkpoints=checkpoints, tasks=settings.tasks,
