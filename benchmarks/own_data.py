@@ -88,7 +88,10 @@ def one_corpus(seed: int, threads: int, folder: Path) -> dict:
         f"level {d['level'] + 1} codes used (audio / video)": f"{d['codes_used']['audio']} / {d['codes_used']['video']}"
         for d in last_epoch["diagnostics"]
     }
-    diagnostics.update({f"level {d['level'] + 1} agreement (%)": f"{100 * d['agreement_mean']:.1f}" for d in last_epoch["diagnostics"]})
+    diagnostics.update({
+        f"level {d['level'] + 1} audio-video agreement (%)": f"{100 * d['pairs']['audio-video']['agreement']:.1f}"
+        for d in last_epoch["diagnostics"]
+    })
     return {
         "scores": scores, "diagnostics": diagnostics, "train_seconds": train_seconds,
         "steps": summary["total_step"], "epochs": summary["epochs"],

@@ -121,9 +121,11 @@ def run_one(work: Path, corpus: str, root: Path, recipe: Recipe, seed: int, args
     result = {
         "corpus": corpus, "recipe": recipe.name, "flags": list(recipe.flags), "seed": seed,
         "train_seconds": train_seconds, "transfer": metrics,
-        "codes_used": last["codes_used"], "codes_used_common": last["codes_used_common"],
-        "perplexity_all": last["perplexity_all"], "agreement": last["agreement"],
-        "agreement_mean": last["agreement_mean"], "centroid_gap": last["centroid_gap"],
+        "codes_used": last["codes_used"], "codes_used_common": last["pairs"]["audio-video"]["codes_shared"],
+        "perplexity_all": last["perplexity_all"],
+        "agreement": {pair: m["agreement"] for pair, m in last["pairs"].items() if m["agreement"] is not None},
+        "agreement_mean": last["pairs"]["audio-video"]["agreement"],  # audio-video only (never text)
+        "kappa": last["pairs"]["audio-video"]["kappa"], "centroid_gap": last["centroid_gap"],
         "probe_accuracy": last["probe_accuracy"], "probe_chance": last["probe_chance"],
     }
     result_file.write_text(json.dumps(result, indent=1, sort_keys=True))

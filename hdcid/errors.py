@@ -10,7 +10,9 @@ from typing import Any
 
 from cmg_base.errors import CmgError, OutputExistsError, SettingsError
 
-__all__ = ["CmgError", "ModelError", "OutputExistsError", "SettingsError", "TrainDataError", "literal"]
+__all__ = [
+    "CmgError", "MeasureError", "ModelError", "OutputExistsError", "SettingsError", "TrainDataError", "literal",
+]
 
 
 def literal(value: Any) -> str:
@@ -24,3 +26,7 @@ class ModelError(CmgError):
 
 class TrainDataError(CmgError):
     """The pretraining data returned arrays of the wrong keys, shapes or values."""
+
+
+class MeasureError(CmgError):
+    """Codes (or labels, masks) given to a code-sharing measure with the wrong dtype or shape."""

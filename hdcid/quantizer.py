@@ -1,4 +1,6 @@
-"""The shared codebook(s): nearest-code lookup, the MM-EMA update and the dead-code reset."""
+"""The shared codebook(s): nearest-code lookup, the MM-EMA update and the dead-code reset, and
+the code-sharing options on them (cosine codes, paired / shared-only / rate-limited resets, the
+segment-level code-matching term)."""
 
 from __future__ import annotations
 
@@ -6,15 +8,21 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hdcid.errors import ModelError, literal
 
 COMMITMENT_COST = 0.25
 DECAY = 0.99
 EPSILON = 1e-5
 RESET_AFTER = 300  # batches without use before a code counts as dead
 ACTIVE_WITHIN = 100  # batches since last use for a code to count as active
+# Where a dead code restarts: a copy of an active code (the reference) or a paired-feature mean.
+RESET_SOURCES = ("active", "paired")
+PAIRED = ("audio", "video")  # the modalities whose positions are paired (same clip, same second)
 
 
 def squared_distances(features: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -98,6 +106,50 @@ def cross_modal_code_matching(features: dict[str, torch.Tensor], codebook: torch
     return 0.5 * torch.stack(terms).sum()
 
 
+def code_log_probs(features: torch.Tensor, codebook: torch.Tensor, temperature: float, cosine: bool) -> torch.Tensor:
+    """log p(k | x): a soft nearest-code assignment of rows [N, D] over a (detached) codebook [K, D].
+
+    Cosine codes: logits = cos(x, e_k) / τ. Euclidean codes: logits = −‖x − e_k‖² / (τ·s) with s the
+    (detached) mean squared norm of the rows, so τ means the same at any feature scale.
+    """
+    codebook = codebook.detach()
+    if cosine:
+        logits = F.normalize(features, dim=-1) @ F.normalize(codebook, dim=-1).t() / temperature
+    else:
+        scale = features.detach().pow(2).sum(-1).mean().clamp_min(1e-12)
+        logits = -squared_distances(features, codebook).clamp_min(0.0) / (temperature * scale)
+    return F.log_softmax(logits, dim=-1)
+
+
+def segment_code_matching(
+    features: dict[str, torch.Tensor], codebook: torch.Tensor, temperature: float = 0.1, cosine: bool = False,
+    usage_weight: float = 0.0,
+) -> torch.Tensor:
+    """Symmetric cross-entropy between paired audio and video segments' soft code assignments,
+    minus `usage_weight` × the entropy of the batch's mean assignment.
+
+    For every (clip, second) position: ½·[H(p_v, p_a) + H(p_a, p_v)] with H(p, q) = −Σ_k p_k log q_k,
+    averaged over positions (after Liu et al., ACL 2022, at segment level and without negatives:
+    other clips of the same class *should* share codes). It is minimal when both modalities put all
+    their mass on one and the same code — also when every position uses the *same* code, so on its
+    own it can collapse the codebook. The usage term counters that: with `usage_weight` 1 the total
+    is −I(x; code) + ½·[KL(p_v ‖ p_a) + KL(p_a ‖ p_v)] (since H(p, q) = H(p) + KL(p ‖ q)): codes as
+    informative about their input as possible, subject to both modalities choosing the same one.
+    Gradients reach the features, not the EMA codebook. Without both audio and video: zero.
+    """
+    if not all(m in features for m in PAIRED):
+        return codebook.new_zeros(())
+    width = codebook.shape[1]
+    log_a = code_log_probs(features["audio"].reshape(-1, width), codebook, temperature, cosine)
+    log_v = code_log_probs(features["video"].reshape(-1, width), codebook, temperature, cosine)
+    p_a, p_v = log_a.exp(), log_v.exp()
+    loss = 0.5 * (-(p_v * log_a).sum(-1) - (p_a * log_v).sum(-1)).mean()
+    if usage_weight > 0:
+        mean = 0.5 * (p_a.mean(0) + p_v.mean(0))
+        loss = loss + usage_weight * (mean * torch.log(mean.clamp_min(1e-12))).sum()
+    return loss
+
+
 def init_codebook(n_embeddings: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
     bound = 1.0 / n_embeddings
     return torch.empty(n_embeddings, width).uniform_(-bound, bound, generator=generator)
@@ -143,6 +195,7 @@ class _QuantizerBase(nn.Module):
         # reduced over processes, resets are drawn on rank 0. None: one process.
         self.collective = None
         self.set_reset_policy(reset_after, active_within, updates_ema=reset_updates_ema)
+        self.set_sharing_policy()
 
     def set_reset_policy(self, reset_after: int, active_within: int, *, updates_ema: bool = False) -> None:
         """When the dead-code reset fires: a code unused for more than `reset_after` batches is
@@ -154,6 +207,32 @@ class _QuantizerBase(nn.Module):
         self.reset_after = int(reset_after)
         self.active_within = int(active_within)
         self.reset_updates_ema = bool(updates_ema)
+
+    def set_sharing_policy(
+        self, *, cosine: bool = False, reset_source: str = "active", reset_shared_only: bool = False,
+        reset_limit: int = 0,
+    ) -> None:
+        """The code-sharing options (all off in the reference).
+
+        `cosine`: codebook rows kept at unit length and pulled by unit-length features, so the
+        nearest code is the most cosine-similar one (the lookup itself is unchanged: with unit
+        rows, Euclidean nearest = largest cosine). `reset_source` "paired": a dead code restarts
+        at the mean of the audio–video pair (same clip and second) the codebook serves worst, so a
+        revived code serves both modalities; "active" (reference): a copy of a random active code
+        plus noise. `reset_shared_only`: a code stays alive only while audio and video both use it
+        (in one batch, within the patience): a code one modality keeps to itself counts as dead.
+        `reset_limit`: at most this many dead codes are revived per call (0: all, as the
+        reference); the longest-unused go first, the others stay parked until their turn.
+        """
+        if reset_source not in RESET_SOURCES:
+            raise ModelError(
+                f"{{}} must be one of {', '.join(RESET_SOURCES)}, got {literal(repr(reset_source))}",
+                settings=("reset_source",),
+            )
+        self.cosine = bool(cosine)
+        self.reset_source = reset_source
+        self.reset_shared_only = bool(reset_shared_only)
+        self.reset_limit = int(reset_limit)
 
     # Subclasses expose per-level views of their buffers.
     def _level_buffers(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -192,6 +271,8 @@ class _QuantizerBase(nn.Module):
         embedding, ema_count, ema_weight, _ = self._level_buffers(level)
         n_codes = embedding.shape[0]
         names = [m for m in self.modalities if m in one_hot]
+        if self.cosine:
+            flat = {m: F.normalize(x, dim=-1) for m, x in flat.items()}
         batch_counts, pulled = {}, {}
         for name in names:
             partners = [m for m in names if m != name]
@@ -211,29 +292,63 @@ class _QuantizerBase(nn.Module):
             ema_weight = self.decay * ema_weight + (1 - self.decay) * pulled[name]
             ema_count = counts
             embedding = ema_weight / ema_count.unsqueeze(-1)
+        if self.cosine:
+            embedding = F.normalize(embedding, dim=-1)
         self._write_level(level, embedding=embedding, ema_count=ema_count, ema_weight=ema_weight)
 
-    def _reset_dead_codes(self, level: int, used: torch.Tensor) -> int:
+    def _paired_seeds(self, embedding: torch.Tensor, flat: dict[str, torch.Tensor], n: int) -> torch.Tensor | None:
+        """`n` new codewords: the audio–video pair means (same clip and second) farthest from their
+        nearest code (ties to the lower position), cycling if there are fewer pairs. None when the
+        batch has no such pairs (then the reference policy applies)."""
+        if not all(m in flat for m in PAIRED) or flat["audio"].shape != flat["video"].shape:
+            return None
+        a, v = flat["audio"], flat["video"]
+        if self.cosine:
+            a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)
+        means = 0.5 * (a + v)
+        if self.cosine:
+            means = F.normalize(means, dim=-1)
+        error = squared_distances(means, embedding).min(-1).values
+        order = torch.sort(error.double(), descending=True, stable=True).indices
+        picks = order[torch.arange(n, device=order.device) % len(order)]
+        return means[picks]
+
+    def _reset_dead_codes(self, level: int, used: torch.Tensor, flat: dict[str, torch.Tensor] | None = None) -> int:
         embedding, ema_count, ema_weight, unactivated = self._level_buffers(level)
         unactivated = unactivated + 1
         unactivated[used] = 0
         dead_mask = unactivated > self.reset_after
         active_mask = (~dead_mask) & (unactivated >= 0) & (unactivated < self.active_within)
+        if self.reset_limit and int(dead_mask.sum()) > self.reset_limit:
+            # Longest-unused first (stable: ties to the lower index); the rest wait, still dead.
+            waiting = torch.where(dead_mask, unactivated, torch.full_like(unactivated, -1.0))
+            order = torch.sort(waiting.double(), descending=True, stable=True).indices[: self.reset_limit]
+            dead_mask = torch.zeros_like(dead_mask)
+            dead_mask[order] = True
         unactivated = torch.where(dead_mask, torch.zeros_like(unactivated), unactivated)
         dead = torch.nonzero(dead_mask).flatten().tolist()
         active = torch.nonzero(active_mask).flatten().tolist()
         embedding = embedding.clone()
+        seeds = None
+        if dead and active and self.reset_source == "paired" and flat is not None:
+            seeds = self._paired_seeds(embedding, flat, len(dead))
         if dead and active:
-            snapshot = embedding[active].clone()
-            width = embedding.shape[1] if self.reset_noise_width is None else self.reset_noise_width
-            # Distributed: every process sees the same dead and active codes; rank 0 draws the
-            # replacements and sends its codebook.
-            main = self.collective is None or self.collective.is_main
-            for index in dead if main else ():
-                source = self.python_random.randint(0, len(active) - 1)
-                noise = torch.empty(width, dtype=embedding.dtype).uniform_(*self.reset_noise_bounds)
-                embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
+            if seeds is not None:
+                embedding[dead] = seeds.to(embedding.dtype)
+            else:
+                snapshot = embedding[active].clone()
+                width = embedding.shape[1] if self.reset_noise_width is None else self.reset_noise_width
+                # Distributed: every process sees the same dead and active codes; rank 0 draws the
+                # replacements and sends its codebook.
+                main = self.collective is None or self.collective.is_main
+                for index in dead if main else ():
+                    source = self.python_random.randint(0, len(active) - 1)
+                    noise = torch.empty(width, dtype=embedding.dtype).uniform_(*self.reset_noise_bounds)
+                    embedding[index] = snapshot[source] + noise.to(embedding.device)[: embedding.shape[1]]
+                if self.cosine:
+                    embedding[dead] = F.normalize(embedding[dead], dim=-1)
             if self.collective is not None:
+                # Paired seeds come from each process's own shard: rank 0's codebook is the one kept.
                 self.collective.broadcast_([embedding])
             if self.reset_updates_ema:
                 ema_weight = ema_weight.clone()
@@ -269,10 +384,15 @@ class _QuantizerBase(nn.Module):
             equal &= mode == modes[0]
         if self.training:
             self._ema_update(level, one_hot, flat)
-        used = torch.unique(torch.cat(list(indices.values())))
+        if self.reset_shared_only and all(m in indices for m in PAIRED):
+            # Distributed: a code counts as shared when some process saw both modalities use it.
+            shared = np.intersect1d(indices["audio"].cpu().numpy(), indices["video"].cpu().numpy())
+            used = torch.from_numpy(shared).to(embedding.device)
+        else:
+            used = torch.unique(torch.cat(list(indices.values())))
         if self.collective is not None:
             used = self.collective.used_codes(used, n_codes)
-        self._reset_dead_codes(level, used)
+        self._reset_dead_codes(level, used, flat)
         commitment = {}
         for name, x in features.items():
             own = F.mse_loss(x, codewords[name].detach())

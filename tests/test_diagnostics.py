@@ -2,17 +2,21 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from hdcid.diagnostics import (
     centroid_gap,
     code_agreement,
+    cohen_kappa,
     format_summary,
     level_diagnostics,
     linear_probe,
+    pair_measures,
     usage_perplexity,
 )
+from hdcid.errors import MeasureError
 
 
 def _semantic(n: int, t: int, d: int, seed: int) -> torch.Tensor:
@@ -20,19 +24,22 @@ def _semantic(n: int, t: int, d: int, seed: int) -> torch.Tensor:
 
 
 def test_collapsed_codebook_is_reported_with_warnings():
-    # Every position of both modalities maps to code 3 of 100: one code, perplexity 1, no
-    # sharing problem (agreement 100%), but the usage warning must fire for each modality.
+    # Every position of both modalities maps to code 3 of 100: one code, 100% exact agreement —
+    # but κ is 0 (chance agreement is 1 too), NMI is 0, and the usage warning fires per modality.
     indices = {"audio": torch.full((8, 10), 3), "video": torch.full((8, 10), 3)}
     semantic = {"audio": _semantic(8, 10, 16, 0), "video": _semantic(8, 10, 16, 1)}
     d = level_diagnostics(0, 100, indices, semantic)
     assert d.codes_used == {"audio": 1, "video": 1}
-    assert d.codes_used_common == 1 and d.codes_used_any == 1
+    assert d.codes_used_any == 1 and d.codes_used_common == 1
     assert d.perplexity == {"audio": pytest.approx(1.0), "video": pytest.approx(1.0)}
-    assert d.agreement == {"audio-video": 1.0}
-    assert len(d.warnings) == 2 and all("codebook collapse" in w for w in d.warnings)
+    av = d.pairs["audio-video"]
+    assert (av.agreement, av.chance_agreement, av.kappa, av.nmi) == (1.0, 1.0, 0.0, 0.0)
+    assert d.agreement_mean == 1.0  # the compatibility alias is the audio–video pair's agreement
+    assert sum("codebook collapse" in w for w in d.warnings) == 2
+    assert sum("do not share codes" in w for w in d.warnings) == 1
 
 
-def test_disjoint_modalities_warn_about_zero_agreement():
+def test_disjoint_modalities_warn_about_zero_kappa():
     # Audio uses codes 0..49, video 50..99: healthy usage, nothing shared.
     audio = torch.arange(50).repeat(2).reshape(10, 10)
     video = audio + 50
@@ -41,21 +48,94 @@ def test_disjoint_modalities_warn_about_zero_agreement():
     assert d.codes_used_common == 0 and d.codes_used_any == 100
     assert d.perplexity["audio"] == pytest.approx(50.0)
     assert d.perplexity_all == pytest.approx(100.0)
-    assert d.agreement_mean == 0.0
-    assert d.warnings == ["level 1: cross-modal code agreement 0.0% is near zero: modalities do not share codes"]
+    av = d.pairs["audio-video"]
+    assert (av.agreement, av.chance_agreement, av.kappa, av.codes_shared) == (0.0, 0.0, 0.0, 0)
+    assert av.nmi == pytest.approx(1.0)  # a consistent relabelling: each audio id has one video id
+    assert d.warnings == [
+        "level 1: audio-video Cohen's kappa 0.00 (agreement 0.0%, chance 0.0%; 0 codes shared): "
+        "modalities do not share codes"
+    ]
 
 
 def test_perfectly_shared_codebook_has_no_warnings():
     codes = torch.arange(40).reshape(4, 10) % 20  # 20 codes, each used equally often
     indices = {"audio": codes, "video": codes.clone(), "text": codes.clone()}
     semantic = {m: _semantic(4, 10, 8, 5) for m in indices}  # identical features: zero gap
-    d = level_diagnostics(1, 32, indices, semantic)
+    labels = torch.tensor([0, 1, 0, 1])
+    d = level_diagnostics(1, 32, indices, semantic, labels)
     assert d.codes_used_common == 20 and d.codes_used_any == 20
     assert d.perplexity_all == pytest.approx(20.0)
-    assert d.agreement == {"audio-video": 1.0, "audio-text": 1.0, "video-text": 1.0}
+    av = d.pairs["audio-video"]
+    assert av.aligned and av.positions == 40
+    assert (av.agreement, av.kappa, av.nmi, av.class_overlap) == (1.0, pytest.approx(1.0), pytest.approx(1.0), 1.0)
+    assert av.chance_agreement == pytest.approx(1 / 20)
+    # Text positions are prompt tokens, not seconds: pairs with text get no position measures.
+    for pair in ("audio-text", "video-text"):
+        assert not d.pairs[pair].aligned and d.pairs[pair].kappa is None and d.pairs[pair].agreement is None
+        assert d.pairs[pair].codes_shared == 20 and d.pairs[pair].class_overlap == 1.0
     assert d.centroid_gap == {"audio-video": 0.0, "audio-text": 0.0, "video-text": 0.0}
     assert d.warnings == []
-    assert format_summary([d]).startswith("L2 codes a20/v20/t20 common 20/32 ppl 20.0 agree 100.0% gap 0.00")
+    assert format_summary([d]).startswith(
+        "L2 codes a20/v20/t20 of 32 ppl 20.0 a-v κ 1.00 agree 100.0% (chance 5.0%) NMI 1.00"
+    )
+
+
+def test_kappa_on_a_hand_computed_case():
+    # p_o = 3/4; marginals x (1/2, 1/2), y (1/4, 3/4): p_e = 1/8 + 3/8 = 1/2; κ = (3/4 − 1/2)/(1/2).
+    agreement, chance, kappa = cohen_kappa(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    assert (agreement, chance, kappa) == (0.75, 0.5, 0.5)
+    # Systematic disagreement scores below 0; one shared single code is 0/0, defined as 0.
+    assert cohen_kappa(np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0]))[2] == -1.0
+    assert cohen_kappa(np.array([7, 7, 7]), np.array([7, 7, 7])) == (1.0, 1.0, 0.0)
+    # One modality collapsed, the other not: κ 0 whatever the agreement.
+    assert cohen_kappa(np.array([7, 7, 7, 7]), np.array([7, 1, 2, 7]))[2] == 0.0
+
+
+def test_consistent_permutation_scores_zero_agreement_but_nmi_one():
+    generator = np.random.default_rng(0)
+    x = generator.integers(0, 30, size=(50, 10))
+    permutation = np.roll(np.arange(30), 1)  # no fixed point
+    y = permutation[x]
+    labels = np.arange(50) % 5
+    m = pair_measures(x, y, labels=labels)
+    assert m.agreement == 0.0 and m.kappa < 0.0
+    assert m.nmi == pytest.approx(1.0)
+    assert m.nmi_shuffled < 0.5 * m.nmi  # random re-pairing: far below
+    assert m.codes_shared == 30  # the same ids are used, just not for the same positions
+
+
+def test_independent_codes_score_kappa_near_zero_and_nmi_near_its_shuffled_floor():
+    generator = np.random.default_rng(1)
+    x, y = generator.integers(0, 20, size=(400, 10)), generator.integers(0, 20, size=(400, 10))
+    m = pair_measures(x, y)
+    assert abs(m.kappa) < 0.02 and m.nmi < 0.02
+    assert m.nmi == pytest.approx(m.nmi_shuffled, abs=0.01)
+
+
+def test_class_overlap_sees_per_class_usage_and_the_mask_selects_positions():
+    # Class 0: both use code 1. Class 1: audio uses code 2, video code 3 → overlap 1 and 0.
+    audio = np.array([[1, 1, 9], [2, 2, 9]])
+    video = np.array([[1, 1, 8], [3, 3, 8]])
+    events = np.array([[True, True, False], [True, True, False]])  # column 2: background
+    m = pair_measures(audio, video, labels=np.array([0, 1]), mask=events)
+    assert m.positions == 4 and m.agreement == 0.5
+    assert m.class_overlap_by_class == {"0": 1.0, "1": 0.0} and m.class_overlap == 0.5
+    assert m.codes_used == {"audio": 2, "video": 2} and m.codes_shared == 1
+    # Without the mask the background codes 9 / 8 count as well.
+    assert pair_measures(audio, video).codes_used == {"audio": 3, "video": 3}
+    # Per-position labels are accepted; a mask that keeps nothing gives "no measure", not 0.
+    assert pair_measures(audio, video, labels=np.array([[0, 0, 0], [1, 1, 1]]), mask=events).class_overlap == 0.5
+    empty = pair_measures(audio, video, mask=np.zeros((2, 3), dtype=bool))
+    assert empty.positions == 0 and empty.kappa is None and empty.nmi is None and empty.codes_shared == 0
+
+
+def test_pair_measures_refuse_misaligned_input():
+    with pytest.raises(MeasureError, match="equal shapes"):
+        pair_measures(np.zeros((2, 3), dtype=int), np.zeros((2, 4), dtype=int))
+    with pytest.raises(MeasureError, match="integers"):
+        pair_measures(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(MeasureError, match="labels has shape"):
+        pair_measures(np.zeros((2, 3), dtype=int), np.zeros((2, 3), dtype=int), labels=np.zeros(3, dtype=int))
 
 
 def test_agreement_counts_matching_positions():

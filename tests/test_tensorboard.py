@@ -63,7 +63,9 @@ def test_scalars_mirror_metrics_jsonl_and_resume_purges(tmp_path):
     first = epochs[0]["diagnostics"][0]
     assert logged["epoch/level1/perplexity_all"][0][1] == pytest.approx(first["perplexity_all"], rel=1e-6)
     assert logged["epoch/level1/codes_used/audio"][0][1] == first["codes_used"]["audio"]
-    assert logged["epoch/level1/agreement/audio-video"][0][1] == pytest.approx(first["agreement"]["audio-video"], rel=1e-6)
+    av = first["pairs"]["audio-video"]
+    assert logged["epoch/level1/pairs/audio-video/kappa"][0][1] == pytest.approx(av["kappa"], rel=1e-6, abs=1e-9)
+    assert logged["epoch/level1/pairs/audio-video/codes_used/audio"][0][1] == av["codes_used"]["audio"]
 
 
 def test_config_stays_a_plain_setting():

@@ -87,7 +87,7 @@ def test_hdcid_run_writes_published_layout_and_loads_in_toc(corpus, tmp_path):
                     "commit_audio", "commit_2_text", "cpc_acc_av"):
             assert key in record and record[key] == record[key] and abs(record[key]) < 1e6
     epoch = [r for r in lines if r["kind"] == "epoch"][0]
-    assert len(epoch["diagnostics"]) == 2 and "agreement_mean" in epoch["diagnostics"][0]
+    assert len(epoch["diagnostics"]) == 2 and "kappa" in epoch["diagnostics"][0]["pairs"]["audio-video"]
     assert result.finished
 
 

@@ -24,7 +24,7 @@ def demo(out_dir, quick, seed, recipe, force):
     """Synthesise a corpus in the real layouts, train DCID and H-DCID, select channels with TOC,
     evaluate DCID / DCID+TOC / H-DCID / H-DCID+TOC on AVE, AVVP, AVE→AVVP and UCF↔VGGSound in both
     directions with several head seeds and (full mode) two pretraining runs per family (strict
-    protocol, both heads), and write OUT/report.md."""
+    protocol; linear, prototype and code-id heads), and write OUT/report.md."""
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings = dataclasses.replace(settings, seed=seed, recipe=recipe)
     start = time.monotonic()

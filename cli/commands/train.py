@@ -17,6 +17,7 @@ from tqdm import tqdm
 from cli.options import command
 from hdcid.diagnostics import format_summary
 from hdcid.errors import ModelError
+from hdcid.quantizer import RESET_SOURCES
 from hdcid.training import (
     RECIPES,
     TRAIN_FAMILIES,
@@ -125,6 +126,13 @@ def _epochs_help() -> str:
 @click.option("--align-distance", type=click.Choice(["cosine", "euclidean"]), **_recipe_setting(), help="Alignment logits: cosine similarity, or squared distance (pulls paired features to one point, so they share a code).")
 @click.option("--gap-weight", type=float, **_recipe_setting(), help="Weight of the modality-gap term: squared distance between modalities' semantic-feature centroids relative to their norm (0 = off).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), **_recipe_setting(), help="Linear warm-up of the CLUB and commitment loss weights (0 = off).")
+@click.option("--code-match-weight", type=click.FloatRange(min=0), **_recipe_setting(), help="Weight of the code-matching term: symmetric cross-entropy between paired audio and video seconds' soft code assignments (0 = off).")
+@click.option("--code-match-temperature", type=click.FloatRange(min=0, min_open=True), **_recipe_setting(), help="Temperature of the code-matching soft assignments (cosine / T, or -distance^2 / (T x mean squared norm)).")
+@click.option("--code-usage-weight", type=click.FloatRange(min=0), **_recipe_setting(), help="Part of the code-matching term: minus this x the entropy of the batch's mean soft assignment, so matching cannot collapse the codebook.")
+@click.option("--cosine-codes/--no-cosine-codes", **_recipe_setting(), help="Keep codebook rows at unit length and pull them with unit-length features (nearest code = most cosine-similar).")
+@click.option("--reset-source", type=click.Choice(RESET_SOURCES), **_recipe_setting(), help="Where a dead code restarts: a copy of an active code (reference) or the mean of the worst-served audio-video pair.")
+@click.option("--reset-shared-only/--no-reset-shared-only", **_recipe_setting(), help="Count a code as dead unless audio and video both used it (in one batch) within the reset patience.")
+@click.option("--reset-limit", type=click.IntRange(min=0), **_recipe_setting(), help="Revive at most N dead codes per batch, longest-unused first (0 = all at once, as the reference).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
 @click.option(

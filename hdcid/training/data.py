@@ -25,7 +25,9 @@ class PretrainData(Protocol):
     `read(rows)` returns numpy float arrays: audio [n, T, A], video [n, T, H, W, C] or [n, T, C],
     and optionally text [n, T, W] (word-level text features; the text LSTM runs inside the model);
     every modality has the same T (T = 1 for features without a time axis). An optional
-    attribute `labels` (int array [len]) enables the linear-probe diagnostic.
+    attribute `labels` (int array [len]) enables the linear-probe and per-class overlap
+    diagnostics; an optional `event_mask` (bool array [len, T]) limits the audio–video
+    code-sharing measures to event seconds.
     """
 
     def __len__(self) -> int: ...

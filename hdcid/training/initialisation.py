@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cmg_base.inputs import check_regular_file
@@ -62,6 +63,11 @@ def configure_quantizer(model: PretrainModel, config: TrainConfig, steps_per_epo
     reset_after, active_within = reset_schedule(config.remedies.reset_patience, steps_per_epoch, forwards)
     model.quantizer.set_reset_policy(
         reset_after, active_within, updates_ema=config.remedies.ema_consistent,
+    )
+    r = config.remedies
+    model.quantizer.set_sharing_policy(
+        cosine=r.cosine_codes, reset_source=r.reset_source, reset_shared_only=r.reset_shared_only,
+        reset_limit=r.reset_limit,
     )
 
 
@@ -195,13 +201,25 @@ def init_codebooks(
     generator = torch.Generator().manual_seed(config.seed + 7)
     quantizer = model.quantizer
     k = config.n_embeddings
+    cosine = config.remedies.cosine_codes
     for level in levels:
-        points = samples[level]
+        # Cosine codes are placed among the features' directions.
+        points = F.normalize(samples[level], dim=-1) if cosine else samples[level]
         if config.remedies.codebook_init == "kmeans":
             codes = kmeans(points, k, generator)
         else:
             codes = sampled_codes(points, k, generator)
+        if cosine:
+            codes = F.normalize(codes, dim=-1)
         quantizer.replace_codes(level, codes.to(device=device, dtype=dtype))
+
+
+@torch.no_grad()
+def unit_codebooks(model: PretrainModel, levels: int) -> None:
+    """Cosine codes: every level's codewords scaled to unit length (after any initialisation, so
+    a uniform or warm-started codebook starts on the sphere too)."""
+    for level in range(levels):
+        model.quantizer.replace_codes(level, F.normalize(model.quantizer.codebook(level), dim=-1))
 
 
 def sync_ema_counts(model: PretrainModel, config: TrainConfig, steps_per_clip: int) -> None:

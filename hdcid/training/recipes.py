@@ -17,6 +17,7 @@ import torch
 
 from hdcid.errors import ModelError, SettingsError, literal
 from hdcid.families import DTYPES, FCID_FAMILY, family_for, torch_dtype
+from hdcid.quantizer import RESET_SOURCES
 
 SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
 # Far above the published sizes (400 codes x 256, widths up to 2048, batch 80) and far below
@@ -60,6 +61,14 @@ class Remedies:
     align_distance: str = "cosine"  # cosine | euclidean (pulls paired features to one point)
     gap_weight: float = 0.0  # weight of the modality-gap term (squared centroid distance / norm²)
     warmup_steps: int = 0  # linear warm-up of the CLUB and commitment loss weights
+    # Code sharing: paired audio and video seconds on the same code ids (docs/training.md).
+    code_match_weight: float = 0.0  # symmetric cross-entropy of paired segments' soft code assignments
+    code_match_temperature: float = 0.1
+    code_usage_weight: float = 0.0  # minus this × entropy of the batch's mean soft assignment (anti-collapse)
+    cosine_codes: bool = False  # unit-length codebook rows, features pulled by direction
+    reset_source: str = "active"  # active (reference: copy an active code) | paired (a/v pair mean)
+    reset_shared_only: bool = False  # a code is dead unless audio and video both used it
+    reset_limit: int = 0  # at most this many dead codes revived per batch (0: all)
 
     def __post_init__(self) -> None:
         # Parsed once here; "12" (from a command line or an older checkpoint) becomes 12.
@@ -225,13 +234,35 @@ class TrainConfig:
             raise ModelError(f"{{}} must be >= 0, got {literal(r.gap_weight)}", settings=("gap_weight",))
         if r.align_temperature <= 0:
             raise ModelError(f"{{}} must be > 0, got {literal(r.align_temperature)}", settings=("align_temperature",))
+        self._validate_code_sharing()
         self._validate_ranges()
+
+    def _validate_code_sharing(self) -> None:
+        r = self.remedies
+        if r.reset_source not in RESET_SOURCES:
+            raise ModelError(
+                f"{{}} must be one of {', '.join(RESET_SOURCES)}, got {literal(repr(r.reset_source))}",
+                settings=("reset_source",),
+            )
+        if isinstance(r.reset_limit, bool) or not isinstance(r.reset_limit, int) or r.reset_limit < 0:
+            raise ModelError(f"{{}} must be a whole number >= 0, got {literal(r.reset_limit)}", settings=("reset_limit",))
+        if r.code_usage_weight > 0 and r.code_match_weight == 0:
+            raise SettingsError(
+                "{} is part of the code-matching term; give {} > 0 too",
+                settings=("code_usage_weight", "code_match_weight"),
+            )
+        if r.code_match_weight > 0 and self.family == "fcid":
+            raise SettingsError(
+                "{} matches per-second audio and video codes; FCID quantizes one vector per clip",
+                settings=("code_match_weight",),
+            )
 
     def _validate_ranges(self) -> None:
         """Numbers that would train nothing (NaN rates, a negative clip) or could not be built
         (a codebook of 1e8 codes needs tens of GB) are refused before any data is read."""
-        positive = ("lr", "mi_lr", "clip")
-        non_negative = ("level2_weight", "align_weight", "gap_weight", "align_temperature")
+        positive = ("lr", "mi_lr", "clip", "code_match_temperature")
+        non_negative = ("level2_weight", "align_weight", "gap_weight", "align_temperature", "code_match_weight",
+                        "code_usage_weight")
         for name in (*positive, *non_negative):
             value = self.setting(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

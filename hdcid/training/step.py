@@ -42,6 +42,7 @@ from hdcid.losses import (
 )
 from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
+from hdcid.quantizer import segment_code_matching
 from hdcid.training.distributed import Collective
 from hdcid.training.recipes import Remedies, TrainConfig
 
@@ -57,7 +58,7 @@ MODALITY_TERMS = ("recon", "commit", "mi")
 # Means over a batch's rows, computed on each rank's shard in a distributed run (the other terms
 # compare clips and see the whole batch).
 ROW_MEAN_TERMS = ("recon", "commit")
-REMEDY_TERMS = ("align", "gap")
+REMEDY_TERMS = ("align", "gap", "code_match")
 
 
 def metric_name(base: str, level: int, part: str | None = None) -> str:
@@ -80,7 +81,7 @@ def loss_weights(remedies: Remedies, warmup: float) -> dict[str, float | None]:
     return {
         "nce": None, "cmcm": None, "recon": None,
         "commit": warmup, "mi": warmup,  # ramped up by the warm-up remedy (1 without it)
-        "align": remedies.align_weight, "gap": remedies.gap_weight,
+        "align": remedies.align_weight, "gap": remedies.gap_weight, "code_match": remedies.code_match_weight,
     }
 
 
@@ -328,6 +329,13 @@ def _level_loss(
         loss.add(metric_name("align", level), align, weights["align"])
     if remedies.gap_weight > 0:
         loss.add(metric_name("gap", level), modality_gap_loss(batch), weights["gap"])
+    if remedies.code_match_weight > 0:
+        # Its code-usage entropy is a batch statistic: the whole batch, as for align and gap.
+        match = segment_code_matching(
+            batch, model.encoder.codebook(level), remedies.code_match_temperature, remedies.cosine_codes,
+            remedies.code_usage_weight,
+        )
+        loss.add(metric_name("code_match", level), match, weights["code_match"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)

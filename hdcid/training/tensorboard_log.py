@@ -2,7 +2,7 @@
 
 Every number of a step line goes to `step/NAME` at its `total_step`; every number of an epoch
 line's diagnostics goes to `epoch/level{L}/FIELD` (per-modality and per-pair fields to
-`epoch/level{L}/FIELD/PART`) at the epoch's last `total_step`, with `epoch/epoch` the epoch
+`epoch/level{L}/FIELD/PART`, a pair's measures to `epoch/level{L}/pairs/PAIR/MEASURE`) at the epoch's last `total_step`, with `epoch/epoch` the epoch
 index, so both kinds share one x axis. Names are exactly metrics.jsonl's keys.
 """
 
@@ -74,16 +74,17 @@ class TensorBoardLog:
         for level in record.get("diagnostics", ()):
             prefix = f"{EPOCH_PREFIX}/level{int(level['level']) + 1}"
             for field, value in level.items():
-                if field == "level":
-                    continue
-                if isinstance(value, Mapping):
-                    for part, inner in value.items():
-                        number = _number(inner)
-                        if number is not None:
-                            self.writer.add_scalar(f"{prefix}/{field}/{part}", number, position)
-                elif (number := _number(value)) is not None:
-                    self.writer.add_scalar(f"{prefix}/{field}", number, position)
+                if field != "level":
+                    self._scalars(f"{prefix}/{field}", value, position)
         self.writer.flush()
+
+    def _scalars(self, name: str, value: Any, position: int) -> None:
+        # Nested fields (per modality, per pair, a pair's measures) go one name part per level.
+        if isinstance(value, Mapping):
+            for part, inner in value.items():
+                self._scalars(f"{name}/{part}", inner, position)
+        elif (number := _number(value)) is not None:
+            self.writer.add_scalar(name, number, position)
 
     def close(self) -> None:
         self.writer.flush()

@@ -321,6 +321,8 @@ class Trainer:
             initialisation.init_codebooks(
                 self.model, self._semantic_sample(), self.config, levels_to_init, device=self.device, dtype=self.dtype,
             )
+        if remedies.cosine_codes:
+            initialisation.unit_codebooks(self.model, self.config.levels)
         if remedies.ema_consistent:
             initialisation.sync_ema_counts(self.model, self.config, self.model.codes_per_clip(self.shapes["audio"][0]))
 
@@ -435,12 +437,15 @@ class Trainer:
             self.model.train(was_training)
         labels = getattr(self.data, "labels", None)
         label_tensor = torch.as_tensor(np.asarray(labels)[rows]) if labels is not None else None
+        # A corpus that knows its event seconds limits the audio–video measures to them.
+        events = getattr(self.data, "event_mask", None)
+        event_tensor = torch.as_tensor(np.asarray(events)[rows]).bool() if events is not None else None
         return [
             level_diagnostics(
                 level, self.config.n_embeddings,
                 {m: torch.cat(v) for m, v in indices[level].items()},
                 {m: torch.cat(v) for m, v in semantic[level].items()},
-                label_tensor,
+                label_tensor, event_tensor,
             )
             for level in range(self.config.levels)
         ]

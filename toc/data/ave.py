@@ -68,6 +68,7 @@ def load_ave(paths: AvePaths) -> TaskData:
     rows = np.unique(np.concatenate(list(orders.values())))  # ascending: sequential h5 reads
     splits = {name: np.searchsorted(rows, order).astype(np.int64) for name, order in orders.items()}
     targets = clip_targets(labels[rows])
+    events = (labels[rows][..., :N_CLASSES] > 0.5).any(axis=-1)  # seconds with a foreground event
     ids = [str(int(r)) for r in rows]
     sets = {
         "ave/audio": FeatureSet(
@@ -75,14 +76,14 @@ def load_ave(paths: AvePaths) -> TaskData:
             feature_shape=AUDIO_SHAPE,
             read=h5_rows_reader(paths.audio_features, FEATURE_KEY, rows),
             source=str(paths.audio_features), source_files=(str(paths.audio_features),),
-            id_kind="row",
+            id_kind="row", event_mask=events,
         ),
         "ave/video": FeatureSet(
             name="ave/video", modality="video", ids=ids, labels=targets.copy(),
             feature_shape=VIDEO_SHAPE,
             read=h5_rows_reader(paths.visual_features, FEATURE_KEY, rows),
             source=str(paths.visual_features), source_files=(str(paths.visual_features),),
-            id_kind="row",
+            id_kind="row", event_mask=events.copy(),
         ),
     }
     return TaskData(

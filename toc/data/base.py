@@ -43,6 +43,9 @@ class FeatureSet:
     # "video": ids are video ids (YouTube ids, UCF clip names) that other lists can name too;
     # "row": ids are row numbers of a file (AVE), meaningless outside it.
     id_kind: IdKind = "video"
+    # bool [N, T]: the seconds that hold an event (AVE's annotated event seconds), for the
+    # code-sharing measures; None when the set does not say (segment labels say it themselves).
+    event_mask: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)

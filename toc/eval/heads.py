@@ -1,4 +1,5 @@
-"""Downstream heads: the reference linear heads (trained, seeded, float64) and prototype heads."""
+"""Downstream heads: the reference linear heads (trained, seeded, float64) and prototype heads;
+the head vocabulary (the code-id head lives in toc/eval/code_head.py)."""
 
 from __future__ import annotations
 
@@ -302,4 +303,5 @@ class SegmentPrototypePredictor(HeadPredictor):
         return out.reshape(n, steps, self.n_classes + 1)
 
 
-HEADS = ("linear", "prototype")
+CODE_HEAD = "codes"  # reads code ids only (toc/eval/code_head.py)
+HEADS = ("linear", "prototype", CODE_HEAD)

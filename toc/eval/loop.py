@@ -19,6 +19,7 @@ from toc.codebook.selection import SelectionFile
 from toc.data.base import TaskData
 from toc.errors import ConfigError, SettingsError
 from toc.eval.cache import CodeCache, EncodedSet
+from toc.eval.code_head import CodeIdInputs, code_counts, fit_code_head
 from toc.eval.head_groups import (
     HEAD_ENGINES,
     GroupedHeadResult,
@@ -27,6 +28,7 @@ from toc.eval.head_groups import (
     train_linear_heads,
 )
 from toc.eval.heads import (
+    CODE_HEAD,
     HEADS,
     ClipPrototypePredictor,
     HeadPredictor,
@@ -252,6 +254,8 @@ def _evaluate_one(
     eval_codes: EncodedSet, trained: _TrainedHead | None = None,
 ) -> tuple[ResultRecord, _Parse | None]:
     n_classes = data.n_classes
+    if head == CODE_HEAD:
+        features = CodeIdInputs()  # the code-id head reads ids, never codeword vectors
     # A head trained in a group needs no dense training features.
     x_train = features.get(view, trained_codes, plan.train) if trained is None else None
     y_train = _labels(data, plan.train)
@@ -270,8 +274,12 @@ def _evaluate_one(
 
     best_epoch = None
     selection_metric = None
-    if head == "prototype":
-        predictor: HeadPredictor = (
+    if head == CODE_HEAD:
+        predictor: HeadPredictor = fit_code_head(data.kind, x_train, y_train, n_classes, code_counts(view, trained_codes))
+        val_metrics = measure(predictor, x_select, y_select)
+        trained_epochs = None
+    elif head == "prototype":
+        predictor = (
             ClipPrototypePredictor(x_train, y_train, n_classes)
             if data.kind == "clip"
             else SegmentPrototypePredictor(x_train, y_train, n_classes)
@@ -308,7 +316,7 @@ def _evaluate_one(
     eval_predicted = predictor.predict(x_eval)
     metrics = score(data.kind, eval_predicted, y_eval, n_classes, request.protocol, request.batch_size)
     same = measure(predictor, x_same, y_same) or {}
-    if head != "prototype" and plan.same_modality_own_best and own_best:
+    if head == "linear" and plan.same_modality_own_best and own_best:
         same = dict(own_best)  # the FCID AVE script's independent same-modality maximum
     # The head is at its selected epoch now, so these are the outcomes behind val_metrics.
     val_parts = None if x_select is None else _parts(data, predictor.predict(x_select), y_select)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hdcid.diagnostics import AUDIO_VIDEO, LevelDiagnostics
 from hdcid.training import DEFAULT_RECIPE, RECIPES, TrainConfig, train
 from toc.codebook.checkpoint import file_sha256
 from toc.codebook.selection import TocSettings
@@ -33,7 +34,7 @@ class DemoSettings:
     epochs: int = 6  # the published DCID n_epoch
     batch_size: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
-    heads: tuple[str, ...] = ("prototype", "linear")
+    heads: tuple[str, ...] = ("prototype", "linear", "codes")  # codes: transfer through code ids
     head_epochs: int = 30
     recipe: str = DEFAULT_RECIPE  # remedies only: the demo keeps its own sizes below
     output_dims: int = 32  # audio / video / text specific widths (published: 256 / 2048 / 256)
@@ -86,9 +87,11 @@ def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[HealthReco
                 "level": level.level,
                 "n_codes": level.n_codes,
                 "codes_used": level.codes_used_any,
-                "codes_used_common": level.codes_used_common,
+                "codes_used_common": level.codes_used_common,  # used by both audio and video
                 "perplexity": round(level.perplexity_all, 4),
+                # The audio–video pair only (text positions are prompt tokens, not seconds).
                 "agreement": round(100.0 * level.agreement_mean, 4),
+                **_pair_fields(level),
                 "probe_accuracy": {k: round(100.0 * v, 4) for k, v in sorted(level.probe_accuracy.items())},
             },
             source="",
@@ -96,9 +99,17 @@ def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[HealthReco
     return lines
 
 
+def _pair_fields(level: LevelDiagnostics) -> dict:
+    """Chance-corrected audio–video sharing of a health line (None where not measured)."""
+    pair = level.pairs.get(AUDIO_VIDEO)
+    kappa = None if pair is None or pair.kappa is None else round(pair.kappa, 4)
+    nmi = None if pair is None or pair.nmi is None else round(pair.nmi, 4)
+    return {"kappa_audio_video": kappa, "nmi_audio_video": nmi}
+
+
 def demo_plan(settings: DemoSettings, data_root: Path, checkpoints: Mapping[str, Path | Sequence[Path]]):
-    """The demo's comparison: every task, direction and variant, both heads, strict protocol,
-    with the demo's TOC budget per family, over every pretraining run."""
+    """The demo's comparison: every task, direction and variant, the demo's heads (prototype, linear
+    and code-id), strict protocol, with the demo's TOC budget per family, over every pretraining run."""
     budgets = {"dcid": settings.dcid_channels, "hdcid": settings.hdcid_channels}
     return make_plan(
         source="toc demo", data_root=data_root, checkpoints=checkpoints, tasks=settings.tasks,
@@ -141,7 +152,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
                 _train_config(settings, levels, run), corpus, run_dir,
                 on_epoch=lambda metrics, diagnostics, family=family: say(
                     f"demo: {family} epoch {metrics.get('epoch')}: "
-                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
+                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, audio-video agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
                 ),
             )
             checkpoints.setdefault(family, []).append(result.last_checkpoint)
