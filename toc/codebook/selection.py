@@ -156,11 +156,7 @@ def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = 
     the reference leaves it to torch.topk; `reference_order` is the published rule). Non-finite
     scores are never selected.
     """
-    finite = torch.isfinite(score)
-    if not bool(finite.all()) and not allow_nonfinite:
-        bad = torch.nonzero(~finite).flatten().tolist()
-        raise ConfigError(f"non-finite scores in channel(s) {bad[:8]}; pass {{}} to skip them", settings=("allow_nonfinite",))
-    candidates = torch.nonzero(finite).flatten()
+    candidates = _finite_channels(score, allow_nonfinite)
     values = score[candidates]
     descending = candidates[torch.sort(values, descending=True, stable=True).indices]
     top = descending[: budget.top]
@@ -173,14 +169,19 @@ def order_channels(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = 
     return torch.cat([top, bottom])
 
 
-def reference_order(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
-    """The published routine's blocks: topk(score, top) then topk(score, bottom, largest=False),
-    each in torch.topk's order; they may repeat channels. Non-finite scores are never selected."""
+def _finite_channels(score: torch.Tensor, allow_nonfinite: bool) -> torch.Tensor:
+    """The channels with a finite score; non-finite ones are an error unless `allow_nonfinite`."""
     finite = torch.isfinite(score)
     if not bool(finite.all()) and not allow_nonfinite:
         bad = torch.nonzero(~finite).flatten().tolist()
         raise ConfigError(f"non-finite scores in channel(s) {bad[:8]}; pass {{}} to skip them", settings=("allow_nonfinite",))
-    candidates = torch.nonzero(finite).flatten()
+    return torch.nonzero(finite).flatten()
+
+
+def reference_order(score: torch.Tensor, budget: Budget, allow_nonfinite: bool = False) -> torch.Tensor:
+    """The published routine's blocks: topk(score, top) then topk(score, bottom, largest=False),
+    each in torch.topk's order; they may repeat channels. Non-finite scores are never selected."""
+    candidates = _finite_channels(score, allow_nonfinite)
     values = score[candidates]
     if max(budget.top, budget.bottom) > values.numel():
         raise ConfigError(f"a TOC block needs {max(budget.top, budget.bottom)} channels; {values.numel()} have finite scores")

@@ -32,7 +32,6 @@ left are mostly the max over time and Adam, which batching would not remove.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -40,7 +39,7 @@ import pickle
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,6 +57,7 @@ from toc.eval.heads import (
     LinearHeadConfig,
     LinearHeadResult,
     SegmentHead,
+    torch_threads,
 )
 
 # How an evaluation trains its linear heads: grouped (all heads of a direction together, here),
@@ -592,16 +592,6 @@ def usable_cpus() -> int:
 _THREADS_LOCK = threading.Lock()
 
 
-@contextlib.contextmanager
-def _intra_op_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _parallel_mode(parallel: str) -> str:
     if parallel not in ("auto", "process", "thread"):
         raise ConfigError(f"unknown head parallelism {parallel!r}; choose auto, process or thread")
@@ -718,7 +708,7 @@ def train_linear_heads(
             stop.set()  # the other workers stop at their next step instead of finishing
             raise
 
-    with _THREADS_LOCK, _intra_op_threads(threads):
+    with _THREADS_LOCK, torch_threads(threads):
         if workers == 1 or len(groups) == 1:
             for group in groups:
                 run(group)

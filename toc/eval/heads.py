@@ -178,7 +178,7 @@ def train_linear_head(
     for epoch in range(config.epochs):
         features = first if epoch == 0 or not callable(train_features) else train_features(epoch)
         x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
-        with _torch_threads(config.threads):
+        with torch_threads(config.threads):
             head.train()
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, config.batch_size):
@@ -202,7 +202,8 @@ def train_linear_head(
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` for the block (None: leave it)."""
     if threads is None:
         yield
         return
