@@ -182,8 +182,14 @@ class Collective:
             )
         return Collective(world, target)
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = True) -> None:
+        """End the process group. After a finished run every process first waits for the others
+        (rank 0 may still be writing): a process that tore its group down while a peer still
+        used it was aborted by gloo ("terminate called without an active exception"). After a
+        failure there is no waiting: the peers may never arrive."""
         if dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
     @property

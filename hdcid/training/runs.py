@@ -148,7 +148,11 @@ def run_training(
 def _run(trainer: Trainer) -> TrainResult:
     """Run the trainer; a distributed run's process group ends with it."""
     try:
-        return trainer.run()
-    finally:
+        result = trainer.run()
+    except BaseException:
         if trainer.collective is not None:
-            trainer.collective.close()
+            trainer.collective.close(finished=False)
+        raise
+    if trainer.collective is not None:
+        trainer.collective.close()
+    return result
