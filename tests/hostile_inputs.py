@@ -13,6 +13,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from click.testing import CliRunner
+
+from cli.main import cli
 
 
 def h5_unwritten(path: Path, key: str, shape: tuple[int, ...], dtype="int64", chunks: tuple[int, ...] | None = None,
@@ -185,3 +188,19 @@ class no_hang:  # noqa: N801 - used as a context manager
         signal.alarm(0)
         signal.signal(signal.SIGALRM, self.previous)
         return False
+
+
+# ------------------------------------------------------------------------------ in-process `toc`
+
+
+def invoke(*args):
+    """`toc ARGS` through Click's test runner (in this process)."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def error_line(result) -> str:
+    """The one `Error:` line, last on stderr, of a command that failed with exit code 1 or 2."""
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.exit_code in (1, 2) and lines and lines[-1].startswith("Error:"), result.output
+    assert sum(line.startswith("Error:") for line in lines) == 1 and "Traceback" not in result.output
+    return lines[-1]

@@ -14,11 +14,9 @@ import tempfile
 import numpy as np
 import pytest
 from checkpoints import save_reference_checkpoint
-from click.testing import CliRunner
 from datafixtures import write_ave, write_pretrain
-from hostile_inputs import ROOT, one_error_line, run_toc
+from hostile_inputs import ROOT, error_line, invoke, one_error_line, run_toc
 
-from cli.main import cli
 from cmg_base.errors import OutputError
 from cmg_base.files import atomic_path, prepare_output
 from toc.errors import DataError
@@ -27,17 +25,6 @@ from toc.report.markdown import render_markdown
 from toc.report.results import read_results
 
 GOLDEN_RESULTS = os.path.join(os.path.dirname(__file__), "golden", "results.jsonl")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert result.exit_code in (1, 2) and lines and lines[-1].startswith("Error:"), result.output
-    assert sum(line.startswith("Error:") for line in lines) == 1 and "Traceback" not in result.output
-    return lines[-1]
 
 
 # ------------------------------------------------------------------ outputs that cannot be written

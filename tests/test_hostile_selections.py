@@ -8,21 +8,8 @@ import json
 
 import pytest
 from checkpoints import save_reference_checkpoint
-from click.testing import CliRunner
 from datafixtures import write_ave, write_pretrain
-
-from cli.main import cli
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert result.exit_code in (1, 2) and lines and lines[-1].startswith("Error:"), result.output
-    assert sum(line.startswith("Error:") for line in lines) == 1 and "Traceback" not in result.output
-    return lines[-1]
+from hostile_inputs import error_line, invoke
 
 
 def _eval(checkpoint, data, selection):
