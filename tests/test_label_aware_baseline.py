@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+pytest.importorskip("sklearn", reason="the baselines use scikit-learn (the corpus extra)")
 
 ROOT = Path(__file__).resolve().parents[1]
 
