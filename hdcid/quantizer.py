@@ -20,6 +20,7 @@ DECAY = 0.99
 EPSILON = 1e-5
 RESET_AFTER = 300  # batches without use before a code counts as dead
 ACTIVE_WITHIN = 100  # batches since last use for a code to count as active
+NEVER_RESET = 1 << 62  # a reset patience no run reaches (`--reset-patience off`)
 # Where a dead code restarts: a copy of an active code (the reference) or a paired-feature mean.
 RESET_SOURCES = ("active", "paired")
 PAIRED = ("audio", "video")  # the modalities whose positions are paired (same clip, same second)
@@ -123,7 +124,7 @@ def code_log_probs(features: torch.Tensor, codebook: torch.Tensor, temperature: 
 
 def segment_code_matching(
     features: dict[str, torch.Tensor], codebook: torch.Tensor, temperature: float = 0.1, cosine: bool = False,
-    usage_weight: float = 0.0,
+    usage_weight: float = 0.0, match: bool = True,
 ) -> torch.Tensor:
     """Symmetric cross-entropy between paired audio and video segments' soft code assignments,
     minus `usage_weight` × the entropy of the batch's mean assignment.
@@ -136,6 +137,8 @@ def segment_code_matching(
     is −I(x; code) + ½·[KL(p_v ‖ p_a) + KL(p_a ‖ p_v)] (since H(p, q) = H(p) + KL(p ‖ q)): codes as
     informative about their input as possible, subject to both modalities choosing the same one.
     Gradients reach the features, not the EMA codebook. Without both audio and video: zero.
+    `match` False: the usage term alone, per modality, −½·[H(mean p_a) + H(mean p_v)] (what H-DCID's
+    level 2 gets, see hdcid/training/step.py).
     """
     if not all(m in features for m in PAIRED):
         return codebook.new_zeros(())
@@ -143,10 +146,16 @@ def segment_code_matching(
     log_a = code_log_probs(features["audio"].reshape(-1, width), codebook, temperature, cosine)
     log_v = code_log_probs(features["video"].reshape(-1, width), codebook, temperature, cosine)
     p_a, p_v = log_a.exp(), log_v.exp()
-    loss = 0.5 * (-(p_v * log_a).sum(-1) - (p_a * log_v).sum(-1)).mean()
-    if usage_weight > 0:
+    loss = 0.5 * (-(p_v * log_a).sum(-1) - (p_a * log_v).sum(-1)).mean() if match else codebook.new_zeros(())
+    if usage_weight > 0 and match:
         mean = 0.5 * (p_a.mean(0) + p_v.mean(0))
         loss = loss + usage_weight * (mean * torch.log(mean.clamp_min(1e-12))).sum()
+    elif usage_weight > 0:
+        # Without matching each modality spreads its own codes: a pooled entropy would let one
+        # modality's spread hide the other's collapse.
+        for p in (p_a, p_v):
+            mean = p.mean(0)
+            loss = loss + 0.5 * usage_weight * (mean * torch.log(mean.clamp_min(1e-12))).sum()
     return loss
 
 

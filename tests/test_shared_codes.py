@@ -7,8 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from hdcid.errors import CmgError
-from hdcid.quantizer import CrossQuantizer, code_log_probs, segment_code_matching, squared_distances
+from hdcid.models import EncoderOutput
+from hdcid.quantizer import (
+    NEVER_RESET,
+    CrossQuantizer,
+    code_log_probs,
+    segment_code_matching,
+    squared_distances,
+)
 from hdcid.training import Remedies, TrainConfig, Trainer
+from hdcid.training.initialisation import reset_schedule
+from hdcid.training.recipes import RECIPES, parse_reset_patience
+from hdcid.training.step import level_2_reconstruction
 from tests.train_corpus import PlantedCorpus
 
 SMALL = dict(
@@ -63,7 +73,8 @@ def test_code_matching_option_makes_paired_segments_agree_on_the_tiny_corpus(cor
                            ema_consistent=True, standardize_inputs=True)  # fmt: skip
         for step in range(8):
             metrics = trainer.train_step([(4 * step + i) % 8 for i in range(4)])
-        assert ("code_match" in metrics) == (weight > 0) and ("code_match_2" in metrics) == (weight > 0)
+        # Level 1 only: level 2 holds the modality-specific rest (docs/training.md).
+        assert ("code_match" in metrics) == (weight > 0) and "code_match_2" not in metrics
         semantic = _semantic(trainer, corpus)
         final[weight] = float(segment_code_matching(semantic, trainer.model.encoder.codebook(0), 0.1))
     assert final[5.0] < 0.8 * final[0.0]
@@ -199,3 +210,82 @@ def test_code_usage_option_spreads_the_codes_that_matching_alone_concentrates(co
 def test_code_usage_without_matching_is_refused():
     with pytest.raises(CmgError, match="code_usage_weight is part of the code-matching term"):
         TrainConfig(remedies=Remedies(code_usage_weight=1.0)).validate()
+
+
+def test_detached_level2_targets_take_no_gradient_from_the_level2_reconstruction(corpus, tmp_path):
+    for detach in (False, True):
+        trainer = _trainer(corpus, tmp_path, f"detach-{detach}", detach_level2_targets=detach)
+        inputs = trainer._tensors(corpus.read(range(4)))
+        with torch.no_grad():
+            out = trainer.model.encoder(inputs["audio"], inputs["video"], trainer.model.prepare_text(inputs["text"]))
+        # Leaves: the level-1 specific features (the targets) apart from level 2's own inputs.
+        targets = {m: x.clone().requires_grad_() for m, x in out.specific.items()}
+        level_2 = {m: x.clone().requires_grad_() for m, x in out.specific_2.items()}
+        fake = EncoderOutput(out.semantic, out.quantized, targets, level_2)
+        recon = level_2_reconstruction(trainer.model, fake, trainer.config.remedies)
+        sum(recon.values()).backward()
+        assert all(float(x.grad.abs().sum()) > 0 for x in level_2.values())
+        reached = [m for m in ("audio", "video_club", "text") if targets[m].grad is not None and targets[m].grad.abs().sum() > 0]
+        assert reached == ([] if detach else ["audio", "video_club", "text"])
+
+
+def test_reset_patience_off_never_revives_a_code():
+    assert parse_reset_patience("off") == "off" and reset_schedule("off", 32, 1)[0] == NEVER_RESET
+    quantizer = CrossQuantizer(8, 4, modalities=("audio", "video"))
+    quantizer.set_reset_policy(*reset_schedule("off", 2, 1))
+    before = quantizer.codebook().clone()
+    used = torch.tensor([0])
+    for _ in range(50):
+        assert quantizer._reset_dead_codes(0, used) == 0
+    assert torch.equal(quantizer.codebook()[1:], before[1:])
+    # The same unused codes under a 2-batch patience are revived.
+    quantizer.set_reset_policy(*reset_schedule(2, 2, 1))
+    assert sum(quantizer._reset_dead_codes(0, used) for _ in range(5)) > 0
+
+
+def test_level_2_usage_term_is_per_modality_so_one_collapsed_modality_is_not_hidden():
+    codebook = torch.eye(4, 8)
+    rows = 5 * codebook[torch.arange(8) % 4].reshape(2, 4, 8)  # spread over all four codes
+    one = 5 * codebook[1].expand(2, 4, 8)  # every position on code 1
+    log4 = torch.log(torch.tensor(4.0)).item()
+    usage = {
+        name: float(segment_code_matching(features, codebook, 0.05, cosine=True, usage_weight=1.0, match=False))
+        for name, features in {"both spread": {"audio": rows, "video": rows.clone()},
+                               "video collapsed": {"audio": rows, "video": one}}.items()
+    }  # fmt: skip
+    # −½·[H(mean p_a) + H(mean p_v)]: the collapsed video adds nothing, audio's spread only half.
+    assert usage["both spread"] == pytest.approx(-log4, abs=1e-3)
+    assert usage["video collapsed"] == pytest.approx(-0.5 * log4, abs=1e-3)
+    # A pooled entropy (the matching level's) cannot tell these apart as well: the pooled mean of a
+    # spread audio and a one-code video still has entropy > ½·log 4.
+    pooled = float(segment_code_matching({"audio": rows, "video": one}, codebook, 0.05, cosine=True, usage_weight=1.0))
+    plain = float(segment_code_matching({"audio": rows, "video": one}, codebook, 0.05, cosine=True))
+    assert -(pooled - plain) > 0.5 * log4 + 0.1
+
+
+def test_code_matching_reaches_level_1_only_and_level_2_gets_the_usage_term(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path, "levels", code_match_weight=1.0, code_usage_weight=1.0)
+    metrics = trainer.train_step(list(range(4)))
+    assert "code_match" in metrics and "code_usage_2" in metrics and "code_match_2" not in metrics
+    # Level 2's term is the per-modality usage alone: no higher than 0 (an entropy is >= 0).
+    assert metrics["code_usage_2"] <= 0.0
+
+
+def test_shared_codes_recipe_shares_codes_and_fcid_drops_its_per_second_matching():
+    config = TrainConfig.from_recipe("shared-codes", n_clips=500)
+    r = config.remedies
+    assert (r.code_match_weight, r.code_usage_weight, r.reset_patience, r.detach_level2_targets) == (1.0, 1.5, "off", True)
+    assert config.level2_start == 0 and config.epochs == 13
+    assert TrainConfig.from_settings({}, n_clips=500) == config  # the default
+    # The default recipe and the published one keep code sharing off and level 2 from epoch 3.
+    for name in ("small-corpus", "reference"):
+        other = TrainConfig.from_recipe(name, n_clips=500)
+        assert other.remedies.code_match_weight == 0.0 and other.remedies.reset_patience != "off"
+        assert other.level2_start == 3
+    assert TrainConfig.from_recipe("reference", n_clips=500).remedies == Remedies()
+    fcid = TrainConfig.from_settings({"family": "fcid", "recipe": "shared-codes"}, n_clips=500)
+    fcid.validate()
+    # FCID (one vector per clip) gets the small-corpus remedies from it.
+    assert fcid.remedies == RECIPES["small-corpus"].remedies
+    with pytest.raises(CmgError, match="FCID quantizes one vector per clip"):
+        TrainConfig.from_settings({"family": "fcid", "code_match_weight": 1.0}, n_clips=500).validate()

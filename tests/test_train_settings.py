@@ -27,7 +27,7 @@ SAVED = TrainConfig.from_recipe(n_clips=40, levels=2, max_steps=7, reset_patienc
 def test_reset_patience_is_parsed_once_and_stored_as_before():
     assert [parse_reset_patience(v) for v in ("reference", "auto", "12", 12, 0)] == ["reference", "auto", 12, 12, 0]
     for bad in ("soon", "-1", True, 1.5, None):
-        with pytest.raises(ModelError, match="reset_patience must be reference, auto or an integer"):
+        with pytest.raises(ModelError, match="reset_patience must be reference, auto, off or an integer"):
             parse_reset_patience(bad)
     remedies = Remedies(reset_patience="12")
     assert remedies.reset_patience == 12

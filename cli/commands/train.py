@@ -62,7 +62,7 @@ class ResetPatienceType(click.ParamType):
         try:
             return parse_reset_patience(value)
         except ModelError:
-            raise click.BadParameter("reference, auto or a positive integer", ctx, param_hint="--reset-patience") from None
+            raise click.BadParameter("reference, auto, off or a positive integer", ctx, param_hint="--reset-patience") from None
 
 
 def _per_recipe(field: str) -> str:
@@ -107,7 +107,7 @@ def _epochs_help() -> str:
 @click.option("--save-every", type=click.IntRange(min=0), **_setting("save_every"), help="Also write RUN_DIR/last.pt every N steps (0: epoch ends and run end only).")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), default=None, help="Continue RUN_DIR/last.pt exactly (same losses as an uninterrupted run on CPU).")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None, help="Warm-start H-DCID level 1 from a DCID checkpoint.")
-@click.option("--level2-start", type=click.IntRange(min=0), **_setting("level2_start"), help="H-DCID: first epoch (0-based) whose loss includes level 2.")
+@click.option("--level2-start", type=click.IntRange(min=0), **_recipe_setting(), help="H-DCID: first epoch (0-based) whose loss includes level 2 " + _per_recipe("level2_start") + ".")
 @click.option("--level2-weight", type=float, **_setting("level2_weight"), help="H-DCID: weight of the level-2 loss.")
 @click.option("--n-embeddings", type=click.IntRange(min=2), **_setting("n_embeddings"), help="Codes per codebook.")
 @click.option("--embedding-dim", type=click.IntRange(min=4), **_setting("embedding_dim"), help="Code width (H-DCID; DCID fixes it at 256).")
@@ -120,7 +120,7 @@ def _epochs_help() -> str:
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe. Single options override it.")
 @click.option("--standardize-inputs/--no-standardize-inputs", **_recipe_setting(), help="Z-score audio/video channels; statistics stored in the checkpoint (Input_normalization).")
 @click.option("--codebook-init", type=click.Choice(["uniform", "sample", "kmeans"]), **_recipe_setting(), help="Codebook initialisation (uniform = reference).")
-@click.option("--reset-patience", type=ResetPatienceType(), **_recipe_setting(), help="Dead-code reset patience: reference (300 batches), auto (one epoch) or an integer.")
+@click.option("--reset-patience", type=ResetPatienceType(), **_recipe_setting(), help="Dead-code reset patience: reference (300 batches), auto (one epoch), off (never reset) or an integer.")
 @click.option("--ema-consistent/--no-ema-consistent", **_recipe_setting(), help="Start EMA counts/weights consistent with the codebook and keep resets.")
 @click.option("--align-weight", type=float, **_recipe_setting(), help="Weight of the InfoNCE alignment between modalities' semantic features (0 = off).")
 @click.option("--align-distance", type=click.Choice(["cosine", "euclidean"]), **_recipe_setting(), help="Alignment logits: cosine similarity, or squared distance (pulls paired features to one point, so they share a code).")
@@ -133,6 +133,7 @@ def _epochs_help() -> str:
 @click.option("--reset-source", type=click.Choice(RESET_SOURCES), **_recipe_setting(), help="Where a dead code restarts: a copy of an active code (reference) or the mean of the worst-served audio-video pair.")
 @click.option("--reset-shared-only/--no-reset-shared-only", **_recipe_setting(), help="Count a code as dead unless audio and video both used it (in one batch) within the reset patience.")
 @click.option("--reset-limit", type=click.IntRange(min=0), **_recipe_setting(), help="Revive at most N dead codes per batch, longest-unused first (0 = all at once, as the reference).")
+@click.option("--detach-level2-targets/--no-detach-level2-targets", **_recipe_setting(), help="H-DCID: no gradient into the level-1 specific features that level 2 rebuilds (the reference trains them, and level 2 can then collapse them to a constant).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
 @click.option(

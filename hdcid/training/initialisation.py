@@ -25,7 +25,7 @@ from hdcid.checkpoint_keys import (
 )
 from hdcid.errors import ModelError
 from hdcid.families import MODALITIES
-from hdcid.quantizer import ACTIVE_WITHIN, RESET_AFTER
+from hdcid.quantizer import ACTIVE_WITHIN, NEVER_RESET, RESET_AFTER
 from hdcid.training.data import INIT_SUBSET, STATISTICS_SUBSET, PretrainData, epoch_order
 from hdcid.training.recipes import ResetPatience, TrainConfig
 from hdcid.training.step import PretrainModel
@@ -47,10 +47,13 @@ def reset_schedule(patience: ResetPatience, steps_per_epoch: int, forwards_per_s
 
     "reference": the published 300 / 100 batches. "auto": a code unused for a whole epoch is
     dead (the published 300 batches can exceed a small corpus' whole run). An integer is taken
-    as is. Both scale `active_within` with the published ratio.
+    as is. Both scale `active_within` with the published ratio. "off": no code is ever reset
+    (a revived copy of a code both modalities share splits it in two, docs/training.md).
     """
     if patience == "reference":
         return RESET_AFTER, ACTIVE_WITHIN
+    if patience == "off":
+        return NEVER_RESET, ACTIVE_WITHIN
     reset_after = steps_per_epoch * forwards_per_step if patience == "auto" else int(patience)
     reset_after = max(2, reset_after)
     return reset_after, max(1, round(reset_after * ACTIVE_WITHIN / RESET_AFTER))

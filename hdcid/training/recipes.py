@@ -28,9 +28,9 @@ MAX_SIZES = {
 }
 MAX_CODEBOOK_ENTRIES = 1 << 24
 
-# Dead-code reset patience: the published 300 / 100 batches, one epoch, or a number of batches.
-ResetPatience = int | Literal["reference", "auto"]
-RESET_PATIENCE_WORDS = ("reference", "auto")
+# Dead-code reset patience: the published 300 / 100 batches, one epoch, never, or a number of batches.
+ResetPatience = int | Literal["reference", "auto", "off"]
+RESET_PATIENCE_WORDS = ("reference", "auto", "off")
 CODEBOOK_INITS = ("uniform", "sample", "kmeans")
 ALIGN_DISTANCES = ("cosine", "euclidean")
 # What `family` may be, with the codebook levels of each: DCID, H-DCID (three modalities) and FCID.
@@ -38,14 +38,14 @@ TRAIN_FAMILIES = {"dcid": 1, "hdcid": 2, "fcid": 1}
 
 
 def parse_reset_patience(value: Any) -> ResetPatience:
-    """"reference", "auto", or a whole number of batches (given as an int or as digits)."""
+    """"reference", "auto", "off", or a whole number of batches (given as an int or as digits)."""
     if value in RESET_PATIENCE_WORDS:
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    raise ModelError(f"{{}} must be reference, auto or an integer, got {literal(repr(value))}", settings=("reset_patience",))
+    raise ModelError(f"{{}} must be reference, auto, off or an integer, got {literal(repr(value))}", settings=("reset_patience",))
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Remedies:
 
     standardize_inputs: bool = False  # z-score audio / video channels with stored corpus statistics
     codebook_init: str = "uniform"  # uniform (reference) | sample | kmeans (from semantic features)
-    reset_patience: ResetPatience = "reference"  # reference (300/100 batches) | auto (one epoch) | batches
+    reset_patience: ResetPatience = "reference"  # reference (300/100 batches) | auto (one epoch) | off | batches
     ema_consistent: bool = False  # EMA counts/weights start (and are reset) consistent with the codes
     align_weight: float = 0.0  # weight of the InfoNCE alignment between modalities' semantic features
     align_temperature: float = 0.1
@@ -69,6 +69,9 @@ class Remedies:
     reset_source: str = "active"  # active (reference: copy an active code) | paired (a/v pair mean)
     reset_shared_only: bool = False  # a code is dead unless audio and video both used it
     reset_limit: int = 0  # at most this many dead codes revived per batch (0: all)
+    # H-DCID: level 2 rebuilds level 1's specific features; detached, they cannot be shrunk to a
+    # constant that level 2 rebuilds for free (the level-2 collapse, docs/training.md).
+    detach_level2_targets: bool = False
 
     def __post_init__(self) -> None:
         # Parsed once here; "12" (from a command line or an older checkpoint) becomes 12.
@@ -98,6 +101,8 @@ class Recipe:
     epochs: dict[int | str, int]  # levels (or "fcid") → epochs, when the corpus size does not decide
     step_budget: int | None = None  # if set: epochs = enough to reach this many steps (capped)
     max_epochs: int = 30
+    level2_start: int = 3  # H-DCID: first epoch whose loss includes level 2 (published: 3)
+    fcid_remedies: Remedies | None = None  # what FCID (one vector per clip) gets instead, if not these
 
     def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None, family: str | None = None) -> int:
         """Epochs when none are given: the published counts, or a step budget on a small corpus."""
@@ -112,9 +117,14 @@ class Recipe:
         return {
             "remedies": self.remedies, "batch_size": self.batch_size,
             "audio_output_dim": self.audio_output_dim, "video_output_dim": self.video_output_dim,
-            "text_output_dim": self.text_output_dim,
+            "text_output_dim": self.text_output_dim, "level2_start": self.level2_start,
         }
 
+
+SMALL_CORPUS_REMEDIES = Remedies(
+    standardize_inputs=True, codebook_init="kmeans", reset_patience="auto", ema_consistent=True, align_weight=1.0,
+    warmup_steps=100,
+)
 
 RECIPES: dict[str, Recipe] = {
     # The published DCID / H-DCID / FCID pretraining: sizes of the released checkpoints, batch 80,
@@ -123,22 +133,42 @@ RECIPES: dict[str, Recipe] = {
         "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
         text_output_dim=256, epochs={1: 6, 2: 5, "fcid": 4},
     ),
-    # Recommended (the default): every remedy on (benchmarks/results/small_corpus.md); the shared
+    # Every small-corpus remedy on (benchmarks/results/small_corpus.md), no code sharing (the
+    # default before issue 12; "shared-codes" below adds it and is the default); the shared
     # codebook keeps the published 400 x 256 shape, but the modality-specific branches, which
     # only feed reconstruction and CLUB, shrink to 64 wide — the published 2048-wide video branch
     # costs about a minute per batch of 80 on a 2-core CPU. Batch 16 and a step budget give a
     # few hundred clips enough optimizer steps.
     "small-corpus": Recipe(
         "small-corpus",
-        Remedies(
-            standardize_inputs=True, codebook_init="kmeans", reset_patience="auto",
-            ema_consistent=True, align_weight=1.0, warmup_steps=100,
-        ),
+        SMALL_CORPUS_REMEDIES,
         batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
         epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
     ),
+    # The default: small-corpus plus the code-sharing settings (docs/training.md, "Code sharing"),
+    # so that paired audio and video land on the same code ids — code matching with its usage
+    # term, no dead-code resets (a revived copy of a shared code splits it in two) and a level 2
+    # that keeps its inputs informative. Usage weight 1.5, not 1: with 1, about one code per
+    # class is left, and on held-out speakers and images similar classes fall on one code
+    # (benchmarks/results/unified_codes.md).
+    "shared-codes": Recipe(
+        "shared-codes",
+        Remedies(
+            standardize_inputs=True, codebook_init="kmeans", ema_consistent=True, align_weight=1.0,
+            warmup_steps=100, code_match_weight=1.0, code_usage_weight=1.5, reset_patience="off",
+            detach_level2_targets=True,
+        ),
+        batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
+        epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
+        # Level 2 from the first step: before it enters the loss, the video branch that feeds it
+        # is trained by the CLUB bound alone, which a constant minimises.
+        level2_start=0,
+        # FCID quantizes one vector per clip: per-second code matching does not apply, and the
+        # no-reset policy was measured with it only. FCID gets the small-corpus remedies.
+        fcid_remedies=SMALL_CORPUS_REMEDIES,
+    ),
 }
-DEFAULT_RECIPE = "small-corpus"
+DEFAULT_RECIPE = "shared-codes"
 NEW_RUN_LEVELS = 2  # a new run trains H-DCID unless told otherwise
 
 # Settings that may differ between a run and its resumption: how long it runs, how often it
@@ -331,7 +361,10 @@ class TrainConfig:
         epochs = given.pop("epochs", None)
         remedy_values = {k: given.pop(k) for k in REMEDY_SETTINGS if k in given}
         values = {**preset.config_values(), **given}
-        values["remedies"] = replace(remedies if remedies is not None else preset.remedies, **remedy_values)
+        base = remedies if remedies is not None else preset.remedies
+        if remedies is None and family == "fcid" and preset.fcid_remedies is not None:
+            base = preset.fcid_remedies
+        values["remedies"] = replace(base, **remedy_values)
         if epochs is None:
             epochs = preset.default_epochs(levels, n_clips, values["batch_size"], family)
         return TrainConfig(levels=levels, epochs=epochs, recipe=recipe, **values)
@@ -382,7 +415,9 @@ class TrainConfig:
 CONFIG_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name != "remedies")
 SETTINGS = (*CONFIG_SETTINGS, *REMEDY_SETTINGS)
 # Settings whose new-run default comes from the recipe (see RECIPES) rather than a fixed value.
-RECIPE_SETTINGS = ("epochs", "batch_size", "audio_output_dim", "video_output_dim", "text_output_dim", *REMEDY_SETTINGS)
+RECIPE_SETTINGS = (
+    "epochs", "batch_size", "audio_output_dim", "video_output_dim", "text_output_dim", "level2_start", *REMEDY_SETTINGS,
+)
 
 
 def new_run_default(name: str) -> Any:

@@ -58,7 +58,7 @@ MODALITY_TERMS = ("recon", "commit", "mi")
 # Means over a batch's rows, computed on each rank's shard in a distributed run (the other terms
 # compare clips and see the whole batch).
 ROW_MEAN_TERMS = ("recon", "commit")
-REMEDY_TERMS = ("align", "gap", "code_match")
+REMEDY_TERMS = ("align", "gap", "code_match", "code_usage")  # code_usage: level 2 (see _level_loss)
 
 
 def metric_name(base: str, level: int, part: str | None = None) -> str:
@@ -289,6 +289,15 @@ def _club_bounds(
     }
 
 
+def level_2_reconstruction(model: PretrainModel, out: EncoderOutput, remedies: Remedies) -> dict[str, torch.Tensor]:
+    """H-DCID level 2 rebuilds level 1's specific features from its own (per modality). The
+    targets are features this step also trains: as published they take gradients, and the
+    cheapest way to rebuild them is to make them constant (recon_2 → 0, one level-2 code); with
+    `detach_level2_targets` they are fixed targets of the step."""
+    targets = {m: x.detach() for m, x in out.specific.items()} if remedies.detach_level2_targets else out.specific
+    return model.decoder.level_2_losses(targets, out.specific_2, out.quantized[1].quantized)
+
+
 def _level_loss(
     model: PretrainModel, out: EncoderOutput, targets: dict[str, torch.Tensor], level: int,
     weights: dict[str, float | None], remedies: Remedies, same_text: torch.Tensor | None,
@@ -301,7 +310,7 @@ def _level_loss(
     if level == 0:
         recon = model.decoder.level_1_losses(targets, out.specific, q.quantized)
     else:
-        recon = model.decoder.level_2_losses(out.specific, out.specific_2, q.quantized)
+        recon = level_2_reconstruction(model, out, remedies)
     present = [m for m in MODALITIES if m in semantic]
     mi = _club_bounds(model, level, {m: q.quantized[m] for m in semantic}, specific, collective)
     loss = LossSum()
@@ -330,12 +339,16 @@ def _level_loss(
     if remedies.gap_weight > 0:
         loss.add(metric_name("gap", level), modality_gap_loss(batch), weights["gap"])
     if remedies.code_match_weight > 0:
-        # Its code-usage entropy is a batch statistic: the whole batch, as for align and gap.
+        # Matching on level 1 only: level 2 quantizes what the CLUB terms keep out of level 1's
+        # codes, the modality-specific rest, where matching has nothing to match and pulls the
+        # codebook to one code; its usage term still keeps level 2's codes spread
+        # (docs/training.md). The usage entropy is a batch statistic: the whole batch, as for
+        # align and gap.
         match = segment_code_matching(
             batch, model.encoder.codebook(level), remedies.code_match_temperature, remedies.cosine_codes,
-            remedies.code_usage_weight,
+            remedies.code_usage_weight, match=level == 0,
         )
-        loss.add(metric_name("code_match", level), match, weights["code_match"])
+        loss.add(metric_name("code_match" if level == 0 else "code_usage", level), match, weights["code_match"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)

@@ -63,7 +63,8 @@ def _train_config(settings: DemoSettings, levels: int, run: int) -> TrainConfig:
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         seed=settings.seed + run,
-        level2_start=max(1, settings.epochs // 2) if levels == 2 else 3,
+        # The recipe's level-2 start (shared-codes: 0, see docs/training.md), but within the run.
+        level2_start=min(RECIPES[settings.recipe].level2_start, max(1, settings.epochs // 2)) if levels == 2 else 3,
         n_embeddings=settings.n_embeddings,
         embedding_dim=256 if levels == 1 else settings.hdcid_width,
         audio_output_dim=settings.output_dims,
