@@ -1,35 +1,67 @@
-"""Do paired audio and video land on the same code ids? The held-out check of a training recipe.
+"""Do paired audio and video land on the same code ids? The held-out check of training recipes.
 
-For each corpus seed and row: `toc synth-spoken-digits DIR --seed S` (a seed never used while
-developing), `toc train --data-root DIR` with every default plus the row's flags, then
+For each corpus and row: build the corpus (a seed never used while developing the recipe),
+`toc train --data-root DIR` with every default plus the row's flags and a training seed, then
 `toc eval ave --variant hdcid,dcid --head codes,prototype,linear` (strict protocol, head seed 0)
 and `toc health last.pt --task ave` (audio–video κ, NMI, codes used / shared on the AVE test
-split's event seconds). Train time is the wall-clock and CPU time (user + sys) of the
-`toc train` process, one torch thread, `nice`d; the machine is shared, so wall time is an upper
-bound. Finished steps are kept under --work and skipped when the script runs again.
+split's event seconds). Train time is the wall-clock and CPU time (user + sys) of the `toc train`
+process, one torch thread, `nice`d; the machine is shared, so wall time is an upper bound.
+Finished steps are kept under --work and skipped when the script runs again.
 
-    python benchmarks/unified_codes.py [--seeds 11] [--rows default shared] [--work /tmp/toc-unified-codes]
+    python benchmarks/unified_codes.py --corpus spoken:12 --rows default shared-codes --train-seeds 43 44 45 \
+        [--corpus synth:0 spoken:13:2000] [--jobs 2] [--work /tmp/toc-unified-codes] [-o results.md]
 
-Prints the markdown rows of benchmarks/results/unified_codes.md (the prose there is written by hand).
+Corpora: `spoken:SEED[:CLIPS]` (`toc synth-spoken-digits`, 500 pretraining clips by default),
+`synth:SEED` (`toc synth`, the reference layout). Rows are flags on top of today's defaults
+(ROWS; `shared-codes` is the code-sharing recipe); the `*av-only` rows train on the corpus' audio
+and video without its text (own-data layout).
+Prints one markdown table (mean ± sample std over training seeds where there are several) and
+keeps every run's numbers in WORK/results.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from cmg_base.files import write_text_atomic  # noqa: E402
+from hdcid.training.recipes import DEFAULT_RECIPE, RECIPES  # noqa: E402
+
 TOC = [sys.executable, "-m", "cli"]
-ROWS = {
-    "default": (),
-    # The combination the old-layout exploration found to share codes best (code matching with
-    # its usage term, and no dead-code resets within a run on a small corpus).
-    "shared": ("--code-match-weight", "1", "--code-usage-weight", "1", "--reset-patience", "reference"),
+SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-output-dim", "64")
+# Flags on top of today's default recipe. "published" is the published recipe's objective and
+# settings at the default's sizes and step budget (the published widths and batch 80 cost about
+# a minute per step here), so every row trains for the same number of steps.
+SHARED = ("--recipe", "shared-codes")
+ROWS: dict[str, tuple[str, ...]] = {
+    "default": (),  # toc train with every default: the small-corpus recipe, no code sharing
+    "published": ("--recipe", "reference", "--batch-size", "16", *SMALL_WIDTHS),
+    "shared-codes": SHARED,  # the code-sharing recipe
+    # The shared-codes recipe with one setting changed ...
+    "shared-codes-usage-1": (*SHARED, "--code-usage-weight", "1"),
+    "shared-codes-usage-2": (*SHARED, "--code-usage-weight", "2"),
+    "shared-codes-with-resets": (*SHARED, "--reset-patience", "auto"),
+    "shared-codes-no-detach": (*SHARED, "--no-detach-level2-targets"),
+    "shared-codes-level2-late": (*SHARED, "--level2-start", "3"),
+    # ... and the default with one of its settings.
+    "default+code-match": ("--code-match-weight", "1", "--code-usage-weight", "1.5"),
+    "default+no-resets": ("--reset-patience", "off"),
+    # Without text: no category prompt, so no label information reaches training.
+    "av-only": (),
+    "shared-codes-av-only": SHARED,
 }
+NO_TEXT_ROWS = ("av-only", "shared-codes-av-only")
 
 
 def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = None) -> None:
@@ -39,25 +71,79 @@ def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = No
         subprocess.run([*prefix, *command], stdout=out, stderr=err, env=env, cwd=REPO, check=True)
 
 
-def corpus(work: Path, seed: int) -> Path:
-    root = work / f"sd{seed}"
+def corpus(work: Path, spec: str) -> Path:
+    """Build (once) the corpus `spec` names and return its data root."""
+    kind, seed, *rest = spec.split(":")
+    root = work / spec.replace(":", "-")
     if not (root / ".built").exists():
         work.mkdir(parents=True, exist_ok=True)
-        run([*TOC, "synth-spoken-digits", str(root), "--seed", str(seed), "--force"],
-            work / f"sd{seed}.json", work / f"sd{seed}.err")  # fmt: skip
+        if kind == "spoken":
+            clips = ["--clips", rest[0]] if rest else []
+            command = [*TOC, "synth-spoken-digits", str(root), "--seed", seed, *clips, "--force"]
+        elif kind == "synth":
+            command = [*TOC, "synth", str(root), "--seed", seed]
+        else:
+            raise SystemExit(f"--corpus {spec}: expected spoken:SEED[:CLIPS] or synth:SEED")
+        run(command, Path(f"{root}.json"), Path(f"{root}.err"))
         (root / ".built").write_text("ok\n")
     return root
 
 
-def one(work: Path, seed: int, row: str) -> dict:
-    data = corpus(work, seed)
-    name = f"{row}-s{seed}"
+def without_text(root: Path) -> Path:
+    """The corpus' pretraining audio and video (and categories, for the probe diagnostic only) in
+    the own-data layout, without text."""
+    import h5py
+    import numpy as np
+
+    from toc.data.layout import resolve_paths
+    from toc.data.vggsound import load_pretrain
+
+    target = root.parent / f"{root.name}-no-text"
+    if (target / ".built").exists():
+        return target
+    clips = load_pretrain(resolve_paths("pretrain", data_root=root))
+    first = clips.read([0])
+    target.mkdir(exist_ok=True)
+    with h5py.File(target / "paired.h5.tmp", "w") as f:
+        audio = f.create_dataset("audio", (len(clips), *first["audio"].shape[1:]), dtype="float32")
+        video = f.create_dataset("video", (len(clips), *first["video"].shape[1:]), dtype="float32")
+        for start in range(0, len(clips), 50):
+            rows = np.arange(start, min(start + 50, len(clips)))
+            batch = clips.read(rows)
+            audio[rows[0] : rows[-1] + 1] = batch["audio"]
+            video[rows[0] : rows[-1] + 1] = batch["video"]
+        f["labels"] = np.asarray(clips.labels, dtype=np.int64)
+    os.replace(target / "paired.h5.tmp", target / "paired.h5")
+    (target / ".built").write_text("ok\n")
+    return target
+
+
+def published_epochs(root: Path) -> list[str]:
+    """The default recipe's epoch count for this corpus, so the published row trains as long."""
+    csv = root / "feature_extractor" / "feature_extractor" / "vggsound-avel40k.csv"
+    n_clips = sum(1 for line in csv.read_text().splitlines()[1:] if line.strip())
+    return ["--epochs", str(RECIPES[DEFAULT_RECIPE].default_epochs(2, n_clips))]
+
+
+def run_name(spec: str, row: str, seed: int) -> str:
+    return f"{row}-{spec.replace(':', '-')}-t{seed}"
+
+
+def _finished(out: Path) -> bool:
+    return all(Path(f"{out}.{ext}").exists() for ext in ("train.time", "train.json", "eval.jsonl", "health.json"))
+
+
+def one(work: Path, spec: str, row: str, seed: int) -> dict:
+    data = corpus(work, spec)
+    name = run_name(spec, row, seed)
     out = work / "runs" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     base = str(out)
     if not (out / "last.pt").exists():
-        run([*TOC, "train", "--data-root", str(data), "-o", base, "--force", *ROWS[row]],
-            Path(base + ".train.json"), Path(base + ".train.err"), Path(base + ".train.time"))  # fmt: skip
+        train_root = without_text(data) if row in NO_TEXT_ROWS else data
+        extra = published_epochs(data) if row == "published" else []
+        run([*TOC, "train", "--data-root", str(train_root), "-o", base, "--force", "--seed", str(seed),
+             *ROWS[row], *extra], Path(base + ".train.json"), Path(base + ".train.err"), Path(base + ".train.time"))  # fmt: skip
     cache = str(work / f"cache-{name}")
     if not Path(base + ".eval.jsonl").exists():
         run([*TOC, "eval", "ave", "--checkpoint", f"{base}/last.pt", "--data-root", str(data), "--variant",
@@ -66,62 +152,90 @@ def one(work: Path, seed: int, row: str) -> dict:
     if not Path(base + ".health.json").exists():
         run([*TOC, "health", f"{base}/last.pt", "--task", "ave", "--data-root", str(data), "--cache-dir", cache],
             Path(base + ".health.json"), Path(base + ".health.err"))  # fmt: skip
-    return summarise(out, seed, row)
+    return summarise(out, spec, row, seed)
 
 
-def summarise(out: Path, seed: int, row: str) -> dict:
+def summarise(out: Path, spec: str, row: str, seed: int) -> dict:
     base = str(out)
     wall, user, system = (float(x) for x in Path(base + ".train.time").read_text().split()[-3:])
     records = [json.loads(line) for line in Path(base + ".eval.jsonl").read_text().splitlines() if line.startswith("{")]
-    transfer = {(r["variant"], r["head"], r["direction"]): r["metrics"]["accuracy"] for r in records}
+    transfer = {f"{r['variant']}/{r['head']}/{r['direction']}": r["metrics"]["accuracy"] for r in records}
     health = json.loads(Path(base + ".health.json").read_text())
     summary = json.loads(Path(base + ".train.json").read_text())
-    return {"row": row, "corpus_seed": seed, "train_wall_min": wall / 60, "train_cpu_min": (user + system) / 60,
-            "epochs": summary.get("epochs"), "steps": summary.get("total_step"), "transfer": transfer,
-            "levels": health["levels"]}  # fmt: skip
+    levels = [
+        {"kappa": lv["kappa"], "nmi": lv["nmi"], "nmi_shuffled": lv["nmi_shuffled"],
+         "audio": lv["codes_used"]["audio"], "video": lv["codes_used"]["video"], "shared": lv["codes_shared"]}
+        for lv in health["levels"]
+    ]  # fmt: skip
+    return {"corpus": spec, "row": row, "train_seed": seed, "train_wall_min": wall / 60,
+            "train_cpu_min": (user + system) / 60, "epochs": summary.get("epochs"),
+            "steps": summary.get("total_step"), "positions": health.get("positions"), "transfer": transfer,
+            "levels": levels}  # fmt: skip
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
+def _cell(values: list[float], digits: int = 1) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def markdown(result: dict) -> list[str]:
-    t = result["transfer"]
-    lines = []
-    for variant in ("hdcid", "dcid"):
-        cells = [
-            f"{_pct(t.get((variant, head, 'v2a')))} / {_pct(t.get((variant, head, 'a2v')))}"
-            for head in ("codes", "prototype", "linear")
-        ]
-        levels = result["levels"] if variant == "hdcid" else result["levels"][:1]
-        kappa = " / ".join(f"{lv['kappa']:.2f}" for lv in levels)
-        nmi = " / ".join(f"{lv['nmi']:.2f} ({lv['nmi_shuffled']:.2f})" for lv in levels)
-        used = " / ".join(f"a{lv['codes_used']['audio']} v{lv['codes_used']['video']} s{lv['codes_shared']}" for lv in levels)
+def markdown(results: list[dict]) -> list[str]:
+    lines = [
+        "| corpus | row | seeds | κ a–v L1 / L2 | NMI L1 (shuffled) | codes a / v / shared L1 | "
+        "code-id L1 v2a / a2v | prototype L1 | linear L1 | code-id L1+L2 (hdcid) | train min wall (CPU) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["corpus"], r["row"]), []).append(r)
+    for (spec, row), runs in groups.items():
+        kappa = [_cell([r["levels"][i]["kappa"] for r in runs if len(r["levels"]) > i], 2) for i in (0, 1)]
+        first = {key: [r["levels"][0][key] for r in runs] for key in ("nmi", "nmi_shuffled", "audio", "video", "shared")}
+        heads = {
+            f"{variant}/{head}": " / ".join(_cell([r["transfer"].get(f"{variant}/{head}/{d}") for r in runs])
+                                            for d in ("v2a", "a2v"))
+            for variant in ("dcid", "hdcid") for head in ("codes", "prototype", "linear")
+        }
         lines.append(
-            f"| {result['row']} | {result['corpus_seed']} | {variant} | {kappa} | {nmi} | {' | '.join(cells)} | "
-            f"{used} | {result['train_wall_min']:.1f} ({result['train_cpu_min']:.1f}) |"
+            f"| {spec} | {row} | {','.join(str(r['train_seed']) for r in runs)} | {kappa[0]} / {kappa[1]} | "
+            f"{_cell(first['nmi'], 2)} ({_cell(first['nmi_shuffled'], 2)}) | "
+            f"{_cell(first['audio'], 0)} / {_cell(first['video'], 0)} / {_cell(first['shared'], 0)} | "
+            f"{heads['dcid/codes']} | {heads['dcid/prototype']} | {heads['dcid/linear']} | {heads['hdcid/codes']} | "
+            f"{_cell([r['train_wall_min'] for r in runs])} ({_cell([r['train_cpu_min'] for r in runs])}) |"
         )
     return lines
 
 
-HEADER = [
-    "| row | corpus seed | variant | κ a–v (L1 / L2) | NMI (shuffled) | code-id v2a / a2v | prototype v2a / a2v | "
-    "linear v2a / a2v | codes used on test events (L1 / L2) | train min wall (CPU) |",
-    "|---|---|---|---|---|---|---|---|---|---|",
-]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[11])
-    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["default", "shared"])
+    parser.add_argument("--corpus", nargs="+", default=["spoken:12"], help="spoken:SEED[:CLIPS] or synth:SEED")
+    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["default", "shared-codes"])
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[43])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each one torch thread)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/toc-unified-codes"))
+    parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: the table of the finished runs among the ones named")
     args = parser.parse_args()
-    lines = list(HEADER)
-    for seed in args.seeds:
-        for row in args.rows:
-            lines += markdown(one(args.work, seed, row))
-    print("\n".join(lines))
+    jobs = [(spec, row, seed) for spec in args.corpus for row in args.rows for seed in args.train_seeds]
+    if args.report_only:
+        finished = [job for job in jobs if _finished(args.work / "runs" / run_name(*job))]
+        results = [summarise(args.work / "runs" / run_name(*job), *job) for job in finished]
+    else:
+        for spec in args.corpus:  # built one at a time, before any training
+            corpus(args.work, spec)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda job: one(args.work, *job), jobs))
+        with open(args.work / "results.jsonl", "a") as log:
+            for r in results:
+                log.write(json.dumps(r) + "\n")
+    text = "\n".join(markdown(results)) + "\n"
+    if args.output is not None:
+        write_text_atomic(args.output, text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

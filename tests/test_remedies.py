@@ -47,9 +47,13 @@ def _train_and_embed(trainer: Trainer, corpus, steps: int = 6):
 
 def test_published_recipe_is_every_remedy_off_and_the_default_turns_them_all_on():
     assert RECIPES["reference"].remedies == Remedies()
-    on = RECIPES[DEFAULT_RECIPE].remedies
-    assert on.standardize_inputs and on.codebook_init == "kmeans" and on.reset_patience == "auto"
-    assert on.ema_consistent and on.align_weight > 0 and on.warmup_steps > 0
+    for name in (DEFAULT_RECIPE, "shared-codes"):
+        on = RECIPES[name].remedies
+        assert on.standardize_inputs and on.codebook_init == "kmeans" and on.ema_consistent
+        assert on.align_weight > 0 and on.warmup_steps > 0
+    # The default (small-corpus) resets after one unused epoch; shared-codes never resets.
+    assert RECIPES[DEFAULT_RECIPE].remedies.reset_patience == "auto"
+    assert RECIPES["shared-codes"].remedies.reset_patience == "off"
     # The published sizes and schedule stay one flag away.
     reference = TrainConfig.from_recipe("reference", n_clips=40_000, levels=2)
     assert (reference.batch_size, reference.video_output_dim, reference.epochs) == (80, 2048, 5)
