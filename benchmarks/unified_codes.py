@@ -35,8 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
 from cmg_base.files import write_text_atomic  # noqa: E402
 from hdcid.training.recipes import DEFAULT_RECIPE, RECIPES  # noqa: E402
+from toc.data.layout import resolve_paths  # noqa: E402
+from toc.data.vggsound import load_pretrain  # noqa: E402
 
 TOC = [sys.executable, "-m", "cli"]
 SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-output-dim", "64")
@@ -92,12 +97,6 @@ def corpus(work: Path, spec: str) -> Path:
 def without_text(root: Path) -> Path:
     """The corpus' pretraining audio and video (and categories, for the probe diagnostic only) in
     the own-data layout, without text."""
-    import h5py
-    import numpy as np
-
-    from toc.data.layout import resolve_paths
-    from toc.data.vggsound import load_pretrain
-
     target = root.parent / f"{root.name}-no-text"
     if (target / ".built").exists():
         return target
@@ -120,8 +119,7 @@ def without_text(root: Path) -> Path:
 
 def published_epochs(root: Path) -> list[str]:
     """The default recipe's epoch count for this corpus, so the published row trains as long."""
-    csv = root / "feature_extractor" / "feature_extractor" / "vggsound-avel40k.csv"
-    n_clips = sum(1 for line in csv.read_text().splitlines()[1:] if line.strip())
+    n_clips = len(load_pretrain(resolve_paths("pretrain", data_root=root)))
     return ["--epochs", str(RECIPES[DEFAULT_RECIPE].default_epochs(2, n_clips))]
 
 

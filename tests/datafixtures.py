@@ -145,6 +145,20 @@ def write_ave(root: Path, n: int = 5, *, labels: np.ndarray | None = None,
     return Path(root)
 
 
+def write_planted_ave(root: Path, n: int, n_classes: int, seed: int, n_train: int, n_val: int) -> Path:
+    """AVE files whose clips carry their class's random pattern plus noise (class = row % n_classes),
+    so heads can learn; a seeded permutation gives n_train / n_val / the rest as test."""
+    rng = np.random.default_rng(seed)
+    classes = np.arange(n) % n_classes
+    labels = np.zeros((n, 10, 29))
+    labels[np.arange(n), :, classes] = 1.0
+    audio = rng.normal(size=(n_classes, 128))[classes][:, None] + 0.5 * rng.normal(size=(n, 10, 128))
+    video = rng.normal(size=(n_classes, 7, 7, 512))[classes][:, None] + 0.5 * rng.normal(size=(n, 10, 7, 7, 512))
+    order = rng.permutation(n)
+    return write_ave(root, n, labels=labels, audio=audio, video=video, train=order[:n_train],
+                     val=order[n_train : n_train + n_val], test=order[n_train + n_val :])
+
+
 def write_avvp_features(root: Path, audio_lengths: Mapping[str, int], video_ids: Sequence[str],
                         *, first_value: int = 0) -> None:
     """AVVP zips: audio [T,128] (float32 for even positions, float64 else), video [10,7,7,512].

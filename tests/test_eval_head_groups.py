@@ -11,7 +11,7 @@ import pytest
 import torch
 from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_ave
+from datafixtures import write_planted_ave
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 
 import toc.eval.loop as loop
@@ -433,15 +433,7 @@ def test_without_the_fused_kernel_the_plain_adam_agrees(monkeypatch):
 
 
 def test_cli_head_engines_write_the_same_lines(tmp_path):
-    n = 20
-    rng = np.random.default_rng(8)
-    classes = np.arange(n) % 3
-    labels = np.zeros((n, 10, 29))
-    labels[np.arange(n), :, classes] = 1.0
-    audio = rng.normal(size=(3, 128))[classes][:, None] + 0.5 * rng.normal(size=(n, 10, 128))
-    video = rng.normal(size=(3, 7, 7, 512))[classes][:, None] + 0.5 * rng.normal(size=(n, 10, 7, 7, 512))
-    order = rng.permutation(n)
-    write_ave(tmp_path / "data", n, labels=labels, audio=audio, video=video, train=order[:12], val=order[12:15], test=order[15:])
+    write_planted_ave(tmp_path / "data", 20, n_classes=3, seed=8, n_train=12, n_val=3)
     ckpt = save_reference_checkpoint(tmp_path / "hdcid.pt", "hdcid-avt")
     common = ["eval", "ave", "--checkpoint", str(ckpt), "--data-root", str(tmp_path / "data"), "--variant", "dcid,hdcid",
               "--head", "linear", "--epochs", "3", "--seeds", "0,1", "--cache-dir", str(tmp_path / "cache")]

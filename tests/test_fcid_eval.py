@@ -10,7 +10,7 @@ import pytest
 import torch
 from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import AVE_DIR, write_ave
+from datafixtures import AVE_DIR, write_planted_ave
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 from fcid_fixtures import save_fcid_checkpoint, tiny_fcid_encoder
 
@@ -35,15 +35,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("fcid-eval")
-    rng = np.random.default_rng(0)
-    classes = np.arange(N_AVE) % 4
-    labels = np.zeros((N_AVE, 10, 29))
-    labels[np.arange(N_AVE), :, classes] = 1.0
-    audio = rng.normal(size=(4, 128))[classes][:, None] + 0.5 * rng.normal(size=(N_AVE, 10, 128))
-    video = rng.normal(size=(4, 7, 7, 512))[classes][:, None] + 0.5 * rng.normal(size=(N_AVE, 10, 7, 7, 512))
-    order = rng.permutation(N_AVE)
-    write_ave(root / "data", N_AVE, labels=labels, audio=audio, video=video,
-              train=order[:14], val=order[14:17], test=order[17:])
+    write_planted_ave(root / "data", N_AVE, n_classes=4, seed=0, n_train=14, n_val=3)
     # The published input widths and code width; small elsewhere, so it builds in milliseconds.
     encoder = tiny_fcid_encoder(audio_dim=128, video_dim=512, text_dim=768, embedding_dim=256, n_embeddings=24,
                                 se_hidden=64, video_att_dim=256)

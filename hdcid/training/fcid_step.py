@@ -34,7 +34,14 @@ from hdcid.fcid import FcidEncoder, FcidForward, fcid_sizes
 from hdcid.fcid_objective import FINE_PLACEHOLDERS, FcidObjective
 from hdcid.losses import alignment_loss, identical_rows, modality_gap_loss
 from hdcid.training.recipes import TrainConfig
-from hdcid.training.step import LossSum, Optimizers, StepResult, loss_weights, warmup_weight
+from hdcid.training.step import (
+    LossSum,
+    Optimizers,
+    StepResult,
+    apply_gradients,
+    loss_weights,
+    warmup_weight,
+)
 
 # Which weight of hdcid.training.step.loss_weights each published term takes (None: weight 1).
 TERM_WEIGHTS = {
@@ -183,10 +190,5 @@ def fcid_training_step(
     total = loss.total
     metrics["loss_level1"] = metrics["loss"] = float(total.detach())
     metrics["loss_weight_warmup"] = warm
-    optimizers.main.zero_grad()
-    total.backward()
-    for module in model.clipped_modules():
-        nn.utils.clip_grad_norm_(module.parameters(), c.clip)
-    optimizers.main.step()
-    optimizers.main.zero_grad()
+    apply_gradients(model, optimizers, total, c.clip)
     return StepResult(metrics, [loss.terms])

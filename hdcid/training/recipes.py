@@ -121,9 +121,19 @@ class Recipe:
         }
 
 
-SMALL_CORPUS_REMEDIES = Remedies(
-    standardize_inputs=True, codebook_init="kmeans", reset_patience="auto", ema_consistent=True, align_weight=1.0,
-    warmup_steps=100,
+# Recommended (the default): every remedy on (benchmarks/results/small_corpus.md), no code
+# sharing ("shared-codes" below adds it); the shared codebook keeps the published 400 x 256
+# shape, but the modality-specific branches, which only feed reconstruction and CLUB, shrink to
+# 64 wide — the published 2048-wide video branch costs about a minute per batch of 80 on a 2-core
+# CPU. Batch 16 and a step budget give a few hundred clips enough optimizer steps.
+SMALL_CORPUS = Recipe(
+    "small-corpus",
+    Remedies(
+        standardize_inputs=True, codebook_init="kmeans", reset_patience="auto", ema_consistent=True,
+        align_weight=1.0, warmup_steps=100,
+    ),
+    batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
+    epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
 )
 
 RECIPES: dict[str, Recipe] = {
@@ -133,18 +143,7 @@ RECIPES: dict[str, Recipe] = {
         "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
         text_output_dim=256, epochs={1: 6, 2: 5, "fcid": 4},
     ),
-    # Recommended (the default): every remedy on (benchmarks/results/small_corpus.md), no code
-    # sharing ("shared-codes" below adds it); the shared
-    # codebook keeps the published 400 x 256 shape, but the modality-specific branches, which
-    # only feed reconstruction and CLUB, shrink to 64 wide — the published 2048-wide video branch
-    # costs about a minute per batch of 80 on a 2-core CPU. Batch 16 and a step budget give a
-    # few hundred clips enough optimizer steps.
-    "small-corpus": Recipe(
-        "small-corpus",
-        SMALL_CORPUS_REMEDIES,
-        batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
-        epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
-    ),
+    "small-corpus": SMALL_CORPUS,
     # small-corpus plus the code-sharing settings (docs/training.md, "Code sharing"), so that
     # paired audio and video land on the same code ids — code matching with its usage term, no
     # dead-code resets (a revived copy of a shared code splits it in two) and a level 2 that
@@ -152,21 +151,19 @@ RECIPES: dict[str, Recipe] = {
     # left, and on held-out speakers and images similar classes fall on one code. Not the
     # default: the weight was chosen on 10-class corpora, and on the 52-category synthetic
     # corpus it keeps too few codes and transfer falls (benchmarks/results/unified_codes.md).
-    "shared-codes": Recipe(
-        "shared-codes",
-        Remedies(
-            standardize_inputs=True, codebook_init="kmeans", ema_consistent=True, align_weight=1.0,
-            warmup_steps=100, code_match_weight=1.0, code_usage_weight=1.5, reset_patience="off",
+    "shared-codes": replace(
+        SMALL_CORPUS,
+        name="shared-codes",
+        remedies=replace(
+            SMALL_CORPUS.remedies, code_match_weight=1.0, code_usage_weight=1.5, reset_patience="off",
             detach_level2_targets=True,
         ),
-        batch_size=16, audio_output_dim=64, video_output_dim=64, text_output_dim=64,
-        epochs={1: 3, 2: 3}, step_budget=SMALL_CORPUS_STEP_BUDGET,
         # Level 2 from the first step: before it enters the loss, the video branch that feeds it
         # is trained by the CLUB bound alone, which a constant minimises.
         level2_start=0,
         # FCID quantizes one vector per clip: per-second code matching does not apply, and the
         # no-reset policy was measured with it only. FCID gets the small-corpus remedies.
-        fcid_remedies=SMALL_CORPUS_REMEDIES,
+        fcid_remedies=SMALL_CORPUS.remedies,
     ),
 }
 DEFAULT_RECIPE = "small-corpus"

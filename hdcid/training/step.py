@@ -370,14 +370,19 @@ def training_step(
     run's (hdcid.training.distributed); the inputs are then this rank's shard of the batch."""
     compute = partial(_step_losses, model, optimizers, inputs, config, epoch, total_step, collective)
     total, metrics, levels = compute() if collective is None else collective.forward(compute)
+    apply_gradients(model, optimizers, total, config.clip)
+    return StepResult(metrics, [level.terms for level in levels])
+
+
+def apply_gradients(model: nn.Module, optimizers: Optimizers, total: torch.Tensor, clip: float) -> None:
+    """Backpropagate `total` and take one step of the main optimizer, every family's bundle
+    (`clipped_modules()`) clipped per module, as the reference (each module's own norm ≤ clip)."""
     optimizers.main.zero_grad()
     total.backward()
-    # Per-module clipping, as the reference (each module's own norm ≤ clip).
     for module in model.clipped_modules():
-        nn.utils.clip_grad_norm_(module.parameters(), config.clip)
+        nn.utils.clip_grad_norm_(module.parameters(), clip)
     optimizers.main.step()
     optimizers.main.zero_grad()
-    return StepResult(metrics, [level.terms for level in levels])
 
 
 def _step_losses(
