@@ -11,7 +11,13 @@ import click
 from cli.commands import COMMANDS
 from cli.options import flag
 from cmg_base.errors import CmgError, printable
-from cmg_base.files import remove_live_temporaries, stop_after_critical_section
+from cmg_base.files import (
+    clear_requested_stop,
+    remove_live_temporaries,
+    raise_requested_stop,
+    request_stop,
+    stop_after_critical_section,
+)
 
 # Signals that end a run early: the temporaries of the outputs being written are removed first
 # (the `finally` blocks run as the exception unwinds), then the exit code is 128 + the signal.
@@ -34,6 +40,10 @@ def _stop(signum, _frame) -> None:
     def stop() -> None:
         raise Stopped(signum)
 
+    # Remembered as well as raised: the raise is lost when the signal lands in a weakref callback
+    # or __del__, and then the next safe point (a progress step, an output about to be put in
+    # place, the end of the command) raises it again.
+    request_stop(stop)
     # An output being renamed into place finishes first: never half of a multi-file output.
     if not stop_after_critical_section(stop):
         stop()
@@ -44,8 +54,17 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     click.echo(f"warning: {printable(str(message).strip().splitlines()[0] if str(message).strip() else category.__name__)}", err=True)
 
 
+def _unraisable(unraisable) -> None:
+    # A stop raised inside a weakref callback or __del__ cannot propagate; it is raised again at
+    # the next safe point (request_stop), so Python's "Exception ignored" traceback is noise.
+    if isinstance(unraisable.exc_value, Stopped):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def install_process_handlers() -> None:
     """Signals, the file-size limit and warnings, as the command line wants them."""
+    sys.unraisablehook = _unraisable
     if hasattr(signal, "SIGXFSZ"):
         # Past a file-size limit (ulimit -f) the default action kills the process; ignoring the
         # signal turns it into an EFBIG write error that we report in one line.
@@ -71,10 +90,13 @@ class TocGroup(click.Group):
     def invoke(self, ctx: click.Context):
         debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            raise_requested_stop()  # a stop whose exception was swallowed after the last safe point
+            return result
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Stopped as exc:
+            clear_requested_stop()
             name = signal.Signals(exc.signum).name
             _fail(f"stopped by {name}; the outputs being written were not changed", 128 + exc.signum)
         except KeyboardInterrupt:

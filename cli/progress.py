@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import click
 from tqdm import tqdm
 
+from cmg_base.files import raise_requested_stop
 from toc.progress import Advance, ProgressFactory
 
 
@@ -19,7 +20,12 @@ def bars(unit: str = "it", min_total: int = 256) -> ProgressFactory:
     def factory(description: str, total: int) -> Iterator[Advance]:
         disable = total < min_total or not sys.stderr.isatty()
         with tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=disable, leave=False) as bar:
-            yield bar.update
+
+            def advance(n: int) -> None:
+                raise_requested_stop()  # each step is a safe point for a stop whose raise was lost
+                bar.update(n)
+
+            yield advance
 
     return factory
 
@@ -30,7 +36,12 @@ def stage_lines(prefix: str) -> ProgressFactory:
     @contextlib.contextmanager
     def factory(description: str, total: int) -> Iterator[Advance]:
         done = [0]
-        yield lambda n: done.__setitem__(0, done[0] + n)
+
+        def advance(n: int) -> None:
+            raise_requested_stop()
+            done[0] += n
+
+        yield advance
         click.echo(f"{prefix}: {description} {done[0]}/{total}", err=True)
 
     return factory

@@ -28,11 +28,36 @@ _LIVE: set[Path] = set()
 # meanwhile is acted on right after it (see `stop_after_critical_section`).
 _CRITICAL = [0]
 _PENDING_STOPS: list[Callable[[], None]] = []
+# The stop a signal handler asked for, kept until the command line has acted on it. Python drops
+# an exception raised by a signal handler that runs inside a weakref callback or a __del__ method
+# ("Exception ignored in ..."); without this record such a SIGTERM was lost and the command
+# finished, put its output in place and exited 0.
+_REQUESTED_STOP: list[Callable[[], None]] = []
+
+
+def request_stop(stop: Callable[[], None]) -> None:
+    """For a signal handler: remember `stop`, so that the next safe point raises it again if the
+    exception the handler raised was swallowed (see `raise_requested_stop`)."""
+    _REQUESTED_STOP[:] = [stop]
+
+
+def raise_requested_stop() -> None:
+    """A safe point: if a stop signal arrived, stop now (no-op otherwise). Called before every
+    output is put in place and by the progress callbacks of long loops."""
+    if _REQUESTED_STOP and not _CRITICAL[0]:
+        _REQUESTED_STOP[0]()
+
+
+def clear_requested_stop() -> None:
+    """The command line has acted on the stop (in-process callers, e.g. tests, run on)."""
+    _REQUESTED_STOP.clear()
 
 
 @contextlib.contextmanager
 def critical_section() -> Iterator[None]:
     """Run a few renames that must happen all or not at all with respect to stop signals."""
+    # A stop that was requested but swallowed is raised here, before any rename.
+    raise_requested_stop()
     _CRITICAL[0] += 1
     try:
         yield
