@@ -59,6 +59,9 @@ ROWS: dict[str, tuple[str, ...]] = {
     "shared-codes-with-resets": (*SHARED, "--reset-patience", "auto"),
     "shared-codes-no-detach": (*SHARED, "--no-detach-level2-targets"),
     "shared-codes-level2-late": (*SHARED, "--level2-start", "3"),
+    # The usage term as a floor of 2 codes per distinct prompt in the batch, with a weight that
+    # holds it there (a floor can only lower the plain term's spread at the same weight).
+    "shared-codes-floor-2": (*SHARED, "--code-usage-per-prompt", "2", "--code-usage-weight", "3"),
     # ... and the default with one of its settings.
     "default+code-match": ("--code-match-weight", "1", "--code-usage-weight", "1.5"),
     "default+no-resets": ("--reset-patience", "off"),

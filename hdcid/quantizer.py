@@ -4,6 +4,8 @@ segment-level code-matching term)."""
 
 from __future__ import annotations
 
+import math
+
 import random
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -124,7 +126,7 @@ def code_log_probs(features: torch.Tensor, codebook: torch.Tensor, temperature: 
 
 def segment_code_matching(
     features: dict[str, torch.Tensor], codebook: torch.Tensor, temperature: float = 0.1, cosine: bool = False,
-    usage_weight: float = 0.0, match: bool = True,
+    usage_weight: float = 0.0, match: bool = True, usage_floor: float | None = None,
 ) -> torch.Tensor:
     """Symmetric cross-entropy between paired audio and video segments' soft code assignments,
     minus `usage_weight` × the entropy of the batch's mean assignment.
@@ -139,6 +141,12 @@ def segment_code_matching(
     Gradients reach the features, not the EMA codebook. Without both audio and video: zero.
     `match` False: the usage term alone, per modality, −½·[H(mean p_a) + H(mean p_v)] (what H-DCID's
     level 2 gets, see hdcid/training/step.py).
+    `usage_floor` (a number of codes F, with matching): the usage term becomes a floor on the
+    batch's code information, `usage_weight` × max(0, log F − I) with I = H(mean p) − mean H(p)
+    (exp I: how many codes the positions are told apart by): no push while about F codes are in
+    confident use, so matching may then sharpen each pair onto one shared code. A floor on
+    H(mean p) alone is met by soft assignments that spread every position thinly (measured: it
+    left fewer hard codes in use than the plain term).
     """
     if not all(m in features for m in PAIRED):
         return codebook.new_zeros(())
@@ -149,7 +157,13 @@ def segment_code_matching(
     loss = 0.5 * (-(p_v * log_a).sum(-1) - (p_a * log_v).sum(-1)).mean() if match else codebook.new_zeros(())
     if usage_weight > 0 and match:
         mean = 0.5 * (p_a.mean(0) + p_v.mean(0))
-        loss = loss + usage_weight * (mean * torch.log(mean.clamp_min(1e-12))).sum()
+        negative_entropy = (mean * torch.log(mean.clamp_min(1e-12))).sum()
+        if usage_floor is None:
+            loss = loss + usage_weight * negative_entropy
+        else:
+            own_entropy = -0.5 * ((p_a * log_a).sum(-1).mean() + (p_v * log_v).sum(-1).mean())
+            information = -negative_entropy - own_entropy
+            loss = loss + usage_weight * torch.relu(math.log(usage_floor) - information)
     elif usage_weight > 0:
         # Without matching each modality spreads its own codes: a pooled entropy would let one
         # modality's spread hide the other's collapse.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,8 @@ from hdcid.quantizer import (
 from hdcid.training import Remedies, TrainConfig, Trainer
 from hdcid.training.initialisation import reset_schedule
 from hdcid.training.recipes import RECIPES, parse_reset_patience
-from hdcid.training.step import level_2_reconstruction
+from hdcid.losses import identical_rows
+from hdcid.training.step import distinct_rows, level_2_reconstruction, usage_floor
 from tests.train_corpus import PlantedCorpus
 
 SMALL = dict(
@@ -186,6 +189,56 @@ def test_code_usage_term_is_minus_the_entropy_of_the_mean_assignment():
         plain = float(segment_code_matching(features, codebook, 0.05, cosine=True))
         with_usage = float(segment_code_matching(features, codebook, 0.05, cosine=True, usage_weight=1.0))
         assert with_usage - plain == pytest.approx(-entropy, abs=1e-3)
+
+
+def test_usage_floor_is_zero_above_the_floor_and_the_missing_code_information_below_it():
+    codebook = torch.eye(4, 8)
+    # Confident assignments: the information is log(number of codes the positions use).
+    one = {"audio": 5 * codebook[1].expand(2, 3, 8), "video": 5 * codebook[1].expand(2, 3, 8)}
+    rows = 5 * codebook[torch.arange(8) % 4].reshape(2, 4, 8)
+    spread = {"audio": rows, "video": rows.clone()}
+    for features, codes in ((one, 1.0), (spread, 4.0)):
+        plain = float(segment_code_matching(features, codebook, 0.05, cosine=True))
+        for floor in (2.0, 4.0):
+            floored = float(segment_code_matching(features, codebook, 0.05, cosine=True, usage_weight=2.0, usage_floor=floor))
+            expected = 2.0 * max(0.0, math.log(floor) - math.log(codes))
+            assert floored - plain == pytest.approx(expected, abs=1e-3)
+    # Every position spread evenly over all four codes: the mean assignment's entropy is at its
+    # maximum, yet the codes tell no position apart, so the whole floor is missing.
+    centre = codebook.mean(0).expand(2, 3, 8)
+    uniform = {"audio": centre.clone(), "video": centre.clone()}
+    plain = float(segment_code_matching(uniform, codebook, 0.1))
+    floored = float(segment_code_matching(uniform, codebook, 0.1, usage_weight=2.0, usage_floor=4.0))
+    assert floored - plain == pytest.approx(2.0 * math.log(4.0), abs=1e-4)
+
+
+def test_usage_floor_counts_the_distinct_prompts_of_the_batch_and_stays_within_the_codebook():
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    same = identical_rows(text)
+    assert distinct_rows(same) == 3
+    batch = {"audio": torch.zeros(4, 5, 8), "video": torch.zeros(4, 5, 8)}
+    remedies = Remedies(code_match_weight=1.0, code_usage_weight=1.0, code_usage_per_prompt=2.0)
+    assert usage_floor(remedies, same, 400, batch) == 6.0
+    assert usage_floor(remedies, same, 5, batch) == 5.0  # never more codes than the codebook has
+    assert usage_floor(remedies, None, 400, batch) is None  # no text: the plain usage term
+    assert usage_floor(Remedies(code_match_weight=1.0, code_usage_weight=1.0), same, 400, batch) is None
+
+
+def test_usage_floor_option_keeps_more_codes_per_prompt_than_a_lower_floor(corpus, tmp_path):
+    perplexity = {}
+    for per_prompt in (0.5, 4.0):
+        trainer = _trainer(corpus, tmp_path, f"floor-{per_prompt}", code_match_weight=5.0, code_usage_weight=5.0,
+                           code_usage_per_prompt=per_prompt, codebook_init="kmeans", ema_consistent=True,
+                           standardize_inputs=True)  # fmt: skip
+        for step in range(8):
+            trainer.train_step([(4 * step + i) % 8 for i in range(4)])
+        perplexity[per_prompt] = _mean_assignment_perplexity(trainer, corpus)
+    assert perplexity[4.0] > 1.1 * perplexity[0.5]
+
+
+def test_usage_floor_without_a_usage_weight_is_refused():
+    with pytest.raises(CmgError, match="code_usage_per_prompt sets the floor"):
+        TrainConfig(remedies=Remedies(code_match_weight=1.0, code_usage_per_prompt=2.0)).validate()
 
 
 def _mean_assignment_perplexity(trainer: Trainer, corpus) -> float:

@@ -65,6 +65,9 @@ class Remedies:
     code_match_weight: float = 0.0  # symmetric cross-entropy of paired segments' soft code assignments
     code_match_temperature: float = 0.1
     code_usage_weight: float = 0.0  # minus this × entropy of the batch's mean soft assignment (anti-collapse)
+    # > 0: the usage term is a floor instead, at this many codes per distinct text prompt in the
+    # batch — the number of concepts follows the corpus (corpora without text: the plain term).
+    code_usage_per_prompt: float = 0.0
     cosine_codes: bool = False  # unit-length codebook rows, features pulled by direction
     reset_source: str = "active"  # active (reference: copy an active code) | paired (a/v pair mean)
     reset_shared_only: bool = False  # a code is dead unless audio and video both used it
@@ -274,6 +277,11 @@ class TrainConfig:
             )
         if isinstance(r.reset_limit, bool) or not isinstance(r.reset_limit, int) or r.reset_limit < 0:
             raise ModelError(f"{{}} must be a whole number >= 0, got {literal(r.reset_limit)}", settings=("reset_limit",))
+        if r.code_usage_per_prompt > 0 and r.code_usage_weight == 0:
+            raise SettingsError(
+                "{} sets the floor of the usage term; give {} > 0 too",
+                settings=("code_usage_per_prompt", "code_usage_weight"),
+            )
         if r.code_usage_weight > 0 and r.code_match_weight == 0:
             raise SettingsError(
                 "{} is part of the code-matching term; give {} > 0 too",
@@ -290,7 +298,7 @@ class TrainConfig:
         (a codebook of 1e8 codes needs tens of GB) are refused before any data is read."""
         positive = ("lr", "mi_lr", "clip", "code_match_temperature")
         non_negative = ("level2_weight", "align_weight", "gap_weight", "align_temperature", "code_match_weight",
-                        "code_usage_weight")
+                        "code_usage_weight", "code_usage_per_prompt")
         for name in (*positive, *non_negative):
             value = self.setting(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

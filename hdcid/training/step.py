@@ -298,6 +298,23 @@ def level_2_reconstruction(model: PretrainModel, out: EncoderOutput, remedies: R
     return model.decoder.level_2_losses(targets, out.specific_2, out.quantized[1].quantized)
 
 
+def distinct_rows(same: torch.Tensor) -> int:
+    """How many distinct inputs a batch holds, from its [B, B] identical-rows matrix."""
+    return int((~torch.tril(same, diagonal=-1).any(dim=1)).sum())
+
+
+def usage_floor(
+    remedies: Remedies, same_text: torch.Tensor | None, n_codes: int, batch: dict[str, torch.Tensor],
+) -> float | None:
+    """The usage floor of code matching (codes per distinct prompt × prompts in the batch, at most
+    the codebook and the batch's positions), or None for the plain usage term (no floor set, or
+    no text: a corpus without prompts says nothing about how many concepts it holds)."""
+    if remedies.code_usage_per_prompt <= 0 or same_text is None:
+        return None
+    positions = batch["audio"].shape[0] * batch["audio"].shape[1]
+    return float(min(remedies.code_usage_per_prompt * distinct_rows(same_text), n_codes, positions))
+
+
 def _level_loss(
     model: PretrainModel, out: EncoderOutput, targets: dict[str, torch.Tensor], level: int,
     weights: dict[str, float | None], remedies: Remedies, same_text: torch.Tensor | None,
@@ -347,6 +364,7 @@ def _level_loss(
         match = segment_code_matching(
             batch, model.encoder.codebook(level), remedies.code_match_temperature, remedies.cosine_codes,
             remedies.code_usage_weight, match=level == 0,
+            usage_floor=usage_floor(remedies, same_text, model.encoder.codebook(level).shape[0], batch) if level == 0 else None,
         )
         loss.add(metric_name("code_match" if level == 0 else "code_usage", level), match, weights["code_match"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
