@@ -33,6 +33,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.cca_baseline import fit_cca, linear_accuracy, prototype_accuracy  # noqa: E402
 from cmg_base.files import write_text_atomic  # noqa: E402
+from hdcid.training.recipes import DEFAULT_RECIPE  # noqa: E402
 from toc.data.paired import load_paired  # noqa: E402
 
 DIRECTIONS = ("v2a", "a2v")
@@ -108,7 +109,7 @@ def render(per_seed: dict[int, dict], args: argparse.Namespace, seconds: float) 
         "",
         "Per corpus seed: `toc synth D --layout paired --seed S` (400 clips, 10 classes: chance 10%; 768-d audio, "
         "512-d clip-level video, stored without a time axis; splits 280 / 60 / 60), then exactly "
-        "`toc train --data-root D -o R` (the small-corpus recipe: H-DCID, 400 codes; pretraining on the 340 clips "
+        f"`toc train --data-root D -o R` (the {DEFAULT_RECIPE} recipe: H-DCID, 400 codes; pretraining on the 340 clips "
         "outside the test split) and `toc eval paired --checkpoint R/last.pt --data-root D` (linear head, head seed 0, "
         "strict protocol on the file's splits: heads train on the train split, the other modality's test split is "
         "evaluated). The spread rows re-evaluate the same checkpoint with both heads over head seeds 0-2. CCA: "

@@ -8,13 +8,13 @@ split's event seconds). Train time is the wall-clock and CPU time (user + sys) o
 process, one torch thread, `nice`d; the machine is shared, so wall time is an upper bound.
 Finished steps are kept under --work and skipped when the script runs again.
 
-    python benchmarks/unified_codes.py --corpus spoken:12 --rows default shared-codes --train-seeds 43 44 45 \
+    python benchmarks/unified_codes.py --corpus spoken:12 --rows default small-corpus --train-seeds 43 44 45 \
         [--corpus synth:0 spoken:13:2000] [--jobs 2] [--work /tmp/toc-unified-codes] [-o results.md]
 
 Corpora: `spoken:SEED[:CLIPS]` (`toc synth-spoken-digits`, 500 pretraining clips by default),
 `synth:SEED` (`toc synth`, the reference layout). Rows are flags on top of today's defaults
-(ROWS; `shared-codes` is the code-sharing recipe); the `*av-only` rows train on the corpus' audio
-and video without its text (own-data layout).
+(ROWS; the default is the code-sharing recipe `shared-codes`, `small-corpus` the previous one); the
+`*av-only` rows train on the corpus' audio and video without its text (own-data layout).
 Prints one markdown table (mean ± sample std over training seeds where there are several) and
 keeps every run's numbers in WORK/results.jsonl.
 """
@@ -45,31 +45,31 @@ from toc.data.vggsound import load_pretrain  # noqa: E402
 
 TOC = [sys.executable, "-m", "cli"]
 SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-output-dim", "64")
-# Flags on top of today's default recipe. "published" is the published recipe's objective and
-# settings at the default's sizes and step budget (the published widths and batch 80 cost about
-# a minute per step here), so every row trains for the same number of steps.
-SHARED = ("--recipe", "shared-codes")
+# Flags on top of today's default recipe (shared-codes). "published" is the published recipe's
+# objective and settings at the default's sizes and step budget (the published widths and batch 80
+# cost about a minute per step here), so every row trains for the same number of steps.
+SMALL = ("--recipe", "small-corpus")
+PLAIN = ("--code-usage-per-prompt", "0")  # the plain usage term instead of the floor
 ROWS: dict[str, tuple[str, ...]] = {
-    "default": (),  # toc train with every default: the small-corpus recipe, no code sharing
+    "default": (),  # toc train with every default: the shared-codes recipe
     "published": ("--recipe", "reference", "--batch-size", "16", *SMALL_WIDTHS),
-    "shared-codes": SHARED,  # the code-sharing recipe
-    # The shared-codes recipe with one setting changed ...
-    "shared-codes-usage-1": (*SHARED, "--code-usage-weight", "1"),
-    "shared-codes-usage-2": (*SHARED, "--code-usage-weight", "2"),
-    "shared-codes-with-resets": (*SHARED, "--reset-patience", "auto"),
-    "shared-codes-no-detach": (*SHARED, "--no-detach-level2-targets"),
-    "shared-codes-level2-late": (*SHARED, "--level2-start", "3"),
-    # The usage term as a floor of 2 codes per distinct prompt in the batch, with a weight that
-    # holds it there (a floor can only lower the plain term's spread at the same weight).
-    "shared-codes-floor-2": (*SHARED, "--code-usage-per-prompt", "2", "--code-usage-weight", "3"),
-    # ... and the default with one of its settings.
-    "default+code-match": ("--code-match-weight", "1", "--code-usage-weight", "1.5"),
-    "default+no-resets": ("--reset-patience", "off"),
-    # Without text: no category prompt, so no label information reaches training.
+    "small-corpus": SMALL,  # the previous default: the small-corpus remedies, no code sharing
+    # The default with one setting changed ...
+    "plain-usage-1.5": (*PLAIN, "--code-usage-weight", "1.5"),  # the previous shared-codes recipe
+    "plain-usage-1": (*PLAIN, "--code-usage-weight", "1"),
+    "plain-usage-2": (*PLAIN, "--code-usage-weight", "2"),
+    "with-resets": ("--reset-patience", "auto"),
+    "no-detach": ("--no-detach-level2-targets",),
+    "level2-late": ("--level2-start", "3"),
+    # ... and the previous default with one of the code-sharing settings.
+    "small-corpus+code-match": (*SMALL, "--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2"),
+    "small-corpus+no-resets": (*SMALL, "--reset-patience", "off"),
+    # Without text: no category prompt, so no label information reaches training (and the usage
+    # floor counts every clip as one prompt).
     "av-only": (),
-    "shared-codes-av-only": SHARED,
+    "small-corpus-av-only": SMALL,
 }
-NO_TEXT_ROWS = ("av-only", "shared-codes-av-only")
+NO_TEXT_ROWS = ("av-only", "small-corpus-av-only")
 
 
 def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = None) -> None:
@@ -213,7 +213,7 @@ def markdown(results: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", nargs="+", default=["spoken:12"], help="spoken:SEED[:CLIPS] or synth:SEED")
-    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["default", "shared-codes"])
+    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["default", "small-corpus"])
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[43])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each one torch thread)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/toc-unified-codes"))

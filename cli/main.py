@@ -13,8 +13,8 @@ from cli.options import flag
 from cmg_base.errors import CmgError, printable
 from cmg_base.files import (
     clear_requested_stop,
-    remove_live_temporaries,
     raise_requested_stop,
+    remove_live_temporaries,
     request_stop,
     stop_after_critical_section,
 )

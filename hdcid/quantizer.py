@@ -5,7 +5,6 @@ segment-level code-matching term)."""
 from __future__ import annotations
 
 import math
-
 import random
 from dataclasses import dataclass
 from typing import NamedTuple

@@ -51,9 +51,11 @@ def test_published_recipe_is_every_remedy_off_and_the_default_turns_them_all_on(
         on = RECIPES[name].remedies
         assert on.standardize_inputs and on.codebook_init == "kmeans" and on.ema_consistent
         assert on.align_weight > 0 and on.warmup_steps > 0
-    # The default (small-corpus) resets after one unused epoch; shared-codes never resets.
-    assert RECIPES[DEFAULT_RECIPE].remedies.reset_patience == "auto"
-    assert RECIPES["shared-codes"].remedies.reset_patience == "off"
+    # small-corpus (the previous default) resets after one unused epoch; the default,
+    # shared-codes, never resets.
+    assert DEFAULT_RECIPE == "shared-codes"
+    assert RECIPES["small-corpus"].remedies.reset_patience == "auto"
+    assert RECIPES[DEFAULT_RECIPE].remedies.reset_patience == "off"
     # The published sizes and schedule stay one flag away.
     reference = TrainConfig.from_recipe("reference", n_clips=40_000, levels=2)
     assert (reference.batch_size, reference.video_output_dim, reference.epochs) == (80, 2048, 5)

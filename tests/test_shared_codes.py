@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hdcid.errors import CmgError
+from hdcid.losses import identical_rows
 from hdcid.models import EncoderOutput
 from hdcid.quantizer import (
     NEVER_RESET,
@@ -20,7 +21,6 @@ from hdcid.quantizer import (
 from hdcid.training import Remedies, TrainConfig, Trainer
 from hdcid.training.initialisation import reset_schedule
 from hdcid.training.recipes import RECIPES, parse_reset_patience
-from hdcid.losses import identical_rows
 from hdcid.training.step import distinct_rows, level_2_reconstruction, usage_floor
 from tests.train_corpus import PlantedCorpus
 
@@ -220,7 +220,7 @@ def test_usage_floor_counts_the_distinct_prompts_of_the_batch_and_stays_within_t
     remedies = Remedies(code_match_weight=1.0, code_usage_weight=1.0, code_usage_per_prompt=2.0)
     assert usage_floor(remedies, same, 400, batch) == 6.0
     assert usage_floor(remedies, same, 5, batch) == 5.0  # never more codes than the codebook has
-    assert usage_floor(remedies, None, 400, batch) is None  # no text: the plain usage term
+    assert usage_floor(remedies, None, 400, batch) == 8.0  # no text: every clip counts as one prompt
     assert usage_floor(Remedies(code_match_weight=1.0, code_usage_weight=1.0), same, 400, batch) is None
 
 
@@ -327,10 +327,12 @@ def test_code_matching_reaches_level_1_only_and_level_2_gets_the_usage_term(corp
 def test_shared_codes_recipe_shares_codes_and_fcid_drops_its_per_second_matching():
     config = TrainConfig.from_recipe("shared-codes", n_clips=500)
     r = config.remedies
-    assert (r.code_match_weight, r.code_usage_weight, r.reset_patience, r.detach_level2_targets) == (1.0, 1.5, "off", True)
+    assert (r.code_match_weight, r.code_usage_weight, r.code_usage_per_prompt) == (1.0, 3.0, 2.0)
+    assert (r.reset_patience, r.detach_level2_targets) == ("off", True)
     assert config.level2_start == 0 and config.epochs == 13
-    # The default recipe (small-corpus) and the published one keep code sharing off and level 2
-    # from epoch 3.
+    assert TrainConfig.from_settings({}, n_clips=500) == config  # the default
+    # small-corpus (the previous default) and the published recipe keep code sharing off and
+    # level 2 from epoch 3.
     for name in ("small-corpus", "reference"):
         other = TrainConfig.from_recipe(name, n_clips=500)
         assert other.remedies.code_match_weight == 0.0 and other.remedies.reset_patience != "off"

@@ -67,7 +67,7 @@ def test_train_cli_missing_zip_is_one_line_error(tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.pt"))
 
 
-def test_default_recipe_is_the_small_corpus_one_and_is_recorded(tmp_path):
+def test_default_recipe_is_the_shared_codes_one_and_is_recorded(tmp_path):
     import os
 
     from hdcid.training import NORMALIZATION_KEY, RECIPES
@@ -79,10 +79,11 @@ def test_default_recipe_is_the_small_corpus_one_and_is_recorded(tmp_path):
                                       "--diagnostics-clips", "4", "-o", str(run)])
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
-    recipe = RECIPES["small-corpus"]
-    assert config["recipe"] == "small-corpus"
+    recipe = RECIPES["shared-codes"]
+    assert config["recipe"] == "shared-codes"
     assert (config["batch_size"], config["video_output_dim"], config["n_embeddings"]) == (16, 64, 400)
-    assert config["remedies"] == recipe.remedies.as_dict() and config["level2_start"] == 3
+    assert config["remedies"] == recipe.remedies.as_dict() and config["level2_start"] == 0
+    assert config["remedies"]["code_usage_per_prompt"] == 2.0 and config["remedies"]["reset_patience"] == "off"
     assert config["epochs"] == recipe.max_epochs  # a 1-step-per-epoch corpus: the budget caps at 30
     saved = torch.load(run / "last.pt", weights_only=True)
     assert NORMALIZATION_KEY in saved and saved["Encoder_parameters"]["Cross_quantizer.embedding"].shape == (400, 256)

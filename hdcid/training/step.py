@@ -306,13 +306,16 @@ def distinct_rows(same: torch.Tensor) -> int:
 def usage_floor(
     remedies: Remedies, same_text: torch.Tensor | None, n_codes: int, batch: dict[str, torch.Tensor],
 ) -> float | None:
-    """The usage floor of code matching (codes per distinct prompt × prompts in the batch, at most
-    the codebook and the batch's positions), or None for the plain usage term (no floor set, or
-    no text: a corpus without prompts says nothing about how many concepts it holds)."""
-    if remedies.code_usage_per_prompt <= 0 or same_text is None:
+    """The usage floor of code matching: codes per distinct prompt × prompts in the batch, at most
+    the codebook and the batch's positions; None without a floor (the plain usage term). Without
+    text nothing says how many concepts a batch holds, so every clip counts as one (the most
+    codes the floor can ask for: more codes, less sharing, never the unbounded spread of the
+    plain term at the floor's weight)."""
+    if remedies.code_usage_per_prompt <= 0:
         return None
-    positions = batch["audio"].shape[0] * batch["audio"].shape[1]
-    return float(min(remedies.code_usage_per_prompt * distinct_rows(same_text), n_codes, positions))
+    clips, steps = batch["audio"].shape[:2]
+    prompts = clips if same_text is None else distinct_rows(same_text)
+    return float(min(remedies.code_usage_per_prompt * prompts, n_codes, clips * steps))
 
 
 def _level_loss(
