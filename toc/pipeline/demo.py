@@ -21,7 +21,6 @@ from toc.pipeline.plan import make_plan
 from toc.progress import LogFn, no_log
 from toc.report.results import HealthRecord
 
-
 # The demo's remedies: those of `small-corpus`, not of `toc train`'s default (`shared-codes`).
 # The demo trains 6 epochs (150 steps) with 64 codes for 52 categories: the default's floor of 2
 # codes per category cannot be met there (38-49 codes in use, fewer than the categories), and
