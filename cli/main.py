@@ -13,10 +13,10 @@ from cli.options import flag
 from cmg_base.errors import CmgError, printable
 from cmg_base.files import (
     clear_requested_stop,
+    in_critical_section,
     raise_requested_stop,
     remove_live_temporaries,
     request_stop,
-    stop_after_critical_section,
 )
 
 # Signals that end a run early: the temporaries of the outputs being written are removed first
@@ -44,8 +44,9 @@ def _stop(signum, _frame) -> None:
     # or __del__, and then the next safe point (a progress step, an output about to be put in
     # place, the end of the command) raises it again.
     request_stop(stop)
-    # An output being renamed into place finishes first: never half of a multi-file output.
-    if not stop_after_critical_section(stop):
+    # An output being renamed into place finishes first (the critical section's end raises the
+    # requested stop): never half of a multi-file output.
+    if not in_critical_section():
         stop()
 
 

@@ -25,13 +25,13 @@ from cmg_base.errors import OutputError, OutputExistsError
 # Temporary files and staging folders of this process that exist right now.
 _LIVE: set[Path] = set()
 # Renames that put an output in place run as a critical section: a stop signal that arrives
-# meanwhile is acted on right after it (see `stop_after_critical_section`).
+# meanwhile is acted on right after it (see `in_critical_section`).
 _CRITICAL = [0]
-_PENDING_STOPS: list[Callable[[], None]] = []
-# The stop a signal handler asked for, kept until the command line has acted on it. Python drops
-# an exception raised by a signal handler that runs inside a weakref callback or a __del__ method
-# ("Exception ignored in ..."); without this record such a SIGTERM was lost and the command
-# finished, put its output in place and exited 0.
+# The stop a signal handler asked for, kept until the command line has acted on it. It is raised
+# at the next safe point: when a critical section ends, and again if the handler's own raise was
+# swallowed — Python drops an exception raised by a signal handler that runs inside a weakref
+# callback or a __del__ method ("Exception ignored in ..."); without this record such a SIGTERM
+# was lost and the command finished, put its output in place and exited 0.
 _REQUESTED_STOP: list[Callable[[], None]] = []
 
 
@@ -63,17 +63,13 @@ def critical_section() -> Iterator[None]:
         yield
     finally:
         _CRITICAL[0] -= 1
-        if not _CRITICAL[0] and _PENDING_STOPS:
-            _PENDING_STOPS.pop()()
+        raise_requested_stop()  # a stop that arrived during the renames
 
 
-def stop_after_critical_section(stop: Callable[[], None]) -> bool:
-    """For a signal handler: if a critical section runs, call `stop` when it ends and return
-    True; otherwise return False (the handler stops at once)."""
-    if _CRITICAL[0]:
-        _PENDING_STOPS.append(stop)
-        return True
-    return False
+def in_critical_section() -> bool:
+    """For a signal handler: True while renames run; the stop it requested (`request_stop`) is
+    then raised when they end, so the handler must not stop at once."""
+    return bool(_CRITICAL[0])
 
 
 def _umask() -> int:

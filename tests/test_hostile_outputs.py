@@ -21,6 +21,14 @@ from checkpoints import save_reference_checkpoint
 from datafixtures import write_ave, write_pretrain
 from hostile_inputs import ROOT, one_error_line, run_toc
 
+from cmg_base.files import (
+    clear_requested_stop,
+    critical_section,
+    in_critical_section,
+    raise_requested_stop,
+    request_stop,
+)
+
 GOLDEN = Path(__file__).parent / "golden"
 TINY_TRAIN = ["--levels", "1", "--audio-output-dim", "8", "--video-output-dim", "8", "--text-output-dim", "8",
               "--n-embeddings", "16", "--batch-size", "2", "--seed", "3", "--epochs", "1", "--diagnostics-clips", "2",
@@ -151,18 +159,44 @@ def _wait_for(predicate, timeout: float = 120.0) -> bool:
     return False
 
 
+def test_a_stop_requested_during_the_renames_is_raised_when_they_end_not_before():
+    class Stop(Exception):
+        pass
+
+    def stop() -> None:
+        raise Stop
+
+    renamed = []
+    try:
+        with pytest.raises(Stop):
+            with critical_section():
+                request_stop(stop)  # what the signal handler does while renames run
+                assert in_critical_section()
+                raise_requested_stop()  # a safe point inside the section does not stop it
+                renamed.append("all")
+        assert renamed == ["all"] and not in_critical_section()
+    finally:
+        clear_requested_stop()
+
+
+def _encode_over_a_previous_output(tmp_path: Path, clips: int) -> tuple[list[str], Path]:
+    """`toc encode` arguments for `clips` random audio clips, writing over an existing codes.h5."""
+    checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(clips, 10, 128)))
+    out = tmp_path / "codes.h5"
+    out.write_bytes(b"previous complete file")
+    args = ["encode", str(checkpoint), "--modality", "audio", "--input", str(tmp_path / "x.npy"), "-o", str(out), "--force"]
+    return args, out
+
+
 @pytest.mark.slow
 def test_sigterm_during_encode_removes_the_temporary_and_keeps_the_old_output(tmp_path):
     """Before the fix SIGTERM killed `toc encode` with Python's default action: the hidden
     `.codes.h5.*.tmp` (tens of MB) stayed. Now the handler unwinds and removes it; exit 143."""
-    checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(2000, 10, 128)))
-    out = tmp_path / "codes.h5"
-    out.write_bytes(b"previous complete file")
+    args, out = _encode_over_a_previous_output(tmp_path, clips=2000)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "encode", str(checkpoint), "--modality", "audio", "--input",
-         str(tmp_path / "x.npy"), "-o", str(out), "--force", "--batch-size", "1"],
+        [sys.executable, "-m", "cli", *args, "--batch-size", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -220,14 +254,10 @@ cli(sys.argv[1:], prog_name="toc")
 
 
 def test_sigterm_swallowed_by_a_weakref_callback_still_stops_encode_before_its_output_is_replaced(tmp_path):
-    checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20, 10, 128)))
-    out = tmp_path / "codes.h5"
-    out.write_bytes(b"previous complete file")
+    args, out = _encode_over_a_previous_output(tmp_path, clips=20)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", _SWALLOWED_SIGNAL_DRIVER, "encode", str(checkpoint), "--modality", "audio",
-         "--input", str(tmp_path / "x.npy"), "-o", str(out), "--force"],
+        [sys.executable, "-c", _SWALLOWED_SIGNAL_DRIVER, *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     # The driver really lost the handler's exception (else this test shows nothing) ...

@@ -225,14 +225,11 @@ def test_usage_floor_counts_the_distinct_prompts_of_the_batch_and_stays_within_t
 
 
 def test_usage_floor_option_keeps_more_codes_per_prompt_than_a_lower_floor(corpus, tmp_path):
-    perplexity = {}
-    for per_prompt in (0.5, 4.0):
-        trainer = _trainer(corpus, tmp_path, f"floor-{per_prompt}", code_match_weight=5.0, code_usage_weight=5.0,
-                           code_usage_per_prompt=per_prompt, codebook_init="kmeans", ema_consistent=True,
-                           standardize_inputs=True)  # fmt: skip
-        for step in range(8):
-            trainer.train_step([(4 * step + i) % 8 for i in range(4)])
-        perplexity[per_prompt] = _mean_assignment_perplexity(trainer, corpus)
+    perplexity = {
+        per_prompt: _perplexity_after_8_steps(corpus, tmp_path, f"floor-{per_prompt}", code_match_weight=5.0,
+                                              code_usage_weight=5.0, code_usage_per_prompt=per_prompt)
+        for per_prompt in (0.5, 4.0)
+    }  # fmt: skip
     assert perplexity[4.0] > 1.1 * perplexity[0.5]
 
 
@@ -249,14 +246,20 @@ def _mean_assignment_perplexity(trainer: Trainer, corpus) -> float:
     return float(torch.exp(-(mean * torch.log(mean.clamp_min(1e-12))).sum()))
 
 
+def _perplexity_after_8_steps(corpus, tmp_path, name: str, **remedies) -> float:
+    """Mean-assignment perplexity after 8 steps with the small-corpus initialisation remedies."""
+    trainer = _trainer(corpus, tmp_path, name, codebook_init="kmeans", ema_consistent=True, standardize_inputs=True,
+                       **remedies)  # fmt: skip
+    for step in range(8):
+        trainer.train_step([(4 * step + i) % 8 for i in range(4)])
+    return _mean_assignment_perplexity(trainer, corpus)
+
+
 def test_code_usage_option_spreads_the_codes_that_matching_alone_concentrates(corpus, tmp_path):
-    perplexity = {}
-    for usage in (0.0, 1.0):
-        trainer = _trainer(corpus, tmp_path, f"usage-{usage}", code_match_weight=5.0, code_usage_weight=usage,
-                           codebook_init="kmeans", ema_consistent=True, standardize_inputs=True)  # fmt: skip
-        for step in range(8):
-            trainer.train_step([(4 * step + i) % 8 for i in range(4)])
-        perplexity[usage] = _mean_assignment_perplexity(trainer, corpus)
+    perplexity = {
+        usage: _perplexity_after_8_steps(corpus, tmp_path, f"usage-{usage}", code_match_weight=5.0, code_usage_weight=usage)
+        for usage in (0.0, 1.0)
+    }
     assert perplexity[1.0] > 1.1 * perplexity[0.0]
 
 

@@ -364,10 +364,10 @@ def _level_loss(
         # codebook to one code; its usage term still keeps level 2's codes spread
         # (docs/training.md). The usage entropy is a batch statistic: the whole batch, as for
         # align and gap.
+        codebook = model.encoder.codebook(level)
         match = segment_code_matching(
-            batch, model.encoder.codebook(level), remedies.code_match_temperature, remedies.cosine_codes,
-            remedies.code_usage_weight, match=level == 0,
-            usage_floor=usage_floor(remedies, same_text, model.encoder.codebook(level).shape[0], batch) if level == 0 else None,
+            batch, codebook, remedies.code_match_temperature, remedies.cosine_codes, remedies.code_usage_weight,
+            match=level == 0, usage_floor=usage_floor(remedies, same_text, codebook.shape[0], batch) if level == 0 else None,
         )
         loss.add(metric_name("code_match" if level == 0 else "code_usage", level), match, weights["code_match"])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
