@@ -50,6 +50,9 @@ SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-
 # cost about a minute per step here), so every row trains for the same number of steps.
 SMALL = ("--recipe", "small-corpus")
 PLAIN = ("--code-usage-per-prompt", "0")  # the plain usage term instead of the floor
+# The settings shared-codes adds to small-corpus (hdcid/training/recipes.py), as flags.
+CODE_SHARING = (*SMALL, "--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2",
+                "--reset-patience", "off", "--detach-level2-targets", "--level2-start", "0")
 ROWS: dict[str, tuple[str, ...]] = {
     "default": (),  # toc train with every default: the shared-codes recipe
     "published": ("--recipe", "reference", "--batch-size", "16", *SMALL_WIDTHS),
@@ -64,12 +67,16 @@ ROWS: dict[str, tuple[str, ...]] = {
     # ... and the previous default with one of the code-sharing settings.
     "small-corpus+code-match": (*SMALL, "--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2"),
     "small-corpus+no-resets": (*SMALL, "--reset-patience", "off"),
-    # Without text: no category prompt, so no label information reaches training (and the usage
-    # floor counts every clip as one prompt).
+    # Without text: no category prompt, so no label information reaches training. The default
+    # then trains as small-corpus (the usage floor has no prompts to count), so "av-only" and
+    # "small-corpus-av-only" train the same config; "av-only+code-match" forces the default's
+    # code-sharing settings (without prompts the usage term is the plain one, weight 3).
     "av-only": (),
     "small-corpus-av-only": SMALL,
+    "av-only+code-match": CODE_SHARING,
+    "av-only+code-match-usage-1.5": (*CODE_SHARING, "--code-usage-weight", "1.5"),
 }
-NO_TEXT_ROWS = ("av-only", "small-corpus-av-only")
+NO_TEXT_ROWS = tuple(row for row in ROWS if row.startswith(("av-only", "small-corpus-av-only")))
 
 
 def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = None) -> None:

@@ -102,6 +102,9 @@ def test_own_data_trains_and_evaluates_with_the_defaults(tmp_path):
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["data"]["shapes"] == {"audio": [1, 37], "video": [1, 19]}
     assert config["data"]["clips"] == 34  # every clip outside the test split
+    # No text: the default recipe trains as small-corpus (no prompts for its usage floor to count).
+    assert json.loads(trained.stdout)["recipe"] == "small-corpus"
+    assert config["remedies"] == TrainConfig.from_recipe("small-corpus", n_clips=34).remedies.as_dict()
     checkpoint = load_checkpoint(tmp_path / "run/last.pt")
     sizes = checkpoint.sizes
     assert (sizes.family, sizes.audio_dim, sizes.video_dim, sizes.video_grid) == ("hdcid-avt", 37, 19, False)
@@ -120,3 +123,28 @@ def test_own_data_trains_and_evaluates_with_the_defaults(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros((2, 1, 7, 7, 19), dtype=np.float32))
     wrong = run("encode", tmp_path / "run/last.pt", "--modality", "video", "--input", tmp_path / "v.npy", "-o", tmp_path / "o.h5")
     assert wrong.exit_code == 1 and "expected [N, T, 19]" in wrong.stderr
+
+
+def test_the_default_recipe_without_text_is_small_corpus_and_with_text_shares_codes(tmp_path):
+    """The recipe follows the corpus: the same command on the same clips with and without prompts;
+    resuming with the default named explicitly continues the saved no-text run."""
+    summaries = {}
+    for text_dim in (None, 6):
+        data = tmp_path / f"data-{text_dim}"
+        synthesize_paired(data, scale=0.1, seed=1, audio_dim=9, video_dim=7, text_dim=text_dim)
+        trained = run("train", "--data-root", data, "-o", tmp_path / f"run-{text_dim}", "--max-steps", 1)
+        assert trained.exit_code == 0, trained.output
+        summaries[text_dim] = json.loads(trained.stdout)
+        config = json.loads((tmp_path / f"run-{text_dim}/config.json").read_text())
+        expected = TrainConfig.from_recipe("small-corpus" if text_dim is None else "shared-codes", n_clips=34)
+        assert config["remedies"] == expected.remedies.as_dict()
+        assert config["level2_start"] == expected.level2_start
+    assert [summaries[t]["recipe"] for t in (None, 6)] == ["small-corpus", "shared-codes"]
+    assert TrainConfig.from_settings({}, n_clips=34, has_text=False) == TrainConfig.from_recipe("small-corpus", n_clips=34)
+    resumed = run("train", "--data-root", tmp_path / "data-None", "--resume", tmp_path / "run-None",
+                  "--recipe", "shared-codes", "--max-steps", 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["recipe"] == "small-corpus"
+    other = run("train", "--data-root", tmp_path / "data-None", "--resume", tmp_path / "run-None",
+                "--recipe", "reference", "--max-steps", 3)
+    assert other.exit_code != 0 and "recipe" in other.output

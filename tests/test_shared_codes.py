@@ -220,7 +220,7 @@ def test_usage_floor_counts_the_distinct_prompts_of_the_batch_and_stays_within_t
     remedies = Remedies(code_match_weight=1.0, code_usage_weight=1.0, code_usage_per_prompt=2.0)
     assert usage_floor(remedies, same, 400, batch) == 6.0
     assert usage_floor(remedies, same, 5, batch) == 5.0  # never more codes than the codebook has
-    assert usage_floor(remedies, None, 400, batch) == 8.0  # no text: every clip counts as one prompt
+    assert usage_floor(remedies, None, 400, batch) is None  # no text: the plain usage term
     assert usage_floor(Remedies(code_match_weight=1.0, code_usage_weight=1.0), same, 400, batch) is None
 
 

@@ -66,7 +66,7 @@ class Remedies:
     code_match_temperature: float = 0.1
     code_usage_weight: float = 0.0  # minus this × entropy of the batch's mean soft assignment, or the floor's weight
     # > 0: the usage term is a floor instead, at this many codes per distinct text prompt in the
-    # batch — the number of concepts follows the corpus (without text: per clip of the batch).
+    # batch — the number of concepts follows the corpus (without text: no floor, the plain term).
     code_usage_per_prompt: float = 0.0
     cosine_codes: bool = False  # unit-length codebook rows, features pulled by direction
     reset_source: str = "active"  # active (reference: copy an active code) | paired (a/v pair mean)
@@ -106,6 +106,8 @@ class Recipe:
     max_epochs: int = 30
     level2_start: int = 3  # H-DCID: first epoch whose loss includes level 2 (published: 3)
     fcid_remedies: Remedies | None = None  # what FCID (one vector per clip) gets instead, if not these
+    # The recipe a corpus without text trains with instead, if not this one (its name is recorded).
+    no_text: Recipe | None = None
 
     def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None, family: str | None = None) -> int:
         """Epochs when none are given: the published counts, or a step budget on a small corpus."""
@@ -170,6 +172,12 @@ RECIPES: dict[str, Recipe] = {
         # FCID quantizes one vector per clip: per-second code matching does not apply, and the
         # no-reset policy was measured with it only. FCID gets the small-corpus remedies.
         fcid_remedies=SMALL_CORPUS.remedies,
+        # Without text the floor has no prompts to count, and no way of sharing codes we measured
+        # kept the transfer of small-corpus: a floor of 1 or 2 codes per clip collapsed spoken
+        # digits to 6-7 codes (every head 13-32%), the plain usage term at weight 3 kept the
+        # code-id transfer of small-corpus but lost 10-18 points in the codeword heads there and
+        # 4-10 on the own-data corpus (benchmarks/results/unified_codes.md, own_data.md).
+        no_text=SMALL_CORPUS,
     ),
 }
 DEFAULT_RECIPE = "shared-codes"
@@ -353,11 +361,15 @@ class TrainConfig:
         return replace(self, **values, remedies=replace(self.remedies, **remedies))
 
     @staticmethod
-    def from_settings(settings: Mapping[str, Any], *, n_clips: int, remedies: Remedies | None = None) -> TrainConfig:
+    def from_settings(
+        settings: Mapping[str, Any], *, n_clips: int, remedies: Remedies | None = None, has_text: bool = True,
+    ) -> TrainConfig:
         """A new run's config: the recipe's preset (`recipe`, default DEFAULT_RECIPE) for a corpus
         of `n_clips` clips, with the given settings (flat names; None = not given) on top.
 
         `remedies`, if given, replaces the preset's remedies before single remedy settings apply.
+        `has_text` False (a corpus without text): a recipe with a `no_text` preset trains with
+        that one instead, and the config records its name.
         """
         given = {k: v for k, v in settings.items() if v is not None}
         _check_names(given)
@@ -365,6 +377,9 @@ class TrainConfig:
         if recipe not in RECIPES:
             raise ModelError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
         preset = RECIPES[recipe]
+        if not has_text and preset.no_text is not None:
+            preset = preset.no_text
+            recipe = preset.name
         family = given.get("family")
         levels = given.pop("levels", TRAIN_FAMILIES.get(family, NEW_RUN_LEVELS))
         epochs = given.pop("epochs", None)
@@ -381,12 +396,13 @@ class TrainConfig:
     @staticmethod
     def from_recipe(
         recipe: str = DEFAULT_RECIPE, *, n_clips: int, levels: int = NEW_RUN_LEVELS, epochs: int | None = None,
-        remedies: Remedies | None = None, **overrides: Any,
+        remedies: Remedies | None = None, has_text: bool = True, **overrides: Any,
     ) -> TrainConfig:
-        """A config from a named preset (RECIPES) for a corpus of `n_clips` clips; keyword
-        arguments (settings, `None` = not given) override the preset."""
+        """A config from a named preset (RECIPES) for a corpus of `n_clips` clips (`has_text`: see
+        from_settings); keyword arguments (settings, `None` = not given) override the preset."""
         return TrainConfig.from_settings(
             {"recipe": recipe, "levels": levels, "epochs": epochs, **overrides}, n_clips=n_clips, remedies=remedies,
+            has_text=has_text,
         )
 
     @staticmethod
@@ -397,6 +413,9 @@ class TrainConfig:
         other given setting must equal the saved value (so re-running the same command with
         resume works), otherwise a SettingsError names each changed setting, old and new.
         """
+        given = dict(given)
+        if _resolves_to(given.get("recipe"), saved.recipe):
+            given["recipe"] = saved.recipe  # e.g. the default, saved as what it trains without text
         requested = saved.with_settings(given)
         changed = [
             name for name in given
@@ -442,6 +461,13 @@ def new_run_default(name: str) -> Any:
         if f.name == name:
             return f.default
     raise KeyError(name)
+
+
+def _resolves_to(given: Any, saved: str) -> bool:
+    """Whether the recipe named `given` trains as the saved recipe `saved` on some corpus (itself,
+    or its no-text preset)."""
+    preset = RECIPES.get(given) if isinstance(given, str) else None
+    return preset is not None and preset.no_text is not None and preset.no_text.name == saved
 
 
 def _check_names(given: Mapping[str, Any]) -> None:

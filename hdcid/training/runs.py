@@ -17,7 +17,7 @@ import torch
 
 from hdcid.diagnostics import LevelDiagnostics
 from hdcid.errors import ModelError, OutputExistsError, SettingsError, literal
-from hdcid.training.data import PretrainData
+from hdcid.training.data import PretrainData, probe_shapes
 from hdcid.training.distributed import Collective
 from hdcid.training.recipes import TrainConfig, new_run_default
 from hdcid.training.tensorboard_log import TensorBoardLog, require_tensorboard
@@ -97,7 +97,7 @@ def open_training(
     # Settings that need no data (NaN rates, absurd sizes) are refused before the corpus is read.
     TrainConfig.from_settings(request.settings, n_clips=1).validate()
     data = load_data()
-    config = TrainConfig.from_settings(request.settings, n_clips=len(data))
+    config = TrainConfig.from_settings(request.settings, n_clips=len(data), has_text="text" in probe_shapes(data))
     return Trainer(
         config, data, run_dir, init_from=request.init_from, on_step=on_step, on_epoch=on_epoch,
         collective=Collective.join(config.device),
