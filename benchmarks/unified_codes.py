@@ -196,6 +196,10 @@ def markdown(results: list[dict]) -> list[str]:
         "code-id L1 v2a / a2v | prototype L1 | linear L1 | code-id L1+L2 (hdcid) | train min wall (CPU) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    hdcid_view = [
+        "| corpus | row | seeds | prototype L1+L2 v2a / a2v | linear L1+L2 v2a / a2v |",
+        "|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["corpus"], r["row"]), []).append(r)
@@ -214,7 +218,10 @@ def markdown(results: list[dict]) -> list[str]:
             f"{heads['dcid/codes']} | {heads['dcid/prototype']} | {heads['dcid/linear']} | {heads['hdcid/codes']} | "
             f"{_cell([r['train_wall_min'] for r in runs])} ({_cell([r['train_cpu_min'] for r in runs])}) |"
         )
-    return lines
+        hdcid_view.append(f"| {spec} | {row} | {','.join(str(r['train_seed']) for r in runs)} | "
+                          f"{heads['hdcid/prototype']} | {heads['hdcid/linear']} |")
+    return [*lines, "", "`hdcid` view, codeword heads (levels 1 + 2 concatenated, what `toc eval` reads by default):", "",
+            *hdcid_view]
 
 
 def main() -> None:

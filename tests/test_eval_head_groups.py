@@ -201,8 +201,10 @@ def test_grouped_heads_agree_with_the_per_head_autograd_loop(kind, widths):
     (grouped,) = train_linear_heads([LinearHeadJob(kind, factor_codes(tables, codes), y, n_out, 7, judge)], config)
     sa, sb = state(autograd), state(grouped)
     for name in sa:
-        # Same function and gradients, summed in another order: float64 rounding only.
-        torch.testing.assert_close(sb[name], sa[name], rtol=1e-10, atol=1e-12)
+        # Same function and gradients, summed in another order: float64 rounding only, which five
+        # epochs of SGD grow to about 1e-11 on some CPUs (seen on an AMD EPYC: 1.3e-11 absolute);
+        # a wrong gradient differs by orders of magnitude more.
+        torch.testing.assert_close(sb[name], sa[name], rtol=1e-8, atol=1e-10)
     assert [h.score for h in autograd.history] == [h.score for h in grouped.history]
     assert autograd.best_epoch == grouped.best_epoch
     np.testing.assert_array_equal(autograd.predictor.predict(dense), grouped.predictor.predict(dense))

@@ -117,7 +117,7 @@ def _epochs_help() -> str:
 @click.option("--lr", type=float, **_setting("lr"), help="Adam learning rate of the main model.")
 @click.option("--mi-lr", type=float, **_setting("mi_lr"), help="Adam learning rate of the CLUB estimators.")
 @click.option("--clip", type=float, **_setting("clip"), help="Gradient-norm clip, per module.")
-@click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe. Single options override it.")
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe; shared-codes trains a corpus without text as small-corpus (its usage floor counts text prompts). Single options override it.")
 @click.option("--standardize-inputs/--no-standardize-inputs", **_recipe_setting(), help="Z-score audio/video channels; statistics stored in the checkpoint (Input_normalization).")
 @click.option("--codebook-init", type=click.Choice(["uniform", "sample", "kmeans"]), **_recipe_setting(), help="Codebook initialisation (uniform = reference).")
 @click.option("--reset-patience", type=ResetPatienceType(), **_recipe_setting(), help="Dead-code reset patience: reference (300 batches), auto (one epoch), off (never reset) or an integer.")
