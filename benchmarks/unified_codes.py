@@ -50,9 +50,10 @@ SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-
 # cost about a minute per step here), so every row trains for the same number of steps.
 SMALL = ("--recipe", "small-corpus")
 PLAIN = ("--code-usage-per-prompt", "0")  # the plain usage term instead of the floor
-# The settings shared-codes adds to small-corpus (hdcid/training/recipes.py), as flags.
-CODE_SHARING = (*SMALL, "--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2",
-                "--reset-patience", "off", "--detach-level2-targets", "--level2-start", "0")
+# The settings shared-codes adds to small-corpus (hdcid/training/recipes.py), as flags: code
+# matching with its usage floor, and the rest.
+CODE_MATCH = ("--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2")
+CODE_SHARING = (*SMALL, *CODE_MATCH, "--reset-patience", "off", "--detach-level2-targets", "--level2-start", "0")
 ROWS: dict[str, tuple[str, ...]] = {
     "default": (),  # toc train with every default: the shared-codes recipe
     "published": ("--recipe", "reference", "--batch-size", "16", *SMALL_WIDTHS),
@@ -65,7 +66,7 @@ ROWS: dict[str, tuple[str, ...]] = {
     "no-detach": ("--no-detach-level2-targets",),
     "level2-late": ("--level2-start", "3"),
     # ... and the previous default with one of the code-sharing settings.
-    "small-corpus+code-match": (*SMALL, "--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2"),
+    "small-corpus+code-match": (*SMALL, *CODE_MATCH),
     "small-corpus+no-resets": (*SMALL, "--reset-patience", "off"),
     # Without text: no category prompt, so no label information reaches training. The default
     # then trains as small-corpus (the usage floor has no prompts to count), so "av-only" and

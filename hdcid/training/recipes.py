@@ -175,8 +175,9 @@ RECIPES: dict[str, Recipe] = {
         # Without text the floor has no prompts to count, and no way of sharing codes we measured
         # kept the transfer of small-corpus: a floor of 1 or 2 codes per clip collapsed spoken
         # digits to 6-7 codes (every head 13-32%), the plain usage term at weight 3 kept the
-        # code-id transfer of small-corpus but lost 10-18 points in the codeword heads there and
-        # 4-10 on the own-data corpus (benchmarks/results/unified_codes.md, own_data.md).
+        # code-id transfer of small-corpus but lost 10-18 points in the codeword heads there, and
+        # on the own-data corpus it was level with small-corpus (91.7 / 90.0% against 92.2 /
+        # 91.7%, linear) (benchmarks/results/unified_codes.md, own_data.md).
         no_text=SMALL_CORPUS,
     ),
 }
@@ -463,10 +464,10 @@ def new_run_default(name: str) -> Any:
     raise KeyError(name)
 
 
-def _resolves_to(given: Any, saved: str) -> bool:
-    """Whether the recipe named `given` trains as the saved recipe `saved` on some corpus (itself,
-    or its no-text preset)."""
-    preset = RECIPES.get(given) if isinstance(given, str) else None
+def _resolves_to(given: str | None, saved: str) -> bool:
+    """Whether the recipe named `given` (None: not given) trains a corpus without text as the
+    saved recipe `saved` (its no-text preset)."""
+    preset = RECIPES.get(given)
     return preset is not None and preset.no_text is not None and preset.no_text.name == saved
 
 

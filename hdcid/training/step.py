@@ -314,7 +314,7 @@ def usage_floor(
     2 codes per clip cannot be met on spoken digits (32 per batch of 16), the unmet floor keeps
     sharpening every assignment, and training settled on 6 codes with every head at 13-28%; a
     floor of 1 per clip left 7 codes (20-32%); the plain term at weight 3 kept 41 / 37 codes at
-    code-id transfer 63 / 67% (benchmarks/results/unified_codes.md)."""
+    code-id transfer 63 / 67% (one training seed; benchmarks/results/unified_codes.md)."""
     if remedies.code_usage_per_prompt <= 0 or same_text is None:
         return None
     clips, steps = batch["audio"].shape[:2]
