@@ -84,7 +84,8 @@ def test_holm_by_hand():
 def test_bootstrap_p_value_counts_ties_on_both_sides():
     assert bootstrap_p_value(np.zeros(99)) == 1.0
     assert bootstrap_p_value(np.ones(99)) == pytest.approx(2 / 100)
-    assert bootstrap_p_value(np.r_[np.ones(94), -np.ones(5)]) == pytest.approx(2 * 6 / 100)
+    # 5 of 99 resamples at or below 0: the smallest tail whose rounded-out end excludes 0 is 5/98.
+    assert bootstrap_p_value(np.r_[np.ones(94), -np.ones(5)]) == pytest.approx(2 * 5 / 98)
 
 
 # ---------------------------------------------------------------------- metrics as sums of parts
@@ -400,16 +401,23 @@ def test_expanded_tail_and_p_value_agree_with_the_interval():
     )
     assert resampling.expanded_tail(0.95, 1) == pytest.approx(0.025)
     assert resampling.expanded_tail(0.95, 10_000) == pytest.approx(0.025, abs=2e-5)
-    # The expanded p-value is below 0.05 exactly when the expanded 95 % interval excludes 0.
+    # The expanded p-value is at most 0.05 exactly when the printed expanded 95 % interval (ends
+    # rounded outwards to replicate values) excludes 0 — at the boundary too, where a p-value
+    # with the usual +1 counts disagreed with the interval by one resample. Continuous and
+    # discrete (tied) differences, shifts that put the count right at the tail.
     rng = np.random.default_rng(3)
-    for shift in np.linspace(0.0, 0.4, 9):
-        deltas = rng.normal(shift, 0.2, size=1999)
+    checked = 0
+    for size in (999, 1999, 5000):
         tail = resampling.expanded_tail(0.95, n)
-        low, high = np.quantile(deltas, [tail, 1 - tail])
-        p = bootstrap_p_value(deltas, n_units=n)
-        assert p >= bootstrap_p_value(deltas)  # never less conservative than the plain rule
-        if abs(min(np.mean(deltas <= 0), np.mean(deltas >= 0)) - tail) > 0.003:
-            assert (p < 0.05) == (low > 0 or high < 0)
+        for shift in np.linspace(0.0, 0.6, 61):
+            for deltas in (rng.normal(shift, 0.2, size=size), np.round(rng.normal(shift, 0.2, size=size) * 10) / 10):
+                low = np.quantile(deltas, tail, method="lower")
+                high = np.quantile(deltas, 1 - tail, method="higher")
+                p = bootstrap_p_value(deltas, n_units=n)
+                assert p >= bootstrap_p_value(deltas)  # never less conservative than the plain rule
+                assert (p <= 0.05) == (low > 0 or high < 0), (size, shift)
+                checked += 1
+    assert checked == 366
 
 
 def test_pretraining_clusters_are_resampled_first():

@@ -30,8 +30,14 @@ CONFIDENCE = 0.95
 LEVEL = 0.05  # two-sided level of the paired tests behind a "clear" verdict
 DEFAULT_RESAMPLES = 5000
 # Resamples per block: the [block, units] count matrix stays small (a few MB for 4000 units).
-# The draws do not depend on the block size (separate streams for units and runs, drawn in order).
+# The draws depend on this constant (the run and cluster draws interleave per block), so it is
+# fixed: the same parts and seed give the same replicates; another value gives other draws from
+# the same distribution.
 _BLOCK_CELLS = 1_000_000
+# Two replicates closer than this (relative to the metric's scale) are equal: the same sums
+# reach different columns of a matrix product and can round apart by ~1e-14, and a difference of
+# two equal variants must be exactly 0 to count as a tie on both sides of 0.
+_EQUAL_RELATIVE = 1e-9
 
 SPLIT_VALIDATION = "validation"
 SPLIT_EVALUATION = "evaluation"
@@ -387,7 +393,7 @@ def expanded_tail(confidence: float, n_units: int) -> float:
     mean ± z·s/√n with the divide-by-n standard deviation. Expanding it to the t interval with
     the n − 1 standard deviation (Hesterberg 2015, "What teachers should know about the
     bootstrap") gives the tail Φ(−√(n/(n−1)) · t_{n−1}((1+confidence)/2)): 2.08 % instead of
-    2.5 % at 45 units, 2.39 % at 200. n < 2 cannot be corrected and keeps (1 − confidence)/2.
+    2.5 % at 45 units, 2.40 % at 200. n < 2 cannot be corrected and keeps (1 − confidence)/2.
     """
     _check_confidence(confidence)
     tail = (1.0 - confidence) / 2.0
@@ -536,6 +542,8 @@ class BootstrapResult:
     def difference(self, a: str, b: str) -> PairedEstimate:
         i, j = self.parts.index(a), self.parts.index(b)
         deltas = self.replicates[:, i] - self.replicates[:, j]
+        scale = max(1.0, float(np.nanmax(np.abs(self.replicates[:, [i, j]]), initial=0.0)))
+        deltas = np.where(np.abs(deltas) <= _EQUAL_RELATIVE * scale, 0.0, deltas)
         identical = all(np.array_equal(blk.parts[i], blk.parts[j]) for blk in self.blocks)
         notes = []
         if identical:
@@ -558,23 +566,27 @@ def _span(interval: Interval | None) -> str:
 
 
 def bootstrap_p_value(deltas: np.ndarray, n_units: int | None = None) -> float:
-    """Two-sided p-value for "no difference" from resampled differences.
+    """Two-sided p-value for "no difference" from resampled differences: the smallest level at
+    which the printed interval of the differences excludes 0, so that p <= level exactly when the
+    (1 − level) interval excludes 0.
 
-    The tail fraction q = (min(#{Δ* <= 0}, #{Δ* >= 0}) + 1) / (B + 1), with the usual +1 so that
-    p is never 0; resamples with Δ* exactly 0 count on both sides (conservative for discrete
-    metrics). Without `n_units`, p = min(1, 2q): the smallest two-sided level at which the
-    plain percentile interval excludes 0. With `n_units`, p is the smallest level at which the
-    *expanded* interval of `expanded_tail` excludes 0, so the test and the printed interval
-    agree: p = 2 · (1 − T_{n−1}(z_q / √(n/(n−1)))), z_q = −Φ⁻¹(q).
+    The interval's ends are replicate values rounded outwards (`BootstrapResult._interval`): at a
+    tail a its lower end excludes 0 exactly when #{Δ* <= 0} <= a·(B − 1), its upper end when
+    #{Δ* >= 0} <= a·(B − 1). So the smallest tail that excludes 0 is q = k / (B − 1), with
+    k = min(#{Δ* <= 0}, #{Δ* >= 0}); resamples with Δ* exactly 0 count on both sides (a tie is
+    no evidence either way). q is floored at 1 / (B + 1), so p is never 0 (B resamples cannot
+    show a smaller tail); with B >= 40 the floor stays below the 2.5 % tail and cannot change a
+    verdict at level 0.05. Without `n_units`, p = min(1, 2q) (the plain percentile interval).
+    With `n_units`, p is the level whose *expanded* tail (`expanded_tail`) is q:
+    p = 2 · (1 − T_{n−1}(z_q / √(n/(n−1)))), z_q = −Φ⁻¹(q).
     """
     deltas = np.asarray(deltas, dtype=np.float64)
     deltas = deltas[np.isfinite(deltas)]
     n = deltas.size
-    if n == 0:
+    if n < 2:
         return 1.0
-    below = int(np.sum(deltas <= 0.0)) + 1
-    above = int(np.sum(deltas >= 0.0)) + 1
-    q = min(below, above) / (n + 1)
+    k = min(int(np.sum(deltas <= 0.0)), int(np.sum(deltas >= 0.0)))
+    q = max(k / (n - 1), 1.0 / (n + 1))
     if n_units is None or n_units < 2:
         return min(1.0, 2.0 * q)
     if q >= 0.5:
