@@ -28,7 +28,7 @@ from toc.data.base import FeatureSet  # noqa: E402
 from toc.eval.cache import CheckpointCodeSource, CodeCache  # noqa: E402
 from toc.eval.heads import LinearHeadConfig, train_linear_head  # noqa: E402
 
-DEFAULT_CHECKPOINT = ROOT.parent / "shared" / "fixtures" / "cmg-reference" / "dcid_small.pt"
+DEFAULT_CHECKPOINT = ROOT / "tests" / "fixtures" / "cmg-reference" / "dcid_small.pt"
 
 
 def ave_shaped_set(n: int, modality: str, seed: int = 0) -> FeatureSet:

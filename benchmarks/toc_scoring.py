@@ -25,7 +25,7 @@ from toc.codebook.scoring import default_chunk_rows, score_channels  # noqa: E40
 from toc.codebook.selection import select_channels  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "toc_scoring.md"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "cmg-reference" / "codebook_400x256.pt"
+FIXTURE = ROOT / "tests" / "fixtures" / "cmg-reference" / "codebook_400x256.pt"
 
 
 def pairwise_loop_criterion(embedding: torch.Tensor, row_limit: int | None = None) -> torch.Tensor:

@@ -1,15 +1,14 @@
-"""FCID test helpers: the shared parity fixtures (skipped when absent) and tiny FCID checkpoints."""
+"""FCID test helpers: the FCID parity fixtures (tests/fixtures/fcid-reference) and tiny FCID checkpoints."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from hdcid.fcid import FcidEncoder, fcid_sizes
 
-FCID_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fcid-reference"
+FCID_REFERENCE = Path(__file__).resolve().parent / "fixtures" / "fcid-reference"
 
 # Small enough to build and run in milliseconds; every width differs so a swapped size fails.
 TINY_FCID = dict(
@@ -20,8 +19,8 @@ TINY_FCID = dict(
 
 def fcid_reference_file(name: str) -> Path:
     path = FCID_REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"FCID reference fixture {path} is not available", allow_module_level=True)
+    if not path.is_file():
+        raise FileNotFoundError(f"FCID reference fixture {path} is missing (it ships with the repository)")
     return path
 
 

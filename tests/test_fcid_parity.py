@@ -1,6 +1,6 @@
 """FCID reference parity: manifest, codes, codewords, pretraining forward and every TOC list.
 
-Skipped as a whole when ../shared/fixtures/fcid-reference is absent (as in CI).
+The fixtures are outputs of the published FCID code, shipped in tests/fixtures/fcid-reference.
 """
 
 from __future__ import annotations

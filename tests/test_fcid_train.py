@@ -119,8 +119,6 @@ def test_settings_rules():
 
 def test_default_size_model_matches_the_reference_manifests():
     manifests = FCID_REFERENCE / "state_dict_manifests.json"
-    if not manifests.exists():
-        pytest.skip(f"{manifests} is not available")
     expected = json.loads(manifests.read_text())
     with torch.device("meta"):
         model = FcidPretrainModel(TrainConfig.from_settings({"recipe": "reference", "family": "fcid"}, n_clips=10),

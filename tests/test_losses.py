@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import json
 
 import pytest
 import torch
@@ -16,35 +15,29 @@ from hdcid.losses import (
     info_nce,
     modality_gap_loss,
 )
+from hdcid.modules import text_lstm
 from hdcid.quantizer import CrossQuantizer
+from tests.conftest import reference_file
 
-SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "reference-model.md"
 
-
-def _appendix_listing(title_start: str) -> list[tuple[str, tuple[int, ...]]]:
-    if not SPEC.exists():
-        pytest.skip("reference spec not available")
-    text = SPEC.read_text()
-    start = text.index("### " + title_start)
-    block = text[start:].split("```text", 1)[1].split("```", 1)[0]
-    out = []
-    for line in block.strip().splitlines():
-        key, shape = re.match(r"(\S+)\s+\((.*)\)", line.strip()).groups()
-        out.append((key, tuple(int(s) for s in shape.split(",") if s.strip())))
-    return out
+def _reference_listing(title_start: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The reference module's state_dict keys and shapes, in order (tests/fixtures/cmg-reference)."""
+    listings = json.loads(reference_file("auxiliary_state_dict_listings.json").read_text())
+    (title,) = [t for t in listings if t.startswith(title_start)]
+    return [(key, tuple(shape)) for key, shape in listings[title].items()]
 
 
 def test_cpc_keys_match_reference_listing():
     with torch.device("meta"):
         cpc = CrossCPC(256, 256, 256, 2)
-    assert [(k, tuple(v.shape)) for k, v in cpc.state_dict().items()] == _appendix_listing("Cross_CPC_AVT")
+    assert [(k, tuple(v.shape)) for k, v in cpc.state_dict().items()] == _reference_listing("Cross_CPC_AVT")
 
 
 @pytest.mark.parametrize("y_dim,title", [(512, "CLUBSample_group(x_dim=256,y_dim=512"), (256, "CLUBSample_group(x_dim=256,y_dim=256")])
 def test_club_keys_match_reference_listing(y_dim, title):
     with torch.device("meta"):
         club = CLUBSampleGroup(256, y_dim, 256)
-    assert [(k, tuple(v.shape)) for k, v in club.state_dict().items()] == _appendix_listing(title)
+    assert [(k, tuple(v.shape)) for k, v in club.state_dict().items()] == _reference_listing(title)
 
 
 def test_cpc_finite_with_gradients_and_accuracies():
@@ -190,3 +183,9 @@ def test_reset_can_keep_ema_consistent():
         q.quantize_level({"audio": x, "video": x.clone()}, 0, cmcm=False)
     assert float(q.embedding[2].abs().max()) < 2.0  # the reset survived the following EMA steps
     assert torch.allclose(q.embedding[2], q.ema_weight[2] / q.ema_count[2])
+
+
+def test_text_lstm_keys_match_reference_listing():
+    with torch.device("meta"):
+        lstm = text_lstm(768, 128)
+    assert [(k, tuple(v.shape)) for k, v in lstm.state_dict().items()] == _reference_listing("nn.LSTM(768,128")

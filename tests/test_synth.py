@@ -16,7 +16,9 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from toc.corpora import synthetic as synth
+from toc.data import layout, vggsound
 from toc.errors import ConfigError, OutputExistsError
+from toc.eval import tasks as registry
 
 TINY = 0.01  # every set at its floor (synth.MIN_COUNTS): ~50 clips, ~1 s
 
@@ -265,9 +267,6 @@ def test_library_refuses_bad_arguments(tmp_path):
 
 
 def test_every_synthetic_task_set_passes_through_the_real_loaders(corpus):
-    registry = pytest.importorskip("toc.eval.tasks")
-    vggsound = pytest.importorskip("toc.data.vggsound")
-    layout = pytest.importorskip("toc.data.layout")
     root, summary = corpus
     expected = {
         "ave": ({"ave/audio": summary.counts["ave"], "ave/video": summary.counts["ave"]}, 28),
