@@ -281,6 +281,65 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+class StagedFiles:
+    """Files written now, each to a hidden temporary beside its target (flushed and fsynced), and
+    renamed into place together by `commit()` — or removed by `discard()` (and by the command
+    line's cleanup, like every live temporary). A command that fails before its end therefore
+    leaves none of them under a final name, where a later run could take them for its own."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, Path] = {}  # target -> its temporary
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes) -> None:
+        target = resolve_output(path)
+        if target.is_dir():
+            raise OutputError(f"{target}: is a directory; expected a file name for the output")
+        tmp = temporary_beside(target)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            reason = _reason(exc, tmp)
+            _remove_temporary(tmp)
+            raise OutputError(f"{target}: cannot write ({reason})") from exc
+        except BaseException:
+            _remove_temporary(tmp)
+            raise
+        if target in self._pending:
+            _remove_temporary(self._pending[target])
+        self._pending[target] = tmp
+
+    @property
+    def targets(self) -> list[Path]:
+        return sorted(self._pending)
+
+    def commit(self) -> None:
+        """Rename every staged file over its target."""
+        with critical_section():
+            for target, tmp in list(self._pending.items()):
+                try:
+                    os.replace(tmp, target)
+                except OSError as exc:
+                    self.discard()
+                    raise OutputError(f"{target}: cannot write ({_reason(exc, None)})") from exc
+                _forget(tmp)
+                del self._pending[target]
+
+    def discard(self) -> None:
+        """Remove every staged file; their targets stay as they were."""
+        for tmp in self._pending.values():
+            _remove_temporary(tmp)
+        self._pending.clear()
+
+
+def _remove_temporary(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+    _forget(tmp)
+
+
 def check_space(path: str | os.PathLike, needed_bytes: int) -> None:
     """Refuse early when `needed_bytes` cannot fit: free disk space or the file-size limit (ulimit -f)."""
     target = Path(path)
@@ -303,6 +362,32 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append `text` to `path` (created if absent) whole or not at all: a write that fails part
+    way (full disk, file-size limit) is cut back to the file's previous length, so the file never
+    ends in a partial line; the failure is one OutputError naming the file."""
+    target = Path(path)
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({_reason(exc, None)})") from exc
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({_reason(exc, None)})") from exc
+    finally:
+        os.close(fd)
 
 
 def _nearest_existing(path: Path) -> Path:

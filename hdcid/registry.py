@@ -56,6 +56,13 @@ class FamilySpec:
         return f"{self.codebook_prefix}.ema_count"
 
     @property
+    def statistics_keys(self) -> tuple[str, ...]:
+        """The quantizer's training statistics (EMA counts and weights, batches since each code
+        was last used): the MM-EMA update and the dead-code reset read them; encoding reads only
+        the codebook (`codebook_key`) and the parameters."""
+        return tuple(f"{self.codebook_prefix}.{name}" for name in ("ema_count", "ema_weight", "unactivated_count"))
+
+    @property
     def width_key(self) -> str:
         """The temporal projection [width, audio_dim]: its rows must equal the code width."""
         return f"{self.temporal}.affine_matrix.weight"

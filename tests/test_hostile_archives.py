@@ -23,15 +23,20 @@ from hostile_inputs import (
 from cli.main import cli
 from toc.codebook.checkpoint import load_checkpoint, load_codebooks
 from toc.codebook.encode import open_features
-from toc.data.archives import MAX_FEATURE_STEPS, load_feature, read_zip_array
+from toc.data.archives import MAX_MEMBER_BYTES, RATIO_FREE_BYTES, load_feature, read_zip_array
 from toc.errors import CheckpointError, DataError
 
 
 def test_a_zip_bomb_is_cut_off_at_the_members_bound(tmp_path):
+    """A member that inflates about a thousand times is a bomb, whatever it declares; one that
+    declares more than a clip may hold in memory is refused before inflating."""
     path = zip_bomb(tmp_path / "clip.zip", "clip.pkl", 50_000_000)
     assert path.stat().st_size < 200_000
-    with pytest.raises(DataError, match="zip member too large"):
+    with pytest.raises(DataError, match="inflates far beyond its compressed size.*at most 100x"):
         load_feature(path, (128,), pad=True)
+    huge = zip_bomb(tmp_path / "huge.zip", "clip.pkl", MAX_MEMBER_BYTES + 1)
+    with pytest.raises(DataError, match="zip member too large"):
+        load_feature(huge, (128,), pad=True)
 
 
 def test_a_member_lying_about_its_size_is_still_cut_off(tmp_path):
@@ -60,12 +65,23 @@ def test_a_pickle_structure_bomb_is_refused_before_unpickling(tmp_path):
         read_zip_array(path)
 
 
-def test_clips_longer_than_the_step_bound_are_refused(tmp_path):
-    path = tmp_path / "clip.zip"
+def test_a_long_clip_is_not_a_bomb(tmp_path):
+    """Issue 25: an AVVP audio zip of 1,000 steps (512 KB of float32) was refused as "zip member
+    too large" (a bound of 300 steps); the reference keeps the first 10 steps of any clip. Now the
+    bounds are the member's memory and its compression ratio, so long clips load, and a long clip
+    of constant rows (compressing far more than real features) loads while it stays small."""
+    steps = np.random.default_rng(0).normal(size=(1000, 128)).astype(np.float32)
+    path = tmp_path / "long.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("clip.pkl", pickle.dumps(np.zeros((MAX_FEATURE_STEPS + 1, 128), np.float32)))
-    with pytest.raises(DataError, match="T>=1"):
-        load_feature(path, (128,), pad=True)
+        archive.writestr("long.pkl", pickle.dumps(steps))
+    assert path.stat().st_size > 450_000
+    out = load_feature(path, (128,), pad=True)
+    assert out.shape == (10, 128) and np.array_equal(out, steps[:10].astype(np.float64))
+    silent = tmp_path / "silent.zip"
+    constant = np.zeros((RATIO_FREE_BYTES // (2 * 128 * 8), 128))  # 4 MB of zeros: ~1000x compressible
+    with zipfile.ZipFile(silent, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("silent.pkl", pickle.dumps(constant))
+    assert np.array_equal(load_feature(silent, (128,), pad=True), np.zeros((10, 128)))
 
 
 def test_deflated_torch_records_are_refused_before_torch_inflates_them(tmp_path):

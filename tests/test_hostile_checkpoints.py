@@ -1,10 +1,12 @@
 """Hostile checkpoints (items 2 and 3): no trust by the back door, NaN / Inf / absurd values never
-give a result, text-LSTM states and counters are checked before anything runs."""
+give a result, text-LSTM states and counters are checked before anything runs (and, since issue
+25, refuse only the commands that read them: tests/test_auxiliary_entries.py)."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -14,8 +16,8 @@ from click.testing import CliRunner
 from datafixtures import write_ave
 
 from cli.main import cli
-from toc.codebook.checkpoint import load_checkpoint, load_codebooks
-from toc.codebook.encode import EncodingSession
+from toc.codebook.checkpoint import EPOCH_FIELD, UnusedFieldWarning, load_checkpoint, load_codebooks
+from toc.codebook.encode import EncodingSession, check_features
 from toc.codebook.selection import TocSettings, select_levels
 from toc.errors import CheckpointError, ConfigError, DataError, TocError
 from toc.pipeline.plan import load_plan
@@ -128,23 +130,37 @@ def test_an_encoder_overflowing_its_dtype_is_an_error_not_code_zero(tmp_path):
 
 
 def test_bad_text_lstm_state_is_one_line(tmp_path):
+    """Issue 25: a damaged or ill-fitting text LSTM no longer refuses the checkpoint (encoding
+    audio, video or text features never runs it); it is refused, in one line naming its key, where
+    raw word vectors would go through it. A damaged one is also one warning at load."""
     from hdcid.modules import text_lstm
 
     path = save_reference_checkpoint(tmp_path / "t.pt", with_text_lstm=True)
     state = torch.load(path, weights_only=True)
     state["Text_ar_lstm_parameters"]["weight_hh_l0"] = torch.zeros(5)
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="not an LSTM state_dict"):
-        load_checkpoint(path)
+    with pytest.warns(UserWarning, match="Text_ar_lstm_parameters.weight_ih_l0': not an LSTM state_dict"):
+        checkpoint = load_checkpoint(path)
+    session = EncodingSession(checkpoint, dtype=torch.float64)
+    assert session.encode_batch("audio", np.zeros((1, 10, 128)))[0][0].shape == (1, 10)
+    with pytest.raises(CheckpointError, match=r"raw 768-d word vectors \(x.npy\) must go through the text LSTM.*not an LSTM"):
+        check_features(checkpoint, "text", (1, 10, 768), "x.npy")
     state["Text_ar_lstm_parameters"] = text_lstm(768, 3).double().state_dict()  # 2 x 3 != text width
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="does not fit the text encoder"):
-        load_checkpoint(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedFieldWarning)  # a sound LSTM of another width: no warning
+        checkpoint = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="weight_hh_l0.*does not fit the text encoder"):
+        check_features(checkpoint, "text", (1, 10, 768), "x.npy")
 
 
-def test_absurd_epoch_is_refused(tmp_path):
+def test_absurd_epoch_is_a_warning_unless_read(tmp_path):
+    """Issue 25: an impossible epoch refused every command; only the reference protocol's epoch
+    rule reads it (tests/test_auxiliary_entries.py has the eval side)."""
     path = save_reference_checkpoint(tmp_path / "e.pt", extra={"epoch": -(10**12)})
+    with pytest.warns(UserWarning, match="key 'epoch': not a plausible count"):
+        assert load_checkpoint(path).epoch is None
     with pytest.raises(CheckpointError, match="key 'epoch': not a plausible count"):
-        load_checkpoint(path)
+        load_checkpoint(path, reads=(EPOCH_FIELD,))
     path = save_reference_checkpoint(tmp_path / "f.pt", extra={"epoch": torch.tensor(float("nan"))})
     assert load_checkpoint(path).epoch is None

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import pytest
 from checkpoints import save_reference_checkpoint
 from datafixtures import write_ave, write_pretrain
@@ -46,16 +45,34 @@ def test_an_unwritable_output_names_the_output_not_the_temporary(tmp_path, monke
         assert str(caught.value) == f"{target}: cannot write here (permission denied)"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
-def test_a_read_only_output_folder_is_refused_before_encoding(tmp_path):
+@pytest.mark.parametrize("blocker", ["regular-file", "permission-denied"])
+def test_an_unwritable_output_folder_is_refused_before_encoding(tmp_path, monkeypatch, blocker):
+    """`toc encode -o` into a folder that cannot take a new file is refused before anything is
+    read or encoded, naming the output (never the hidden temporary). Root writes into a chmod
+    555 folder, so the folder is made unwritable for everyone: a regular file stands where the
+    folder should be, or creating any file in it fails with EACCES (as on a read-only mount).
+    The input does not exist: an error about it would mean the output was checked too late."""
     checkpoint = save_reference_checkpoint(tmp_path / "m.pt")
-    (tmp_path / "ro").mkdir()
-    (tmp_path / "ro").chmod(0o555)
-    np.save(tmp_path / "x.npy", np.zeros((2, 10, 128)))
-    result = invoke("encode", checkpoint, "--modality", "audio", "--input", tmp_path / "x.npy", "-o",
-                    tmp_path / "ro" / "codes.h5")
+    folder = tmp_path / "out"
+    if blocker == "regular-file":
+        folder.write_text("a regular file where the output folder should be")
+    else:
+        folder.mkdir()
+        real_mkstemp = tempfile.mkstemp
+
+        def refuse(*args, **kwargs):
+            if str(kwargs.get("dir", "")) == str(folder):
+                raise PermissionError(errno.EACCES, "Permission denied", str(folder / ".codes.h5.1.x.tmp"))
+            return real_mkstemp(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    result = invoke("encode", checkpoint, "--modality", "audio", "--input", tmp_path / "missing.npy", "-o",
+                    folder / "codes.h5")
     line = error_line(result)
-    assert str(tmp_path / "ro" / "codes.h5") in line and ".tmp" not in line
+    reason = "not a directory" if blocker == "regular-file" else "permission denied"
+    assert line.startswith(f"Error: {folder / 'codes.h5'}: cannot write here") and reason in line, line
+    assert ".tmp" not in line and "missing.npy" not in line and result.exit_code == 1
+    assert not (folder / "codes.h5").exists()
 
 
 def test_eval_checks_its_output_before_computing(tmp_path):

@@ -8,6 +8,7 @@ must hit a process of its own, never pytest."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -74,7 +75,46 @@ def test_train_under_a_file_size_limit_is_one_line_naming_the_checkpoint(tmp_pat
     assert result.returncode == 1, result.stderr
     line = one_error_line(result.stderr)
     assert str(run) in line and ".pt" in line and "file-size limit" in line and "unexpected pos" not in line
-    assert _temporaries(run) == [] and not (run / "last.pt").exists()
+    # Issue 25: config.json and metrics.jsonl of a run that never trained were left; a fresh run
+    # that fails before its first checkpoint now leaves no run folder at all.
+    assert not run.exists()
+
+
+@pytest.mark.slow
+def test_a_fresh_run_into_an_existing_folder_that_fails_leaves_only_what_was_there(tmp_path):
+    data = write_pretrain(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("the user's own file")
+    result = run_toc("train", "--data-root", data, "-o", run, *TINY_TRAIN, limits="ulimit -f 1024;")
+    assert result.returncode == 1 and "file-size limit" in one_error_line(result.stderr)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_a_resume_that_fails_keeps_the_run(tmp_path):
+    """Resuming past a file-size limit fails at the next checkpoint: the checkpoints and
+    config.json stay byte for byte, metrics.jsonl only gains whole lines (the step and epoch
+    lines after the last checkpoint, which the next resume drops), and that resume then
+    completes the run."""
+    data = write_pretrain(tmp_path / "data")
+    run = tmp_path / "run"
+    first = run_toc("train", "--data-root", data, "-o", run, *TINY_TRAIN)
+    assert first.returncode == 0, first.stderr
+    before = _digests(run)
+    old_metrics = (run / "metrics.jsonl").read_text()
+    failed = run_toc("train", "--data-root", data, "--resume", run, "--epochs", "2", limits="ulimit -f 1024;")
+    assert failed.returncode == 1 and "file-size limit" in one_error_line(failed.stderr)
+    after = _digests(run)
+    assert {k: v for k, v in after.items() if k != "metrics.jsonl"} == {k: v for k, v in before.items() if k != "metrics.jsonl"}
+    metrics = (run / "metrics.jsonl").read_text()
+    assert metrics.startswith(old_metrics) and metrics.endswith("\n")
+    assert all(json.loads(line)["kind"] in ("step", "epoch") for line in metrics[len(old_metrics):].splitlines())
+    done = run_toc("train", "--data-root", data, "--resume", run, "--epochs", "2")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["total_step"] for r in lines if r["kind"] == "step"] == list(range(1, len(lines) - 1))
+    assert [r["epoch"] for r in lines if r["kind"] == "epoch"] == [0, 1]
 
 
 # ------------------------------------------------------------------ item 8: output sets whole or absent

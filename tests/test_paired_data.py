@@ -124,7 +124,7 @@ def test_string_labels_become_class_indices(tmp_path):
     (dict(text=np.zeros((12, 2)), prompts=np.zeros((3, 2))), "both 'text'"),
     (dict(video=np.zeros((12, 1, 4, 4, 3))), r"video grid too small.*H, W >= 5"),
     (dict(audio=np.zeros((12, 0))), "empty features"),
-    (dict(audio=np.array([["x", "y"]] * 12)), r"wrong dtype.*expected numeric"),
+    (dict(audio=np.array([["x", "y"]] * 12)), r"wrong dtype.*expected a float dtype"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, change, message):
     data = {**small(), **change}

@@ -7,7 +7,13 @@ The names below are the public Python API.
 """
 
 from cmg_base.aliases import install_aliases
-from toc.codebook.checkpoint import Checkpoint, LoadedCodebooks, load_checkpoint, load_codebooks
+from toc.codebook.checkpoint import (
+    Checkpoint,
+    LoadedCodebooks,
+    UnusedFieldWarning,
+    load_checkpoint,
+    load_codebooks,
+)
 from toc.codebook.encode import EncodingSession, encode_file, encode_rows
 from toc.codebook.scoring import ChannelScores, score_channels
 from toc.codebook.selection import (
@@ -50,6 +56,7 @@ __all__ = [
     "Selection",
     "SelectionFile",
     "TocSettings",
+    "UnusedFieldWarning",
     "encode_file",
     "encode_rows",
     "load_checkpoint",

@@ -53,6 +53,7 @@ def inspect_command(checkpoint, fmt, codebook_key, trust_checkpoint):
 
     Code usage comes from ema_count: a code is active when its count exceeds 1e-3; the usage
     perplexity is exp(entropy) of the counts normalised to sum 1 (null when all counts are 0).
+    Counts or an epoch that cannot be used (NaN, negative) are shown as null, with a warning.
     Other VQ models' files (vector-quantize-pytorch, EnCodec, DAC, Mimi, VQGAN, ...) are read
     from their key layouts, or from the tensors --codebook-key names.
     """

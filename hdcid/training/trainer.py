@@ -4,6 +4,7 @@ optimizer states, every RNG)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmg_base.files import atomic_path, check_space, write_text_atomic
+from cmg_base.files import append_text, atomic_path, check_space, write_text_atomic
 from cmg_base.inputs import check_regular_file, read_input_bytes
 from cmg_base.torch_archive import check_torch_archive
 from hdcid.checkpoint_keys import (
@@ -251,6 +252,12 @@ class Trainer:
         self.batch_in_epoch = 0
         self.total_step = 0
         self.last_step: StepResult | None = None
+        # Run files wait for the run's first checkpoint (`_publish_run_files`): config.json (so a
+        # resume that fails keeps the old one), and in a fresh run its metrics lines too, so that
+        # a fresh run failing before then leaves no run file (`_discard_unpublished`).
+        self._pending_config: str | None = None
+        self._pending_lines: list[str] | None = None if self.resumed else []
+        self._new_checkpoints: list[Path] | None = None if self.resumed else []
         initialisation.configure_quantizer(self.model, config, self.steps_per_epoch)
         if saved is not None:
             self._restore(saved.state)
@@ -475,22 +482,57 @@ class Trainer:
 
     def _save(self, path: Path) -> Path:
         if self.is_main:
-            _save_checkpoint(self.checkpoint(), path)
+            self._write_checkpoint(self.checkpoint(), path)
+            self._publish_run_files()
         return path
+
+    def _write_checkpoint(self, state: dict, path: Path) -> None:
+        _save_checkpoint(state, path)
+        if self._new_checkpoints is not None:
+            self._new_checkpoints.append(path)
 
     def _save_published(self, epoch: int) -> Path | None:
         """Families whose published files hold less than ours (FCID) also get that file."""
         if not hasattr(self.model, "published_checkpoint") or not self.is_main:
             return None
         path = self.run_dir / PUBLISHED_FILE
-        _save_checkpoint(self.model.published_checkpoint(epoch, self.total_step), path)
+        self._write_checkpoint(self.model.published_checkpoint(epoch, self.total_step), path)
         return path
 
     def _log(self, record: dict) -> None:
         if not self.is_main:
             return
-        with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        line = json.dumps(record, sort_keys=True) + "\n"
+        if self._pending_lines is not None:
+            self._pending_lines.append(line)
+        else:
+            # Whole lines only: a failed append is cut back, so the metrics file stays as it was.
+            append_text(self.run_dir / METRICS_FILE, line)
+
+    def _publish_run_files(self) -> None:
+        """After the run's first checkpoint: config.json, and a fresh run's metrics lines so far,
+        each written whole; from then on metrics lines are appended as they come."""
+        if not self.is_main:
+            return
+        if self._pending_config is not None:
+            write_text_atomic(self.run_dir / CONFIG_FILE, self._pending_config)
+            self._pending_config = None
+        if self._pending_lines is not None:
+            write_text_atomic(self.run_dir / METRICS_FILE, "".join(self._pending_lines))
+            self._pending_lines = None
+        self._new_checkpoints = None  # the run exists now: its checkpoints stay
+
+    def _discard_unpublished(self, created: bool) -> None:
+        """A fresh run that failed before its run files were written: remove the checkpoints it
+        wrote so far, and its run folder when it made it and nothing else is there."""
+        if self._new_checkpoints is None or not self.is_main:
+            return
+        for path in self._new_checkpoints:
+            path.unlink(missing_ok=True)
+        self._new_checkpoints = None
+        if created:
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()  # only when empty
 
     def _write_config(self) -> None:
         c = self.config
@@ -504,12 +546,25 @@ class Trainer:
         }
         if not self.is_main:
             return
-        write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        self._pending_config = json.dumps(record, indent=2, sort_keys=True) + "\n"
 
     # -------------------------------------------------------------- run
     def run(self) -> TrainResult:
+        """Train to the end of the schedule (or the step cap). A fresh run that fails before its
+        first checkpoint leaves no run files (and no run folder it made); a resumed run that fails
+        keeps its config.json and checkpoints, and its metrics file gains whole lines only (those
+        after its last checkpoint, which the next resume drops)."""
+        created = not self.run_dir.exists()
+        if self.is_main:  # only the writing process makes the folder
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run()
+        except BaseException:
+            self._discard_unpublished(created)
+            raise
+
+    def _run(self) -> TrainResult:
         c = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self.model.train()
         epoch_paths: list[Path] = []
@@ -547,10 +602,11 @@ class Trainer:
             if self.is_main:
                 state = self.checkpoint()
                 state[EPOCH_KEY] = finished_epoch
-                _save_checkpoint(state, self.run_dir / epoch_checkpoint_name(finished_epoch))
-                _save_checkpoint(state, self.run_dir / LAST_CHECKPOINT)
+                self._write_checkpoint(state, self.run_dir / epoch_checkpoint_name(finished_epoch))
+                self._write_checkpoint(state, self.run_dir / LAST_CHECKPOINT)
             epoch_paths.append(self.run_dir / epoch_checkpoint_name(finished_epoch))
             self._save_published(finished_epoch)
+            self._publish_run_files()
         last = self._save(self.run_dir / LAST_CHECKPOINT)
         return TrainResult(
             run_dir=self.run_dir, total_step=self.total_step, epoch=self.epoch,

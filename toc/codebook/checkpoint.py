@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +53,34 @@ LINEAR_VIDEO_KEY = "Video_encoder.video_linear.weight"
 # (it would overflow float32 on the way through the encoder).
 MAX_WEIGHT_MAGNITUDE = 1e9
 MAX_LSTM_WIDTH = 1 << 16
+# The width of the word vectors the published text LSTM reads (BERT-base token embeddings): what
+# raw text is taken to be when a checkpoint's LSTM entry is too damaged to say.
+WORD_VECTOR_WIDTH = 768
+
+# What a checkpoint holds besides the encoder's parameters and codebook. A command is refused for
+# one of these fields only when it reads it (`reads` of the loaders); a field it does not read
+# that holds something unusable is one warning, and the field is treated as absent.
+EPOCH_FIELD = "epoch"  # the reference protocol's epoch rule (quirk Q1); shown by inspect
+TOTAL_STEP_FIELD = "total_step"  # read by no command
+USAGE_COUNTS_FIELD = "usage_counts"  # per-code EMA counts: inspect's usage column, `toc health CKPT`
+EMA_STATISTICS_FIELD = "ema_statistics"  # EMA weights, batches since each code's last use: training
+TEXT_LSTM_FIELD = "text_lstm"  # raw word vectors go through it (checked where they are encoded)
+INPUT_NORMALIZATION_FIELD = "input_normalization"  # applied to the inputs by every encoding
+# What every encoding reads besides the encoder (`load_checkpoint`'s default).
+ENCODING_READS = (INPUT_NORMALIZATION_FIELD,)
+
+
+class UnusedFieldWarning(UserWarning):
+    """A checkpoint field that the command does not read holds something unusable."""
+
+
+def settle_fields(unavailable: dict[str, CheckpointError], reads: Collection[str]) -> None:
+    """Refuse the first unusable field the caller reads; warn once about each other one."""
+    for name, problem in unavailable.items():
+        if name in reads:
+            raise problem
+    for problem in unavailable.values():
+        warnings.warn(UnusedFieldWarning(f"{problem}; treated as unavailable"), stacklevel=3)
 
 
 def file_sha256(path: Path) -> str:
@@ -123,12 +153,20 @@ class Checkpoint:
     family: str
     sizes: EncoderSizes
     encoder_state: dict[str, torch.Tensor] = field(repr=False)
+    # The text LSTM, only when raw word vectors can go through it (sound, finite, and its output
+    # is the text encoder's width); otherwise `text_lstm_problem` says why not.
     text_lstm_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     epoch: int | None = None
     total_step: int | None = None
     extra_keys: list[str] = field(default_factory=list)
     # Per-channel input statistics stored by `toc train --standardize-inputs`; re-applied on encode.
     input_normalization: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    # The word-vector width the file's text LSTM entry declares (WORD_VECTOR_WIDTH when the entry
+    # is too damaged to say; None: no entry), and why raw text cannot go through it (None: it can).
+    text_lstm_input_dim: int | None = None
+    text_lstm_problem: CheckpointError | None = field(default=None, repr=False)
+    # Fields that hold something unusable, by name (the *_FIELD constants): treated as absent.
+    unavailable: dict[str, CheckpointError] = field(default_factory=dict, repr=False)
 
     @property
     def levels(self) -> int:
@@ -142,15 +180,9 @@ class Checkpoint:
     @property
     def ema_counts(self) -> list[torch.Tensor] | None:
         counts = self.encoder_state.get(family_spec(self.family).ema_count_key)
-        if counts is None:
+        if counts is None or USAGE_COUNTS_FIELD in self.unavailable:
             return None
         return [counts] if counts.dim() == 1 else list(counts.unbind(0))
-
-    @property
-    def text_lstm_input_dim(self) -> int | None:
-        if not self.text_lstm_state:
-            return None
-        return int(self.text_lstm_state["weight_ih_l0"].shape[1])
 
     def build_encoder(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> nn.Module:
         """The family's encoder (hdcid.registry) with this checkpoint's weights, strict-loaded, in
@@ -162,6 +194,10 @@ class Checkpoint:
         return encoder.to(device=device).eval()
 
     def build_text_lstm(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> nn.LSTM | None:
+        """The text LSTM that raw word vectors go through (None: the file holds none); a damaged
+        or ill-fitting one is refused here, where it would be used, never run."""
+        if self.text_lstm_problem is not None:
+            raise self.text_lstm_problem
         if not self.text_lstm_state:
             return None
         state = self.text_lstm_state
@@ -270,6 +306,15 @@ def _check_tensors(state: dict, path: Path, where: str) -> None:
             raise CheckpointError("not a tensor", file=path, key=f"{where}.{key}", expected="tensor", actual=type(value).__name__)
         if value.dtype not in FLOAT_DTYPES:
             raise CheckpointError("unsupported dtype", file=path, key=f"{where}.{key}", expected="a float dtype", actual=str(value.dtype).replace("torch.", ""))
+        # A saved view may declare a shape whose elements share storage (stride 0): a few bytes
+        # that any computation would expand to the declared size.
+        declared, stored = value.numel() * value.element_size(), value.untyped_storage().nbytes()
+        if declared > stored:
+            raise CheckpointError(
+                "tensor declares more elements than its storage holds (overlapping strides)",
+                file=path, key=f"{where}.{key}", expected=f"at most {stored:,} bytes",
+                actual=f"{list(value.shape)} = {declared:,} bytes",
+            )
 
 
 def _unwrap(raw, path: Path) -> tuple[dict, dict]:
@@ -310,54 +355,108 @@ def _check_normalization(stats, path: Path, sizes: EncoderSizes) -> dict[str, to
     return out
 
 
-def _check_text_lstm(state: dict, path: Path, sizes: EncoderSizes) -> None:
-    """The text LSTM's keys and shapes, checked on the meta device before anything runs: its
-    output (2 x hidden, bidirectional) must be what the text encoder takes."""
-    ih, hh = state["weight_ih_l0"], state["weight_hh_l0"]
-    if ih.dim() != 2 or hh.dim() != 2 or not 1 <= hh.shape[1] <= MAX_LSTM_WIDTH or not 1 <= ih.shape[1] <= MAX_LSTM_WIDTH:
-        raise CheckpointError(
-            "not an LSTM state_dict", file=path, key=f"{TEXT_LSTM_KEY}.weight_ih_l0",
-            expected=f"2-D weights [4H, I] and [4H, H] with 1 <= I, H <= {MAX_LSTM_WIDTH}",
-            actual=f"{list(ih.shape)} and {list(hh.shape)}",
+def _read_text_lstm(entry, path: Path, sizes: EncoderSizes) -> tuple[dict | None, int, CheckpointError | None, bool]:
+    """The text LSTM entry, checked without running or materialising anything: (state when raw
+    word vectors can go through it, the word-vector width it declares, why they cannot, whether
+    the entry is damaged rather than merely made for another text width).
+
+    Shapes are checked on the meta device before any value is read; a sound LSTM whose output
+    (2 x hidden, bidirectional) is not the text encoder's width is legitimate (the reference
+    saves its LSTM whatever the encoder's text width) and only refused for raw text."""
+    key = TEXT_LSTM_KEY
+    if not isinstance(entry, dict):
+        return None, WORD_VECTOR_WIDTH, CheckpointError(
+            "not an LSTM state_dict", file=path, key=key, expected="dict", actual=type(entry).__name__,
+        ), True
+    state = _strip_prefixes(entry)
+    ih, hh = state.get("weight_ih_l0"), state.get("weight_hh_l0")
+    shapes_ok = (
+        torch.is_tensor(ih) and torch.is_tensor(hh) and ih.dim() == 2 and hh.dim() == 2
+        and 1 <= hh.shape[1] <= MAX_LSTM_WIDTH and 1 <= ih.shape[1] <= MAX_LSTM_WIDTH
+    )
+    if not shapes_ok:
+        shown = " and ".join(str(list(t.shape)) if torch.is_tensor(t) else type(t).__name__ for t in (ih, hh))
+        return None, WORD_VECTOR_WIDTH, CheckpointError(
+            "not an LSTM state_dict", file=path, key=f"{key}.weight_ih_l0",
+            expected=f"2-D weights [4H, I] and [4H, H] with 1 <= I, H <= {MAX_LSTM_WIDTH}", actual=shown,
+        ), True
+    width, hidden = int(ih.shape[1]), int(hh.shape[1])
+    try:
+        with torch.device("meta"):
+            expected = text_lstm(width, hidden).state_dict()
+        check_state(expected, state, path, key)
+        _check_tensors(state, path, key)
+        _check_values(state, path, key, "a weight of the text LSTM")
+    except CheckpointError as problem:
+        return None, width, problem, True
+    if sizes.text_dim is None or 2 * hidden != sizes.text_dim:
+        expected_text = (
+            f"hidden size {sizes.text_dim // 2} (2 x hidden = text width {sizes.text_dim})"
+            if sizes.text_dim is not None else "no text LSTM (the encoder has no text branch)"
         )
-    with torch.device("meta"):
-        expected = text_lstm(int(ih.shape[1]), int(hh.shape[1])).state_dict()
-    check_state(expected, state, path, TEXT_LSTM_KEY)
-    if sizes.text_dim is not None and 2 * int(hh.shape[1]) != sizes.text_dim:
-        raise CheckpointError(
-            "the text LSTM's output does not fit the text encoder", file=path, key=f"{TEXT_LSTM_KEY}.weight_hh_l0",
-            expected=f"hidden size {sizes.text_dim // 2} (2 x hidden = text width {sizes.text_dim})",
-            actual=f"hidden size {int(hh.shape[1])}",
-        )
+        return None, width, CheckpointError(
+            "the text LSTM's output does not fit the text encoder", file=path, key=f"{key}.weight_hh_l0",
+            expected=expected_text, actual=f"hidden size {hidden}",
+        ), False
+    return state, width, None, False
+
+
+def _check_values(state: dict, path: Path, where: str, what: str) -> None:
+    """Every float tensor of `state` is finite and of a sane magnitude (shapes already checked)."""
+    for key, value in state.items():
+        if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+            continue
+        values = value.detach().double()
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise CheckpointError(
+                f"{bad} NaN/Inf value(s) in {what}; the checkpoint is corrupt",
+                file=path, key=f"{where}.{key}", expected="finite values",
+            )
+        largest = float(values.abs().max())
+        if largest > MAX_WEIGHT_MAGNITUDE:
+            raise CheckpointError(
+                f"finite but absurd values in {what}; the checkpoint is corrupt",
+                file=path, key=f"{where}.{key}",
+                expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
+            )
 
 
 def check_encoding_values(checkpoint: Checkpoint) -> None:
-    """Every float tensor that takes part in encoding is finite and of a sane magnitude.
+    """Every float tensor that takes part in encoding — the parameters and the codebook, not the
+    quantizer's training statistics — is finite and of a sane magnitude.
 
     A NaN weight makes every distance NaN and every code 0, which looks like a result; 1e200 is
     finite but overflows float32 (and every square overflows float64), so it is refused with its
-    own message rather than as NaN.
+    own message rather than as NaN. (The text LSTM is checked where raw text goes through it.)
     """
-    groups = [(ENCODER_KEY, checkpoint.encoder_state), (TEXT_LSTM_KEY, checkpoint.text_lstm_state or {})]
-    for where, state in groups:
-        for key, value in state.items():
-            if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
-                continue
-            values = value.detach().double()
-            finite = torch.isfinite(values)
-            if not bool(finite.all()):
-                bad = int((~finite).sum())
-                raise CheckpointError(
-                    f"{bad} NaN/Inf value(s) in a weight used for encoding; the checkpoint is corrupt",
-                    file=checkpoint.path, key=f"{where}.{key}", expected="finite values",
-                )
-            largest = float(values.abs().max())
-            if largest > MAX_WEIGHT_MAGNITUDE:
-                raise CheckpointError(
-                    "finite but absurd weight values used for encoding; the checkpoint is corrupt",
-                    file=checkpoint.path, key=f"{where}.{key}",
-                    expected=f"|x| <= {MAX_WEIGHT_MAGNITUDE:.0e}", actual=f"|x| up to {largest:.3g}",
-                )
+    statistics = set(family_spec(checkpoint.family).statistics_keys)
+    used = {k: v for k, v in checkpoint.encoder_state.items() if k not in statistics}
+    _check_values(used, checkpoint.path, ENCODER_KEY, "a weight used for encoding")
+
+
+def _statistics_problems(state: dict, family: str, path: Path) -> dict[str, CheckpointError]:
+    """The quantizer's training statistics, checked as fields: usage counts finite and >= 0, the
+    other statistics finite. Encoding never reads them."""
+    spec = family_spec(family)
+    problems: dict[str, CheckpointError] = {}
+    for key in spec.statistics_keys:
+        value = state.get(key)
+        if not torch.is_tensor(value) or value.numel() == 0:
+            continue
+        values = value.detach().double()
+        counts = key == spec.ema_count_key
+        bad = ~torch.isfinite(values)
+        if counts:
+            bad |= values < 0
+        if bool(bad.any()):
+            name = USAGE_COUNTS_FIELD if counts else EMA_STATISTICS_FIELD
+            problems.setdefault(name, CheckpointError(
+                f"{int(bad.sum())} value(s) NaN, infinite{' or negative' if counts else ''} in a training statistic",
+                file=path, key=f"{ENCODER_KEY}.{key}", expected="finite counts >= 0" if counts else "finite values",
+            ))
+    return problems
 
 
 # An epoch or step count above this is not one (the reference protocol trains n - epoch - 1 epochs).
@@ -366,7 +465,8 @@ MAX_COUNT = 1 << 40
 
 def _count(value, path: Path, key: str) -> int | None:
     """An epoch / step counter: an integer (or a one-element integer tensor) in 0..MAX_COUNT;
-    None when absent or not a number at all (older files store other things under these keys)."""
+    None when absent or not a number at all (older files store other things under these keys);
+    CheckpointError for a number that is no count."""
     if torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point() and not value.is_complex():
         value = int(value.item())
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -376,9 +476,16 @@ def _count(value, path: Path, key: str) -> int | None:
     return int(value)
 
 
-def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, trust_checkpoint: bool = False, reads: Collection[str] = ENCODING_READS,
+) -> Checkpoint:
     """Load a reference-format (or bare state_dict, prefixed, safetensors) encoder checkpoint;
-    every value the encoder will use is checked (finite, sane magnitude) before it is returned."""
+    every value the encoder will use is checked (finite, sane magnitude) before it is returned.
+
+    The other fields (the *_FIELD names: counters, training statistics, the text LSTM, input
+    statistics) are checked too, but an unusable one is refused only when it is in `reads` (what
+    the caller's result depends on); otherwise it is one UnusedFieldWarning and treated as absent.
+    The text LSTM is checked again where raw text would go through it (`build_text_lstm`)."""
     path = Path(path)
     raw = _read_raw(path, trust_checkpoint)
     try:
@@ -387,6 +494,7 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Chec
         _refuse_foreign_encoder(raw, path, exc)
         raise
     check_encoding_values(checkpoint)
+    settle_fields(checkpoint.unavailable, reads)
     return checkpoint
 
 
@@ -409,36 +517,47 @@ def _checkpoint_from_raw(raw, path: Path) -> Checkpoint:
     encoder_state, container = _unwrap(raw, path)
     _check_tensors(encoder_state, path, ENCODER_KEY)
     sizes = infer_sizes(encoder_state, path)
-    text_state = container.get(TEXT_LSTM_KEY) if container else None
-    if text_state is not None:
-        if not isinstance(text_state, dict) or "weight_ih_l0" not in text_state or "weight_hh_l0" not in text_state:
-            raise CheckpointError("not an LSTM state_dict", file=path, key=TEXT_LSTM_KEY)
-        text_state = _strip_prefixes(text_state)
-        _check_tensors(text_state, path, TEXT_LSTM_KEY)
-        _check_text_lstm(text_state, path, sizes)
+    # Fail now, with key names, rather than later inside the encoder build; the meta device
+    # gives the expected keys and shapes without allocating or initialising any weights.
+    with torch.device("meta"):
+        expected = new_encoder(sizes).state_dict()
+    check_state(expected, encoder_state, path, ENCODER_KEY)
+    unavailable = _statistics_problems(encoder_state, sizes.family, path)
+    # Auxiliary modules and fields: each is checked, none is needed to load (see load_checkpoint).
+    text_state, text_width, text_problem = None, None, None
+    if container and TEXT_LSTM_KEY in container:
+        text_state, text_width, text_problem, damaged = _read_text_lstm(container[TEXT_LSTM_KEY], path, sizes)
+        if damaged:
+            unavailable[TEXT_LSTM_FIELD] = text_problem
     normalization = container.get(NORMALIZATION_KEY) if container else None
     if normalization is not None:
-        normalization = _check_normalization(normalization, path, sizes)
-    epoch = container.get(EPOCH_KEY) if container else None
-    total_step = container.get(TOTAL_STEP_KEY) if container else None
-    checkpoint = Checkpoint(
+        try:
+            normalization = _check_normalization(normalization, path, sizes)
+        except CheckpointError as problem:
+            unavailable[INPUT_NORMALIZATION_FIELD] = problem
+            normalization = None
+    counters = {}
+    for name, key in ((EPOCH_FIELD, EPOCH_KEY), (TOTAL_STEP_FIELD, TOTAL_STEP_KEY)):
+        try:
+            counters[name] = _count(container.get(key) if container else None, path, key)
+        except CheckpointError as problem:
+            unavailable[name] = problem
+            counters[name] = None
+    return Checkpoint(
         path=path,
         sha256=file_sha256(path),
         family=sizes.family,
         sizes=sizes,
         encoder_state=encoder_state,
         text_lstm_state=text_state,
-        epoch=_count(epoch, path, EPOCH_KEY),
-        total_step=_count(total_step, path, TOTAL_STEP_KEY),
+        epoch=counters[EPOCH_FIELD],
+        total_step=counters[TOTAL_STEP_FIELD],
         extra_keys=sorted(str(k) for k in container if k not in REFERENCE_KEYS) if container else [],
         input_normalization=normalization,
+        text_lstm_input_dim=text_width,
+        text_lstm_problem=text_problem,
+        unavailable=unavailable,
     )
-    # Fail now, with key names, rather than later inside the encoder build; the meta device
-    # gives the expected keys and shapes without allocating or initialising any weights.
-    with torch.device("meta"):
-        expected = new_encoder(sizes).state_dict()
-    check_state(expected, encoder_state, path, ENCODER_KEY)
-    return checkpoint
 
 
 # ---------------------------------------------------------------------- codebooks only
@@ -452,11 +571,13 @@ class LoadedCodebooks:
     sha256: str
     family: str  # a checkpoint family, or "codebook" for a bare codebook file
     codebooks: list[torch.Tensor]  # one [N, D] per level, dtype as stored, CPU
-    ema_counts: list[torch.Tensor] | None
+    ema_counts: list[torch.Tensor] | None  # None also when they are unusable (see `unavailable`)
     epoch: int | None
     sizes: dict[str, int]
     # Levels of another VQ model's file (toc.codebook.foreign): names, layout, usage, notes.
     foreign: list[ForeignLevel] | None = None
+    # Fields that hold something unusable, by name (the *_FIELD constants): treated as absent.
+    unavailable: dict[str, CheckpointError] = field(default_factory=dict)
 
 
 def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
@@ -481,8 +602,8 @@ def _bare_codebook(raw, path: Path) -> torch.Tensor | None:
 
 def check_codebook_values(loaded: LoadedCodebooks, *, allow_nonfinite: bool = False) -> None:
     """The codebooks are finite and sane (unless `allow_nonfinite`: scoring then skips those
-    channels), and EMA usage counts are finite and non-negative: a report built on NaN would
-    look like a result."""
+    channels). EMA usage counts that are not finite and non-negative are recorded as unavailable
+    (USAGE_COUNTS_FIELD) and dropped: a usage report built on NaN would look like a result."""
     if not allow_nonfinite:
         for level, codebook in enumerate(loaded.codebooks):
             values = codebook.detach().double()
@@ -503,21 +624,26 @@ def check_codebook_values(loaded: LoadedCodebooks, *, allow_nonfinite: bool = Fa
     for level, counts in enumerate(loaded.ema_counts or []):
         values = counts.detach().double()
         if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
-            raise CheckpointError(
-                f"level {level}: EMA usage counts are NaN, infinite or negative; the checkpoint is corrupt",
-                file=loaded.path, key="Cross_quantizer.ema_count", expected="finite counts >= 0",
-            )
+            name = loaded.foreign[level].name if loaded.foreign else f"level {level}"
+            loaded.unavailable.setdefault(USAGE_COUNTS_FIELD, CheckpointError(
+                f"{name}: EMA usage counts are NaN, infinite or negative", file=loaded.path,
+                expected="finite counts >= 0",
+            ))
+    if USAGE_COUNTS_FIELD in loaded.unavailable:
+        loaded.ema_counts = None
 
 
 def load_codebooks(
     path: str | Path, *, trust_checkpoint: bool = False, codebook_key: tuple[str, ...] | list[str] | None = None,
-    allow_nonfinite: bool = False,
+    allow_nonfinite: bool = False, reads: Collection[str] = (),
 ) -> LoadedCodebooks:
     """Codebooks per level from a reference checkpoint (any family), a bare codebook file, or
     another VQ model's state_dict (a known layout, or the tensors `codebook_key` patterns name),
-    checked by `check_codebook_values`."""
+    checked by `check_codebook_values`. A checkpoint's other fields are refused only when they
+    are in `reads` (e.g. USAGE_COUNTS_FIELD for `toc health`); see load_checkpoint."""
     loaded = _load_codebooks(Path(path), trust_checkpoint, tuple(p for p in (codebook_key or ()) if p))
     check_codebook_values(loaded, allow_nonfinite=allow_nonfinite)
+    settle_fields(loaded.unavailable, reads)
     return loaded
 
 
@@ -554,7 +680,8 @@ def _load_codebooks(path: Path, trust_checkpoint: bool, codebook_key: tuple[str,
     checkpoint = _checkpoint_from_raw(raw, path)
     return LoadedCodebooks(
         path=path, sha256=checkpoint.sha256, family=checkpoint.family, codebooks=checkpoint.codebooks,
-        ema_counts=checkpoint.ema_counts, epoch=checkpoint.epoch, sizes=checkpoint.sizes.as_dict(),
+        ema_counts=None if USAGE_COUNTS_FIELD in checkpoint.unavailable else checkpoint.ema_counts,
+        epoch=checkpoint.epoch, sizes=checkpoint.sizes.as_dict(), unavailable=dict(checkpoint.unavailable),
     )
 
 

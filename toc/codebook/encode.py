@@ -17,10 +17,10 @@ from hdcid import normalization
 from hdcid.families import DTYPES
 from hdcid.modules import MIN_VIDEO_GRID, run_text_lstm
 from hdcid.quantizer import NonFiniteFeatures
-from toc.codebook.checkpoint import Checkpoint
+from toc.codebook.checkpoint import INPUT_NORMALIZATION_FIELD, Checkpoint
 from toc.data.hdf5 import H5Input
 from toc.data.npy import load_npy
-from toc.errors import ConfigError, DataError, SettingsError
+from toc.errors import CheckpointError, ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
 
 
@@ -32,8 +32,8 @@ def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, 
     if modality == "video":
         return ("T", "H", "W", str(sizes.video_dim)) if sizes.video_grid else ("T", str(sizes.video_dim))
     widths = [str(sizes.text_dim)]
-    if checkpoint.text_lstm_input_dim and checkpoint.text_lstm_input_dim != sizes.text_dim:
-        widths.append(str(checkpoint.text_lstm_input_dim))
+    if checkpoint.text_lstm_state and checkpoint.text_lstm_input_dim != sizes.text_dim:
+        widths.append(str(checkpoint.text_lstm_input_dim))  # raw word vectors, through the LSTM
     return ("T", "|".join(widths))
 
 
@@ -66,8 +66,22 @@ def rows_per_pass(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...],
     return max(1, min(batch_size, WORKING_SET_BYTES // max(1, per_clip)))
 
 
+def require_text_lstm(checkpoint: Checkpoint, width: int, source: str) -> None:
+    """Raw word vectors of `width` go through the checkpoint's text LSTM: refuse, in one line
+    naming the checkpoint's key with expected and actual, when it cannot take them."""
+    problem = checkpoint.text_lstm_problem
+    if problem is not None:
+        raise CheckpointError(
+            f"raw {width}-d word vectors ({source}) must go through the text LSTM, which cannot "
+            f"take them: {problem.message}",
+            file=problem.file, key=problem.key, expected=problem.expected, actual=problem.actual,
+        )
+
+
 def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...], source: str, key: str | None = None) -> bool:
-    """Validate an input's shape [N, ...] for `modality`; returns True when text must pass the LSTM first."""
+    """Validate an input's shape [N, ...] for `modality`; returns True when text must pass the LSTM
+    first (features as wide as the LSTM's word vectors, not the text encoder's own width). Only
+    then is the text LSTM checked (`require_text_lstm`): other inputs never depend on it."""
     if modality not in checkpoint.sizes.modalities:
         raise ConfigError(
             f"a {checkpoint.family} checkpoint has no {modality} encoder (it has {', '.join(checkpoint.sizes.modalities)})"
@@ -88,6 +102,7 @@ def check_features(checkpoint: Checkpoint, modality: str, shape: tuple[int, ...]
         if len(shape) == 3 and shape[2] == sizes.text_dim:
             ok = True
         elif len(shape) == 3 and checkpoint.text_lstm_input_dim and shape[2] == checkpoint.text_lstm_input_dim:
+            require_text_lstm(checkpoint, int(shape[2]), source if key is None else f"{source}, key {key}")
             ok, needs_lstm = True, True
     if ok and (shape[0] < 1 or shape[1] < 1):
         ok = False
@@ -109,6 +124,9 @@ class EncodingSession:
     ):
         if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
             raise SettingsError("{} cuda was requested but no CUDA device is available", settings=("device",))
+        # Every encoding applies the stored input statistics: unusable ones refuse it here.
+        if INPUT_NORMALIZATION_FIELD in checkpoint.unavailable:
+            raise checkpoint.unavailable[INPUT_NORMALIZATION_FIELD]
         self.checkpoint = checkpoint
         self.dtype = dtype
         self.device = torch.device(device)
@@ -116,7 +134,16 @@ class EncodingSession:
         # Reference quirk Q2 (only under the `reference` protocol): dropout stays on while the
         # downstream head trains. The quantizer itself never updates in this path.
         self.encoder.train(train_mode)
-        self.text_lstm = checkpoint.build_text_lstm(dtype=dtype, device=self.device)
+        # Built when raw word vectors first need it: encoding anything else never touches it.
+        self._text_lstm = None
+
+    def text_lstm(self):
+        """The checkpoint's text LSTM in the session's dtype and device (built once)."""
+        if self._text_lstm is None:
+            self._text_lstm = self.checkpoint.build_text_lstm(dtype=self.dtype, device=self.device)
+            if self._text_lstm is None:
+                raise ConfigError(f"{self.checkpoint.path}: raw word vectors need a text LSTM and the file holds none")
+        return self._text_lstm
 
     @property
     def levels(self) -> int:
@@ -136,7 +163,7 @@ class EncodingSession:
         batch = normalization.apply(self.checkpoint.input_normalization, modality, batch)
         batch = batch.to(device=self.device, dtype=self.dtype)
         if needs_lstm:
-            batch = run_text_lstm(self.text_lstm, batch)
+            batch = run_text_lstm(self.text_lstm(), batch)
         return batch
 
     def _guarded(self, features: np.ndarray, run: Callable[[], object]):
@@ -265,13 +292,14 @@ class FeatureArray:
 
 def open_features(path: str | Path, key: str | None = None) -> FeatureArray:
     """Open .npy (memory-mapped, no pickles) or .h5 (dataset `key`, default: the only dataset);
-    the file must be a regular file and its declared shape must match what it stores."""
+    the file must be a regular file, its declared shape must match what it stores, and the array
+    must hold floats (integer or boolean arrays are labels or indices, not features)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         if key is not None:
             raise SettingsError("{} applies to .h5 inputs only", settings=("key",))
-        data = load_npy(path, what="feature file", error=DataError, mmap=True, missing="file not found")
+        data = load_npy(path, what="feature file", error=DataError, mmap=True, missing="file not found", kinds="f")
         return FeatureArray(path, None, tuple(data.shape), None, data)
     if suffix in (".h5", ".hdf5"):
         check_regular_file(path, what="feature file", error=DataError, missing="file not found")
@@ -288,17 +316,12 @@ def open_features(path: str | Path, key: str | None = None) -> FeatureArray:
                 key = datasets[0]
             if not h5.has(key):
                 raise DataError(f"no such dataset (found {h5.dataset_names(limit=8)})", file=path, key=key)
-            data = h5.dataset(key, kinds="fiu", lazily=True, what="feature dataset")
+            data = h5.dataset(key, kinds="f", lazily=True, what="feature dataset")
         except BaseException:
             handle.close()
             raise
         return FeatureArray(path, key, tuple(data.shape), handle, data)
     raise DataError("unsupported feature file type", file=path, expected=".npy or .h5", actual=suffix or "no suffix")
-
-
-def _check_numeric(dtype: np.dtype, path: Path, key: str | None) -> None:
-    if dtype.kind not in "fiu":
-        raise DataError("features must be numeric", file=path, key=key, expected="a float array", actual=str(dtype))
 
 
 def encode_file(
@@ -327,8 +350,6 @@ def encode_file(
         # Features without a time axis, [N, D] (clip embeddings), are one step per clip.
         shape = (features.shape[0], 1, *features.shape[1:]) if len(features.shape) == 2 else features.shape
         needs_lstm = check_features(checkpoint, modality, shape, str(features.path), features.key)
-        if needs_lstm and checkpoint.text_lstm_state is None:  # pragma: no cover - guarded in check_features
-            raise ConfigError("text input needs the checkpoint's Text_ar_lstm_parameters")
         itemsize = 8 if dtype == "float64" else 4
         batch_size = rows_per_pass(checkpoint, modality, features.shape, itemsize, batch_size, str(features.path), features.key)
         session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)

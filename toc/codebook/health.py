@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from cmg_base.errors import literal
-from toc.codebook.checkpoint import LoadedCodebooks, file_sha256, load_codebooks
+from toc.codebook.checkpoint import USAGE_COUNTS_FIELD, LoadedCodebooks, file_sha256, load_codebooks
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
 
@@ -406,8 +406,10 @@ def checkpoint_health(
     """Usage per level from the per-code EMA counts a model file stores (a CMG checkpoint, or
     another VQ model's whose layout keeps counts): the counts decay and are smoothed, so they are
     a proxy for how codes are used; the same statistics as for codes, active above
-    ACTIVE_THRESHOLD."""
-    loaded = load_codebooks(path, trust_checkpoint=trust_checkpoint, codebook_key=tuple(codebook_key))
+    ACTIVE_THRESHOLD. The report is the counts: unusable ones (NaN, negative) refuse it."""
+    loaded = load_codebooks(
+        path, trust_checkpoint=trust_checkpoint, codebook_key=tuple(codebook_key), reads=(USAGE_COUNTS_FIELD,),
+    )
     if loaded.ema_counts is None:
         raise DataError(
             "this model file stores no per-code usage counts; measure the codes it produces instead "

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from toc.codebook.checkpoint import LoadedCodebooks
+from toc.codebook.checkpoint import USAGE_COUNTS_FIELD, LoadedCodebooks
 from toc.codebook.health import ACTIVE_THRESHOLD, usage_from_counts
 from toc.codebook.scoring import ChannelScores, score_channels
 from toc.documents import TOOL_NAME, tool_version
@@ -64,6 +64,8 @@ def inspect_document(loaded: LoadedCodebooks) -> dict[str, Any]:
         counts = info.usage if info is not None else (
             loaded.ema_counts[level] if loaded.ema_counts is not None else None
         )
+        if USAGE_COUNTS_FIELD in loaded.unavailable:
+            counts = None  # unusable counts (the loader warned): usage unavailable, not made up
         entry = {
             "level": level,
             "codebook_shape": [int(s) for s in codebook.shape],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import math
 import os
 import pickle
 import pickletools
@@ -19,12 +18,16 @@ from cmg_base.inputs import check_regular_file, open_regular_file
 from toc.data.base import T_SEGMENTS
 from toc.errors import DataError
 
-# A real feature zip is a few MB ([10,7,7,512] float64 is 2 MB); these bounds are far above any
-# real one and far below what could exhaust memory. A member is inflated in blocks and refused
-# as soon as it passes its bound, whatever size the archive declares for it.
+# Bounds that stop bombs, not long clips. A real feature zip is a few MB ([10,7,7,512] float64 is
+# 2 MB; an hour of 128-d audio features is 3.7 MB): a member may hold up to MAX_MEMBER_BYTES (what
+# one clip may take in memory, whatever its length), and once past RATIO_FREE_BYTES it may inflate
+# at most MAX_COMPRESSION_RATIO times its compressed size. Float features compress a few times at
+# most; a bomb of zeros compresses about a thousand times. A member is inflated in blocks and
+# refused as soon as it passes either bound, whatever size the archive declares for it.
 MAX_ZIP_BYTES = 256 << 20
 MAX_MEMBER_BYTES = 256 << 20
-MAX_FEATURE_STEPS = 300  # time steps of one clip (5 minutes at the published one per second)
+MAX_COMPRESSION_RATIO = 100
+RATIO_FREE_BYTES = 8 << 20
 MAX_PICKLE_OPCODES = 10_000  # an array pickle has a few dozen; a structure bomb has millions
 _INFLATE_BLOCK = 1 << 20
 
@@ -116,16 +119,30 @@ def loads_ndarray(data: bytes, *, file: str | Path, key: str) -> np.ndarray:
             "array has a non-numeric dtype", file=file, key=key,
             expected="a numeric dtype", actual=str(obj.dtype),
         )
+    if obj.dtype.kind != "f":
+        # Integer and boolean arrays are labels or indices; features are floats.
+        raise DataError("features must be floats", file=file, key=key, expected="a float dtype", actual=str(obj.dtype))
     return obj
 
 
+def _check_ratio(size: int, info: zipfile.ZipInfo, path: Path) -> None:
+    if size > RATIO_FREE_BYTES and size > MAX_COMPRESSION_RATIO * max(1, info.compress_size):
+        raise DataError(
+            "zip member inflates far beyond its compressed size (a decompression bomb?)", file=path,
+            key=info.filename, expected=f"at most {MAX_COMPRESSION_RATIO}x its {info.compress_size:,} compressed bytes",
+            actual=f"{size:,} bytes or more",
+        )
+
+
 def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
-    """A member's bytes, inflated block by block and cut off past `limit` (the CRC is checked)."""
+    """A member's bytes, inflated block by block and cut off past `limit` or past the compression
+    ratio a real array can have (the CRC is checked)."""
     if info.file_size > limit:
         raise DataError(
             "zip member too large", file=path, key=info.filename,
             expected=f"<= {limit:,} bytes", actual=f"{info.file_size:,} bytes",
         )
+    _check_ratio(info.file_size, info, path)
     parts, total = [], 0
     with archive.open(info) as member:
         while True:
@@ -138,6 +155,7 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: 
                     "zip member inflates beyond its bound", file=path, key=info.filename,
                     expected=f"<= {limit:,} bytes", actual=f"more than {limit:,} bytes",
                 )
+            _check_ratio(total, info, path)
             parts.append(block)
     return b"".join(parts)
 
@@ -192,22 +210,22 @@ def load_feature(
 ) -> np.ndarray:
     """One clip's float64 features `[10, *frame_shape]` from a zip, checked for shape and NaN/Inf.
 
-    With `pad`, any length 1 <= T <= MAX_FEATURE_STEPS is brought to 10 by pad-last/trunc-10;
-    without it T must be 10. The member may inflate to at most what such an array takes in float64.
+    With `pad`, any length T >= 1 is brought to 10 by pad-last/trunc-10 (a long clip is kept to its
+    first 10 steps, as the reference does); without it T must be 10. The member is bounded by the
+    archive rules above (read_zip_array), not by its length.
     """
-    limit = MAX_FEATURE_STEPS * math.prod(frame_shape) * 8 + (64 << 10)
-    array, member = read_zip_array(path, max_member_bytes=limit)
+    array, member = read_zip_array(path)
     label = f" ({what})" if what else ""
     if array.ndim != 1 + len(frame_shape) or tuple(array.shape[1:]) != frame_shape or (
         not pad and array.shape[0] != T_SEGMENTS
-    ) or not 1 <= array.shape[0] <= MAX_FEATURE_STEPS:
+    ) or array.shape[0] < 1:
         expected = _shape_text(["T>=1" if pad else T_SEGMENTS, *frame_shape])
         raise DataError(
             f"wrong feature shape{label}", file=path, key=member,
             expected=expected, actual=_shape_text(array.shape),
         )
     if pad:
-        array = pad_last_trunc(array)
+        array = pad_last_trunc(array)  # before the cast: only the kept steps are converted
     out = np.asarray(array, dtype=np.float64)
     if not np.isfinite(out).all():
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))

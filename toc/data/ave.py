@@ -35,8 +35,8 @@ def clip_targets(segment_labels: np.ndarray, n_classes: int = N_CLASSES) -> np.n
 
 def check_ave_features(paths_visual, paths_audio) -> int:
     """Check both AVE feature files and return their common row count."""
-    video_shape = h5_dataset_shape(paths_visual, FEATURE_KEY, (None, *VIDEO_SHAPE))
-    audio_shape = h5_dataset_shape(paths_audio, FEATURE_KEY, (None, *AUDIO_SHAPE))
+    video_shape = h5_dataset_shape(paths_visual, FEATURE_KEY, (None, *VIDEO_SHAPE), numeric="f")
+    audio_shape = h5_dataset_shape(paths_audio, FEATURE_KEY, (None, *AUDIO_SHAPE), numeric="f")
     if video_shape[0] != audio_shape[0]:
         raise DataError(
             "visual and audio feature files have different row counts", file=paths_audio,

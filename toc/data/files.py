@@ -106,7 +106,7 @@ def read_order(path: str | Path, n_rows: int, key: str = "order") -> np.ndarray:
 def h5_rows_reader(
     path: str | Path, key: str, global_rows: np.ndarray
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A `FeatureSet.read`: set positions -> float64 rows of `key`, checked for NaN/Inf.
+    """A `FeatureSet.read`: set positions -> float64 rows of `key` (a float dataset), checked for NaN/Inf.
 
     h5py fancy indexing needs strictly increasing indices, so the wanted rows are read sorted and
     de-duplicated, then put back in the requested order.
@@ -122,7 +122,7 @@ def h5_rows_reader(
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         runs = np.split(unique, breaks) if len(unique) else []
         with open_h5(path, what="HDF5 file", missing="missing file") as h5:
-            dataset = h5.dataset(key, lazily=True)
+            dataset = h5.dataset(key, kinds="f", lazily=True)
             parts = [h5.read(dataset, key, np.s_[int(run[0]) : int(run[-1]) + 1]) for run in runs]
             block = np.concatenate(parts) if parts else np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
         out = np.asarray(block, dtype=np.float64)[inverse.reshape(-1)]

@@ -156,7 +156,9 @@ class H5Input:
         if declared_shape is None:
             raise DataError(f"empty h5 {what} (no dataspace)", file=self.path, key=key)
         if dtype.kind not in kinds:
-            expected = "numeric" if set(kinds) <= set("biuf") else "text"
+            expected = {"f": "a float dtype", "iu": "an integer dtype"}.get(kinds) or (
+                "numeric" if set(kinds) <= set("biuf") else "text"
+            )
             raise DataError("wrong dtype", file=self.path, key=key, expected=expected, actual=str(dtype))
         if shape is not None:
             ok = len(declared_shape) == len(shape) and all(e is None or isinstance(e, str) or e == s for e, s in zip(shape, declared_shape, strict=True))

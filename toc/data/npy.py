@@ -18,8 +18,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_npy(path: str | Path, *, what: str = ".npy array", error: type[CmgError] = CmgError,
-             mmap: bool = False, missing: str | None = None) -> np.ndarray:
-    """A numeric array from a regular .npy file (memory-mapped with `mmap`), header checked first."""
+             mmap: bool = False, missing: str | None = None, kinds: str = "biuf") -> np.ndarray:
+    """A numeric array from a regular .npy file (memory-mapped with `mmap`), header checked first;
+    its dtype kind must be one of `kinds` ("f": floats only, as features must be)."""
     path = Path(path)
     with open_regular_file(path, what=what, error=error, missing=missing) as handle:
         size = handle.seek(0, 2)
@@ -35,6 +36,9 @@ def load_npy(path: str | Path, *, what: str = ".npy array", error: type[CmgError
             raise error(f"not a plain numeric .npy array ({_first_line(exc)})", file=path) from None
     if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
         raise error("not a plain numeric .npy array", file=path, expected="a numeric dtype", actual=str(dtype))
+    if dtype.kind not in kinds:
+        raise error(f"wrong dtype for a {what}", file=path, expected="a float dtype" if kinds == "f" else f"dtype kind in {kinds!r}",
+                    actual=str(dtype))
     declared = math.prod(shape) * dtype.itemsize
     if declared != size - offset:
         raise error(

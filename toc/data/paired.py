@@ -16,8 +16,8 @@ Datasets (h5 keys, or `KEY.npy` files in a folder), N clips:
 
 Audio, video and text must have the same T. Text of another length L (e.g. words of a caption)
 is averaged over its non-zero rows into one vector per clip and repeated over the T steps, as is
-a per-clip text vector. Features are read lazily, a batch of rows at a time, as float64; NaN /
-Inf is refused when a row is read. Unknown keys are refused (a typo is not silently ignored).
+a per-clip text vector. Features are read lazily, a batch of rows at a time, as float64 (they
+must be stored as floats); NaN / Inf is refused when a row is read. Unknown keys are refused (a typo is not silently ignored).
 """
 
 from __future__ import annotations
@@ -416,8 +416,9 @@ def _check_features(store: _Store, key: str, ranks: dict[int, str], rows_name: s
             f"wrong shape{hint}", file=file, key=h5_key,
             expected=" or ".join(v.replace("N", rows_name, 1) for v in ranks.values()), actual=shape_text(shape),
         )
-    if dtype.kind not in "biuf":
-        raise DataError("wrong dtype", file=file, key=h5_key, expected="numeric (float or integer)", actual=dtype.name)
+    if dtype.kind != "f":
+        # Integer and boolean arrays are labels or indices, never features.
+        raise DataError("wrong dtype", file=file, key=h5_key, expected="a float dtype", actual=dtype.name)
     if shape[0] == 0 or min(shape[1:]) == 0:
         raise DataError("empty features", file=file, key=h5_key, expected="every axis >= 1", actual=shape_text(shape))
     return len(shape)

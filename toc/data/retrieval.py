@@ -67,6 +67,9 @@ class RetrievalSet:
 
 
 def _checked(array: np.ndarray, modality: str, *, file: Path | str, key: str | None = None) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind != "f":  # integer and boolean arrays are labels or indices, not features
+        raise DataError("features must be floats", file=file, key=key, expected="a float dtype", actual=str(array.dtype))
     out = np.asarray(array, dtype=np.float64)
     if modality == "video" and out.ndim == 3:
         out = out[None]  # an image: one time step

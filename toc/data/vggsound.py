@@ -52,7 +52,7 @@ def read_text_features(path: str | Path) -> TextFeatures:
                 actual=shape_text(labels.shape),
             )
         k = int(labels.shape[0])
-        features = h5.dataset(TEXT_FEATURES_KEY, (k, T_SEGMENTS, "W"), max_bytes=MAX_WHOLE_READ_BYTES // 2)
+        features = h5.dataset(TEXT_FEATURES_KEY, (k, T_SEGMENTS, "W"), kinds="f", max_bytes=MAX_WHOLE_READ_BYTES // 2)
         if not 1 <= features.shape[2] <= MAX_TEXT_WIDTH:
             raise DataError(
                 "wrong shape", file=path, key=TEXT_FEATURES_KEY, expected=f"[{k},{T_SEGMENTS},W], 1 <= W <= {MAX_TEXT_WIDTH}",

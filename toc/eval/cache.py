@@ -12,9 +12,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from cmg_base.files import atomic_path, check_space
+from cmg_base.files import StagedFiles, atomic_path, check_space
 from hdcid.families import DTYPES
-from toc.codebook.checkpoint import Checkpoint
+from toc.codebook.checkpoint import EPOCH_FIELD, Checkpoint
 from toc.codebook.encode import EncodingSession
 from toc.data.base import FeatureSet
 from toc.data.hdf5 import MAX_WHOLE_READ_BYTES, h5_image, open_h5
@@ -51,10 +51,17 @@ class CheckpointCodeSource:
         self.checkpoint = checkpoint
         self.sha256: str = checkpoint.sha256
         self.levels: int = checkpoint.levels
-        self.epoch: int | None = checkpoint.epoch
         self.family: str | None = checkpoint.family
         self.device = device
         self._sessions: dict[tuple[str, bool], EncodingSession] = {}
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch the checkpoint stores (None: none); one that is no count refuses the caller
+        that reads it (the reference protocol's epoch rule) and nobody else."""
+        if EPOCH_FIELD in self.checkpoint.unavailable:
+            raise self.checkpoint.unavailable[EPOCH_FIELD]
+        return self.checkpoint.epoch
 
     def _session(self, dtype: str, train_mode: bool) -> EncodingSession:
         key = (dtype, train_mode)
@@ -186,11 +193,15 @@ class CodeCache:
     an interrupted or foreign write and is rebuilt. The key includes a fingerprint of the set's
     input files (`InputFingerprint`, `fingerprint` = "stat" or "sha256"), so a changed corpus
     gets a new key and is encoded again.
+
+    With `staged`, the files are written to their temporaries as sets are encoded but renamed into
+    place only by `commit()` (a command's successful end); `discard()` (or a failure of the
+    command) removes them, so a failed command leaves no cache file.
     """
 
     def __init__(
         self, source: CodeSource, cache_dir: str | Path | None = None, *, batch_size: int = 64,
-        progress: ProgressFactory | None = None, fingerprint: str = "stat",
+        progress: ProgressFactory | None = None, fingerprint: str = "stat", staged: bool = False,
     ):
         if batch_size < 1:
             raise SettingsError("{} must be at least 1", settings=("encode_batch_size",))
@@ -200,6 +211,7 @@ class CodeCache:
         self.batch_size = batch_size
         self.progress = progress or no_progress
         self.encoder_runs = 0  # how many times the encoder went over a whole set
+        self._staged = StagedFiles() if staged else None
         self.disk_hits = 0
         self._memory: dict[CacheKey, EncodedSet] = {}
         if self.cache_dir is not None:
@@ -290,8 +302,21 @@ class CodeCache:
         # OSError (one line), never a failing write inside HDF5 (which can crash the process).
         image = h5_image(fill)
         check_space(path, len(image))
+        if self._staged is not None:
+            self._staged.write_bytes(path, bytes(image))
+            return
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             handle.write(image)
+
+    def commit(self) -> None:
+        """Put the staged cache files in place (a no-op without `staged`)."""
+        if self._staged is not None:
+            self._staged.commit()
+
+    def discard(self) -> None:
+        """Remove the staged cache files: the cache folder stays as it was."""
+        if self._staged is not None:
+            self._staged.discard()
 
 
 def _check_encoded(encoded: EncodedSet, feature_set: FeatureSet) -> None:

@@ -131,14 +131,17 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     check_applicable(request.variants, cache.source.levels, model_family)
     variant_family = family_of_checkpoint(model_family, cache.source.levels)
     n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, variant_family)
-    epochs = epochs_to_train(request.protocol, n_epoch, cache.source.epoch) if "linear" in request.heads else None
+    # Only the reference protocol's epoch rule (quirk Q1) reads the checkpoint's epoch.
+    reads_epoch = request.protocol == "reference" and "linear" in request.heads
+    checkpoint_epoch = cache.source.epoch if reads_epoch else None
+    epochs = epochs_to_train(request.protocol, n_epoch, checkpoint_epoch) if "linear" in request.heads else None
     notes = []
     if request.protocol == "reference":
         notes.append(
             "reference quirk Q2 approximated: one dropout-on encoding of the training set per seed, "
             "reused by every epoch (the reference draws new dropout masks each epoch)"
         )
-        if cache.source.epoch is None and epochs is not None:
+        if checkpoint_epoch is None and epochs is not None:
             notes.append("checkpoint stores no epoch: trained the requested epochs (quirk Q1 not applied)")
         if variant_family == "fcid":
             notes.append(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cmg_base.files import check_output_directory
+from toc.codebook.checkpoint import ENCODING_READS, EPOCH_FIELD
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection
 from toc.data.base import TaskData
 from toc.errors import ConfigError
@@ -71,7 +72,8 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
     and set, so every variant, head and seed of a job reads the same codes. Inline TOC settings
     are selected once per (task, family); each selection carries the path it will be saved to in
     `out_dir` (toc-TASK-FAMILY.json, by `write_comparison`), so the results can name it and the
-    run can be repeated from the file.
+    run can be repeated from the file. With the plan's cache_dir, cache files are put in place
+    when every job has run (a failed run leaves none).
     """
     out = Path(out_dir)
     sessions: dict[tuple[str, int | None], EvalSession] = {}
@@ -84,12 +86,28 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             plan.pretrain_csv, data_root=plan.data_root, config=plan.data_config,
             policy=plan.pretrain_overlap,
         )
+    try:
+        _run_jobs(plan, out, sessions, tasks, records, made, pretraining, log)
+    except BaseException:
+        for session in sessions.values():
+            session.cache.discard()  # a failed run leaves no cache file
+        raise
+    for session in sessions.values():
+        session.cache.commit()
+    return ComparisonRun(records, made, tasks)
+
+
+def _run_jobs(
+    plan: ComparisonPlan, out: Path, sessions: dict[tuple[str, int | None], EvalSession], tasks: dict[str, TaskData],
+    records: list[ResultRecord], made: list[MadeSelection], pretraining, log: LogFn,
+) -> None:
     for job in plan.jobs:
         run_key = (job.family, job.pretrain_run)
         if run_key not in sessions:
             session = EvalSession.open(
                 job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
-                cache_fingerprint=plan.cache_fingerprint,
+                cache_fingerprint=plan.cache_fingerprint, staged_cache=True,
+                reads=_reads(plan, job.checkpoint),
             )
             if session.variant_family != job.family:
                 raise ConfigError(
@@ -123,7 +141,15 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             if VARIANTS[record.variant].uses_selection and selection is not None:
                 extra.update(toc=dict(selection.parameters), selection=str(selection.path))
             records.append(replace(record, **extra))
-    return ComparisonRun(records, made, tasks)
+
+
+def _reads(plan: ComparisonPlan, checkpoint) -> tuple[str, ...]:
+    """The checkpoint fields the plan's jobs on `checkpoint` read: the stored epoch only for the
+    reference protocol's epoch rule (linear heads)."""
+    reference = any(
+        job.checkpoint == checkpoint and job.protocol == "reference" and "linear" in job.heads for job in plan.jobs
+    )
+    return (*ENCODING_READS, EPOCH_FIELD) if reference else ENCODING_READS
 
 
 def write_comparison(

@@ -4,11 +4,11 @@ set and dtype and read by every variant, head and seed — the chain behind `toc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toc.codebook.checkpoint import Checkpoint, load_checkpoint
+from toc.codebook.checkpoint import ENCODING_READS, EPOCH_FIELD, Checkpoint, load_checkpoint
 from toc.codebook.presets import preset_settings
 from toc.codebook.scoring import score_weights
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
@@ -36,11 +36,15 @@ class EvalSession:
         path: str | Path, *, trust_checkpoint: bool = False, device: str = "cpu",
         cache_dir: str | Path | None = None, encode_batch_size: int = 64,
         progress: ProgressFactory = no_progress, cache_fingerprint: str = "stat",
+        reads: Collection[str] = ENCODING_READS, staged_cache: bool = False,
     ) -> EvalSession:
-        checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        """`reads`: the checkpoint fields the caller's results depend on (load_checkpoint);
+        `staged_cache`: cache files are put in place only by `cache.commit()` (CodeCache)."""
+        checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint, reads=reads)
         source = CheckpointCodeSource(checkpoint, device=device)
         cache = CodeCache(
             source, cache_dir, batch_size=encode_batch_size, progress=progress, fingerprint=cache_fingerprint,
+            staged=staged_cache,
         )
         return EvalSession(checkpoint, cache)
 
@@ -173,14 +177,31 @@ def evaluate_task(
     options: EvalOptions, *, progress: ProgressFactory = no_progress, log: LogFn = no_log,
 ) -> Iterator[ResultRecord]:
     """`toc eval`: check the options, load the checkpoint and task, and yield one record per
-    (direction, variant, head, seed). Inline TOC settings are selected once, in memory."""
+    (direction, variant, head, seed). Inline TOC settings are selected once, in memory. Cache
+    files are put in place when the last record has been yielded: an evaluation that fails
+    leaves none."""
     options.check()
     selection = read_selection(options.toc.selection) if options.toc.selection is not None else None
+    # The reference protocol's epoch rule (quirk Q1) is the only reader of the stored epoch.
+    reads_epoch = options.protocol == "reference" and "linear" in options.heads
     session = EvalSession.open(
         options.checkpoint, trust_checkpoint=options.trust_checkpoint, device=options.device,
         cache_dir=options.cache_dir, encode_batch_size=options.encode_batch_size, progress=progress,
-        cache_fingerprint=options.cache_fingerprint,
+        cache_fingerprint=options.cache_fingerprint, staged_cache=True,
+        reads=(*ENCODING_READS, EPOCH_FIELD) if reads_epoch else ENCODING_READS,
     )
+    try:
+        yield from _evaluate_opened(session, options, selection, log)
+    except BaseException:
+        session.cache.discard()
+        raise
+    session.cache.commit()
+
+
+def _evaluate_opened(
+    session: EvalSession, options: EvalOptions, selection: SelectionFile | None, log: LogFn,
+) -> Iterator[ResultRecord]:
+    """evaluate_task's work once the checkpoint is open: selection, task, records."""
     if options.toc.channels is not None:
         selection = session.select(options.toc.settings())
     elif options.toc.preset is not None:

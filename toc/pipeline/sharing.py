@@ -19,6 +19,13 @@ def task_code_sharing(
     """The audio–video code-sharing measures of `checkpoint` on `task` (every codebook level)."""
     session = EvalSession.open(
         checkpoint, trust_checkpoint=trust_checkpoint, device=device, cache_dir=cache_dir, progress=progress,
+        staged_cache=True,
     )
-    data = load_task(task, data_root=data_root, config=config)
-    return measure_code_sharing(data, session.cache, dtype=dtype, split_seed=split_seed)
+    try:
+        data = load_task(task, data_root=data_root, config=config)
+        sharing = measure_code_sharing(data, session.cache, dtype=dtype, split_seed=split_seed)
+    except BaseException:
+        session.cache.discard()  # a failed measurement leaves no cache file
+        raise
+    session.cache.commit()
+    return sharing
