@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates every table under benchmarks/results/ (CPU; a few minutes; cca_baseline needs the
-# optional espeak-ng and scikit-learn and is skipped without them).
+# Regenerates the tables under benchmarks/results/ that take minutes, not hours (CPU). The long
+# ones (eval_scale, small_corpus, unified_codes, default_recipe, demo) run on their own.
+# cca_baseline needs the optional espeak-ng and scikit-learn and is skipped without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
@@ -13,3 +14,8 @@ if command -v espeak-ng >/dev/null && .venv/bin/python -c "import sklearn" 2>/de
 else
   echo "cca_baseline: skipped (needs espeak-ng and scikit-learn)" >&2
 fi
+# Statistics and parity checks of the code itself (no corpus needed).
+OMP_NUM_THREADS=1 .venv/bin/python benchmarks/resampling_coverage.py
+OMP_NUM_THREADS=1 .venv/bin/python benchmarks/resampling.py
+OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synthetic_difficulty.py
+.venv/bin/python benchmarks/float32_codes.py
