@@ -16,7 +16,11 @@ Corpora: `spoken:SEED[:CLIPS]` (`toc synth-spoken-digits`, 500 pretraining clips
 (ROWS; the default is the code-sharing recipe `shared-codes`, `small-corpus` the previous one); the
 `*av-only` rows train on the corpus' audio and video without its text (own-data layout).
 Prints one markdown table (mean ± sample std over training seeds where there are several) and
-keeps every run's numbers in WORK/results.jsonl.
+keeps every run's numbers in WORK/results.jsonl (`--raw FILE`: the named runs' rows, with each
+test clip's outcome per head, in FILE). `--clips` adds the uncertainty over test clips: per run
+each accuracy with its Wilson 95% interval on the n test clips, per row the mean over training
+seeds with a paired bootstrap interval over the clips and training runs
+(toc.report.resampling), and `--compare A:B` the difference of two rows on the same clips.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from cmg_base.files import write_text_atomic  # noqa: E402
 from hdcid.training.recipes import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from toc.data.layout import resolve_paths  # noqa: E402
 from toc.data.vggsound import load_pretrain  # noqa: E402
+from toc.report.resampling import ACCURACY, UnitParts, paired_bootstrap, wilson_interval  # noqa: E402
 
 TOC = [sys.executable, "-m", "cli"]
 SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-output-dim", "64")
@@ -153,6 +158,8 @@ def one(work: Path, spec: str, row: str, seed: int) -> dict:
         extra = published_epochs(data) if row == "published" else []
         run([*TOC, "train", "--data-root", str(train_root), "-o", base, "--force", "--seed", str(seed),
              *ROWS[row], *extra], Path(base + ".train.json"), Path(base + ".train.err"), Path(base + ".train.time"))  # fmt: skip
+        for path in out.glob("epoch-*.pt"):
+            path.unlink()  # ~270 MB an epoch (13 epochs on 500 clips); the steps below read last.pt
     cache = str(work / f"cache-{name}")
     if not Path(base + ".eval.jsonl").exists():
         run([*TOC, "eval", "ave", "--checkpoint", f"{base}/last.pt", "--data-root", str(data), "--variant",
@@ -169,6 +176,11 @@ def summarise(out: Path, spec: str, row: str, seed: int) -> dict:
     wall, user, system = (float(x) for x in Path(base + ".train.time").read_text().split()[-3:])
     records = [json.loads(line) for line in Path(base + ".eval.jsonl").read_text().splitlines() if line.startswith("{")]
     transfer = {f"{r['variant']}/{r['head']}/{r['direction']}": r["metrics"]["accuracy"] for r in records}
+    # Each test clip's outcome ("1" correct), for intervals over clips; the clips are the same for
+    # every head and run of a corpus (eval_units_sha256 says which).
+    clips = {f"{r['variant']}/{r['head']}/{r['direction']}": "".join(str(int(_unit_part(p))) for p in r["eval_parts"])
+             for r in records if r.get("eval_parts") is not None}  # fmt: skip
+    units = sorted({r.get("eval_units_sha256") for r in records if r.get("eval_units_sha256")})
     health = json.loads(Path(base + ".health.json").read_text())
     summary = json.loads(Path(base + ".train.json").read_text())
     levels = [
@@ -179,7 +191,12 @@ def summarise(out: Path, spec: str, row: str, seed: int) -> dict:
     return {"corpus": spec, "row": row, "train_seed": seed, "train_wall_min": wall / 60,
             "train_cpu_min": (user + system) / 60, "epochs": summary.get("epochs"),
             "steps": summary.get("total_step"), "positions": health.get("positions"), "transfer": transfer,
-            "levels": levels}  # fmt: skip
+            "levels": levels, "test_clips": clips, "test_clips_sha256": units}  # fmt: skip
+
+
+def _unit_part(part) -> float:
+    """A clip's 0/1 correctness from its eval_parts entry ([x] or x)."""
+    return float(part[0]) if isinstance(part, list) else float(part)
 
 
 def _cell(values: list[float], digits: int = 1) -> str:
@@ -225,6 +242,113 @@ def markdown(results: list[dict]) -> list[str]:
             *hdcid_view]
 
 
+# The issue's goals for the default recipe, on the AVE test split's event seconds / clips.
+GOAL_KAPPA, GOAL_CODE_ID, GOAL_CODEWORD = 0.5, 80.0, 85.0
+CLIP_HEADS = ("dcid/codes", "dcid/prototype", "dcid/linear", "hdcid/prototype", "hdcid/linear")
+CLIP_HEAD_NAMES = {"dcid/codes": "code-id L1", "dcid/prototype": "prototype L1", "dcid/linear": "linear L1",
+                   "hdcid/prototype": "prototype L1+L2", "hdcid/linear": "linear L1+L2"}
+
+
+def _correct(run: dict, key: str) -> np.ndarray | None:
+    outcome = run.get("test_clips", {}).get(key)
+    return None if outcome is None else np.frombuffer(outcome.encode(), dtype=np.uint8) - ord("0")
+
+
+def _wilson_cell(run: dict, key: str) -> str:
+    correct = _correct(run, key)
+    if correct is None:
+        return "–"
+    interval = wilson_interval(int(correct.sum()), len(correct))
+    return f"{100 * correct.mean():.1f} ({interval.low:.1f}–{interval.high:.1f})"
+
+
+def _goals(run: dict) -> str:
+    """Which of the goals one run meets: κ, code-id both ways, each codeword head both ways."""
+    met = {
+        "κ": run["levels"][0]["kappa"] >= GOAL_KAPPA,
+        "code-id": all(run["transfer"][f"dcid/codes/{d}"] >= GOAL_CODE_ID for d in ("v2a", "a2v")),
+        "proto": all(run["transfer"][f"dcid/prototype/{d}"] >= GOAL_CODEWORD for d in ("v2a", "a2v")),
+        "linear": all(run["transfer"][f"dcid/linear/{d}"] >= GOAL_CODEWORD for d in ("v2a", "a2v")),
+    }
+    missed = [name for name, ok in met.items() if not ok]
+    return "all" if not missed else "not " + ", ".join(missed)
+
+
+def _parts(groups: dict[str, list[dict]], key: str) -> UnitParts | None:
+    """{row: runs} as bootstrap parts on one head and direction; None where a row lacks clips."""
+    by_row = {}
+    for row, runs in groups.items():
+        arrays = {r["train_seed"]: _correct(r, key) for r in runs}
+        if any(a is None for a in arrays.values()):
+            return None
+        by_row[row] = arrays
+    return UnitParts.from_runs(by_row, ACCURACY)
+
+
+def clip_tables(results: list[dict], compare: list[tuple[str, str]], resamples: int = 5000) -> list[str]:
+    """Per run: each accuracy with its Wilson interval over the test clips and the goals it meets;
+    per row: the mean over training seeds with a paired bootstrap interval over clips and runs;
+    per compared pair: the difference on the same clips."""
+    lines = ["Per training run: accuracy % (Wilson 95% interval over the test clips); goals: κ ≥ "
+             f"{GOAL_KAPPA}, code-id ≥ {GOAL_CODE_ID:.0f}% and level-1 prototype / linear ≥ {GOAL_CODEWORD:.0f}% "
+             "both ways.", "",
+             "| corpus | row | seed | clips | κ L1 | codes a / v / shared L1 | "
+             + " | ".join(f"{CLIP_HEAD_NAMES[h]} v2a | a2v" for h in CLIP_HEADS) + " | train CPU min | goals met |",
+             "|---|---|---|---|---|---|" + "---|---|" * len(CLIP_HEADS) + "---|---|"]
+    for r in results:
+        n = len(next(iter(r.get("test_clips", {}).values()), ""))
+        cells = " | ".join(_wilson_cell(r, f"{h}/{d}") for h in CLIP_HEADS for d in ("v2a", "a2v"))
+        first = r["levels"][0]
+        lines.append(f"| {r['corpus']} | {r['row']} | {r['train_seed']} | {n} | {first['kappa']:.2f} | "
+                     f"{first['audio']} / {first['video']} / {first['shared']} | {cells} | "
+                     f"{r['train_cpu_min']:.1f} | {_goals(r)} |")
+    by_corpus: dict[str, dict[str, list[dict]]] = {}
+    for r in results:
+        by_corpus.setdefault(r["corpus"], {}).setdefault(r["row"], []).append(r)
+    means = ["", f"Mean over training seeds, % [paired bootstrap 95% interval: {resamples} resamples (seed 0) "
+             "of the test clips and the training runs, expanded percentile; toc.report.resampling]:", "",
+             "| corpus | row | seeds | " + " | ".join(f"{CLIP_HEAD_NAMES[h]} v2a | a2v" for h in CLIP_HEADS) + " |",
+             "|---|---|---|" + "---|---|" * len(CLIP_HEADS)]
+    differences = ["", "Differences on the same test clips, % points [paired bootstrap 95% interval; two-sided "
+                   "p-value of no difference]:", "",
+                   "| corpus | a − b | " + " | ".join(f"{CLIP_HEAD_NAMES[h]} v2a | a2v" for h in CLIP_HEADS) + " |",
+                   "|---|---|" + "---|---|" * len(CLIP_HEADS)]
+    for spec, groups in by_corpus.items():
+        # Rows trained on the same seeds share one bootstrap (the same draws for every row).
+        by_seeds: dict[tuple[int, ...], dict[str, list[dict]]] = {}
+        for row, runs in groups.items():
+            by_seeds.setdefault(tuple(sorted(r["train_seed"] for r in runs)), {})[row] = runs
+        for seeds, rows in by_seeds.items():
+            boot = {}
+            for h in CLIP_HEADS:
+                for d in ("v2a", "a2v"):
+                    parts = _parts(rows, f"{h}/{d}")
+                    if parts is not None:
+                        boot[f"{h}/{d}"] = paired_bootstrap(parts, n_resamples=resamples, seed=0)
+            for row in rows:
+                cells = []
+                for key in (f"{h}/{d}" for h in CLIP_HEADS for d in ("v2a", "a2v")):
+                    if key not in boot:
+                        cells.append("–")
+                        continue
+                    est = boot[key].variant(row)
+                    cells.append(f"{est.estimate:.1f} [{est.interval.low:.1f}, {est.interval.high:.1f}]")
+                means.append(f"| {spec} | {row} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+            for a, b in compare:
+                if a not in rows or b not in rows:
+                    continue
+                cells = []
+                for key in (f"{h}/{d}" for h in CLIP_HEADS for d in ("v2a", "a2v")):
+                    if key not in boot:
+                        cells.append("–")
+                        continue
+                    diff = boot[key].difference(a, b)
+                    cells.append(f"{diff.difference:+.1f} [{diff.interval.low:+.1f}, {diff.interval.high:+.1f}; "
+                                 f"p {diff.p_value:.3f}]")
+                differences.append(f"| {spec} | {a} − {b} | " + " | ".join(cells) + " |")
+    return [*lines, *means, *(differences if len(differences) > 5 else [])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", nargs="+", default=["spoken:12"], help="spoken:SEED[:CLIPS] or synth:SEED")
@@ -235,7 +359,19 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table here")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the table of the finished runs among the ones named")
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="also write the named runs' rows (one JSON object per run) to this file")
+    parser.add_argument("--clips", action="store_true",
+                        help="add the tables of uncertainty over test clips (Wilson per run, bootstrap per row)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="A:B",
+                        help="with --clips: the difference of row A and row B on the same clips")
     args = parser.parse_args()
+    compare = []
+    for pair in args.compare:
+        a, sep, b = pair.partition(":")
+        if not sep or a not in ROWS or b not in ROWS:
+            parser.error(f"--compare {pair}: expected ROW_A:ROW_B with rows from {', '.join(sorted(ROWS))}")
+        compare.append((a, b))
     jobs = [(spec, row, seed) for spec in args.corpus for row in args.rows for seed in args.train_seeds]
     if args.report_only:
         finished = [job for job in jobs if _finished(args.work / "runs" / run_name(*job))]
@@ -248,7 +384,10 @@ def main() -> None:
         with open(args.work / "results.jsonl", "a") as log:
             for r in results:
                 log.write(json.dumps(r) + "\n")
-    text = "\n".join(markdown(results)) + "\n"
+    if args.raw is not None:
+        write_text_atomic(args.raw, "".join(json.dumps(r, sort_keys=True) + "\n" for r in results))
+    tables = markdown(results) + (["", *clip_tables(results, compare)] if args.clips else [])
+    text = "\n".join(tables) + "\n"
     if args.output is not None:
         write_text_atomic(args.output, text)
     print(text, end="")
