@@ -12,7 +12,6 @@ tests assert); this measures what the faster default gives up.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ sys.path.insert(0, str(ROOT))
 
 import provenance  # noqa: E402
 
-from cmg_base.files import write_text_atomic  # noqa: E402
 from toc.codebook.checkpoint import load_checkpoint  # noqa: E402
 from toc.codebook.encode import EncodingSession  # noqa: E402
 
@@ -107,8 +105,7 @@ def main() -> None:
         "float32 rounding may pick the neighbour: `toc encode --dtype float64` reproduces the reference "
         "exactly.",
     ]
-    write_text_atomic(args.output, "\n".join(header + lines + footer) + "\n")
-    write_text_atomic(args.output.with_suffix(".jsonl"), "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    provenance.write_results(args.output, header + lines + footer, rows)
     print("\n".join(header + lines + footer))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -17,6 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cmg_base.files import write_text_atomic  # noqa: E402
 
 
 def _version(package: str) -> str:
@@ -92,3 +97,12 @@ def header(script: str, argv: Sequence[str], seeds: str, code: Sequence[str]) ->
 def python_argv() -> list[str]:
     """This process's arguments after the script name."""
     return list(sys.argv[1:])
+
+
+def write_results(table: Path, lines: Sequence[str], records: Sequence[dict], default=None) -> Path:
+    """Write the markdown `lines` to `table` and the raw `records` beside it (same name, .jsonl),
+    each whole or not at all; returns the raw file's path."""
+    raw = table.with_suffix(".jsonl")
+    write_text_atomic(table, "\n".join(lines) + ("" if lines and lines[-1] == "" else "\n"))
+    write_text_atomic(raw, "".join(json.dumps(r, sort_keys=True, default=default) + "\n" for r in records))
+    return raw

@@ -18,7 +18,6 @@ medians of interleaved runs (loop, ours, loop, ...).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import header, python_argv  # noqa: E402
+from benchmarks.provenance import header, python_argv, write_results  # noqa: E402
 from toc.report.resampling import (  # noqa: E402
     _BLOCK_CELLS,
     ACCURACY,
@@ -236,8 +235,7 @@ def main() -> None:
         f"Run time: {minutes:.1f} min (wall).",
         "",
     ]
-    args.output.write_text("\n".join(lines))
-    raw.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_results(args.output, lines, records)
     print(f"wrote {args.output} and {raw} ({minutes:.1f} min)", file=sys.stderr)
 
 

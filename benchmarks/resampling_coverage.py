@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import sys
 import time
@@ -37,7 +36,7 @@ from scipy.special import ndtr, ndtri
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.provenance import header, python_argv  # noqa: E402
+from benchmarks.provenance import header, python_argv, write_results  # noqa: E402
 from toc.eval.metrics import segment_count_parts  # noqa: E402
 from toc.report.resampling import (  # noqa: E402
     ACCURACY,
@@ -115,6 +114,13 @@ def coverage(draw, target, sims, resamples, interpolated=False, **kwargs) -> dic
         "mean_width": float(np.mean(widths)),
         "mean_estimate_minus_target": float(np.mean(estimates) - target),
     }
+
+
+def interval_kind(expanded: bool, interpolated: bool) -> str:
+    """A row label's suffix for an interval other than the library's default."""
+    return ("" if expanded else ", plain percentile") + (
+        ", ends interpolated (not the library's)" if interpolated else ""
+    )
 
 
 def coverage_row(table: Table, name: str, settings: dict, target: float, result: dict) -> None:
@@ -344,8 +350,7 @@ def main() -> None:
             coverage_row(
                 table,
                 f"accuracy, p = 0.7, {units} clips, deterministic head"
-                + ("" if expanded else ", plain percentile")
-                + (", ends interpolated (not the library's)" if interpolated else ""),
+                + interval_kind(expanded, interpolated),
                 {"units": units, "expanded": expanded, "interpolated_ends": interpolated},
                 70.0,
                 coverage(
@@ -384,8 +389,7 @@ def main() -> None:
             coverage_row(
                 table,
                 f"micro-F1 (ratio of sums), {videos} videos"
-                + ("" if expanded else ", plain percentile")
-                + (", ends interpolated (not the library's)" if interpolated else ""),
+                + interval_kind(expanded, interpolated),
                 {"videos": videos, "expanded": expanded, "interpolated_ends": interpolated},
                 f1_target,
                 coverage(draw_f1, f1_target, s, b, interpolated=interpolated, expanded=expanded),
@@ -755,10 +759,8 @@ def main() -> None:
         "as below about 3/S.",
         "",
     ]
-    raw = args.output.with_suffix(".jsonl")
-    args.output.write_text("\n".join(lines))
-    raw.write_text("".join(json.dumps(r, sort_keys=True, default=_plain) + "\n" for r in records))
-    print(f"wrote {args.output} and {raw} ({minutes:.1f} min)", file=sys.stderr)
+    write_results(args.output, lines, records, default=_plain)
+    print(f"wrote {args.output} and {args.output.with_suffix('.jsonl')} ({minutes:.1f} min)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Deterministic for a seed: the corpus is, and nothing else draws random numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.cca_baseline import fit_cca, prototype_accuracy  # noqa: E402
-from benchmarks.provenance import header, python_argv  # noqa: E402
+from benchmarks.provenance import header, python_argv, write_results  # noqa: E402
 from toc.corpora.synthetic import RETRIEVAL_PAIRS, VALOR_ANNOTATIONS, synthesize  # noqa: E402
 from toc.data.layout import resolve_paths  # noqa: E402
 from toc.data.vggsound import load_pretrain  # noqa: E402
@@ -239,8 +238,7 @@ def main() -> None:
         f"Run time: {time.perf_counter() - started:.0f} s (wall).",
         "",
     ]
-    args.output.write_text("\n".join(lines))
-    raw.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_results(args.output, lines, records)
     print(f"wrote {args.output} and {raw}", file=sys.stderr)
 
 
