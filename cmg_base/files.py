@@ -260,25 +260,31 @@ def prepare_output(path: str | os.PathLike, *, force: bool = False, make_parents
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it over `path`."""
+def _temporary_for(path: str | os.PathLike) -> Iterator[tuple[Path, Path]]:
+    """Yield (target, a new temporary beside it); if the block fails, the temporary is removed
+    and a write failure becomes one OutputError naming the target."""
     target = resolve_output(path)
     if target.is_dir():
         raise OutputError(f"{target}: is a directory; expected a file name for the output")
     tmp = temporary_beside(target)
     try:
-        yield tmp
-        commit_temporary(tmp, target)
+        yield target, tmp
     except (OSError, RuntimeError) as exc:
         # h5py and torch report low-level write failures (disk full, file-size limit) as RuntimeError.
         reason = _reason(exc, tmp)
-        tmp.unlink(missing_ok=True)
-        _forget(tmp)
+        _remove_temporary(tmp)
         raise OutputError(f"{target}: cannot write ({reason})") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
-        _forget(tmp)
+        _remove_temporary(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success rename it over `path`."""
+    with _temporary_for(path) as (target, tmp):
+        yield tmp
+        commit_temporary(tmp, target)
 
 
 class StagedFiles:
@@ -291,22 +297,11 @@ class StagedFiles:
         self._pending: dict[Path, Path] = {}  # target -> its temporary
 
     def write_bytes(self, path: str | os.PathLike, data: bytes) -> None:
-        target = resolve_output(path)
-        if target.is_dir():
-            raise OutputError(f"{target}: is a directory; expected a file name for the output")
-        tmp = temporary_beside(target)
-        try:
+        with _temporary_for(path) as (target, tmp):
             with open(tmp, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except OSError as exc:
-            reason = _reason(exc, tmp)
-            _remove_temporary(tmp)
-            raise OutputError(f"{target}: cannot write ({reason})") from exc
-        except BaseException:
-            _remove_temporary(tmp)
-            raise
         if target in self._pending:
             _remove_temporary(self._pending[target])
         self._pending[target] = tmp

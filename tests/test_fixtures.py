@@ -8,7 +8,8 @@ import hashlib
 import re
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests.conftest import FIXTURES
+
 ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<size>\d+) \| `(?P<sha>[0-9a-f]{64})` \|", re.M)
 
 
@@ -36,8 +37,8 @@ def test_every_fixture_is_listed_with_its_size_and_sha256():
 
 
 def test_nothing_reads_outside_the_repository():
-    """No test, helper or benchmark points at a folder beside the clone (the fixtures used to
-    live in ../shared): a clone anywhere must run every parity test."""
+    """No test, helper or benchmark points at a folder beside the clone, where the fixtures used
+    to live: a clone anywhere must run every parity test."""
     root = FIXTURES.parents[1]
     offenders = []
     for path in [*root.glob("tests/*.py"), *root.glob("benchmarks/*.py"), *root.glob("benchmarks/*.sh")]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmg_base.inputs import check_regular_file, open_regular_file
-from toc.data.base import T_SEGMENTS
+from toc.data.base import T_SEGMENTS, require_float_features
 from toc.errors import DataError
 
 # Bounds that stop bombs, not long clips. A real feature zip is a few MB ([10,7,7,512] float64 is
@@ -119,9 +119,7 @@ def loads_ndarray(data: bytes, *, file: str | Path, key: str) -> np.ndarray:
             "array has a non-numeric dtype", file=file, key=key,
             expected="a numeric dtype", actual=str(obj.dtype),
         )
-    if obj.dtype.kind != "f":
-        # Integer and boolean arrays are labels or indices; features are floats.
-        raise DataError("features must be floats", file=file, key=key, expected="a float dtype", actual=str(obj.dtype))
+    require_float_features(obj.dtype, file=file, key=key)
     return obj
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from toc.errors import DataError
+
 Modality = Literal["audio", "video"]
 LabelKind = Literal["clip", "segment"]
 IdKind = Literal["video", "row"]
@@ -70,3 +72,10 @@ class TaskData:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+
+def require_float_features(dtype: np.dtype, *, file, key: str | None, message: str = "features must be floats") -> None:
+    """Features are floats: an integer or boolean array is a label, index or mask stored under the
+    wrong key far more often than a feature, and encoding it would look like a result."""
+    if np.dtype(dtype).kind != "f":
+        raise DataError(message, file=file, key=key, expected="a float dtype", actual=str(dtype))

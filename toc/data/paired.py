@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from hdcid.modules import MIN_VIDEO_GRID
-from toc.data.base import FeatureSet, TaskData
+from toc.data.base import FeatureSet, TaskData, require_float_features
 from toc.data.files import shape_text
 from toc.errors import DataError
 
@@ -416,9 +416,7 @@ def _check_features(store: _Store, key: str, ranks: dict[int, str], rows_name: s
             f"wrong shape{hint}", file=file, key=h5_key,
             expected=" or ".join(v.replace("N", rows_name, 1) for v in ranks.values()), actual=shape_text(shape),
         )
-    if dtype.kind != "f":
-        # Integer and boolean arrays are labels or indices, never features.
-        raise DataError("wrong dtype", file=file, key=h5_key, expected="a float dtype", actual=dtype.name)
+    require_float_features(dtype, file=file, key=h5_key, message="wrong dtype")
     if shape[0] == 0 or min(shape[1:]) == 0:
         raise DataError("empty features", file=file, key=h5_key, expected="every axis >= 1", actual=shape_text(shape))
     return len(shape)

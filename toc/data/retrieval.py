@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from toc.data.archives import read_zip_array
+from toc.data.base import require_float_features
 from toc.data.files import read_table
 from toc.data.layout import DataConfig, resolve_paths
 from toc.errors import ConfigError, DataError
@@ -68,8 +69,7 @@ class RetrievalSet:
 
 def _checked(array: np.ndarray, modality: str, *, file: Path | str, key: str | None = None) -> np.ndarray:
     array = np.asarray(array)
-    if array.dtype.kind != "f":  # integer and boolean arrays are labels or indices, not features
-        raise DataError("features must be floats", file=file, key=key, expected="a float dtype", actual=str(array.dtype))
+    require_float_features(array.dtype, file=file, key=key)
     out = np.asarray(array, dtype=np.float64)
     if modality == "video" and out.ndim == 3:
         out = out[None]  # an image: one time step

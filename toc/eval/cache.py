@@ -3,8 +3,10 @@ input-file fingerprint)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -317,6 +319,17 @@ class CodeCache:
         """Remove the staged cache files: the cache folder stays as it was."""
         if self._staged is not None:
             self._staged.discard()
+
+    @contextlib.contextmanager
+    def kept_on_success(self) -> Iterator[None]:
+        """Commit the staged cache files when the block ends normally, discard them when it fails:
+        a failed command leaves no cache file."""
+        try:
+            yield
+        except BaseException:
+            self.discard()
+            raise
+        self.commit()
 
 
 def _check_encoded(encoded: EncodedSet, feature_set: FeatureSet) -> None:

@@ -47,6 +47,7 @@ from toc.eval.protocols import (
     default_n_epoch,
     epochs_to_train,
     plan_direction,
+    reads_checkpoint_epoch,
 )
 from toc.eval.records import ResultRecord, parts_metrics, unit_ids_digest
 from toc.eval.variants import ChannelView, check_applicable, family_of_checkpoint, resolve_view
@@ -131,9 +132,7 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     check_applicable(request.variants, cache.source.levels, model_family)
     variant_family = family_of_checkpoint(model_family, cache.source.levels)
     n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, variant_family)
-    # Only the reference protocol's epoch rule (quirk Q1) reads the checkpoint's epoch.
-    reads_epoch = request.protocol == "reference" and "linear" in request.heads
-    checkpoint_epoch = cache.source.epoch if reads_epoch else None
+    checkpoint_epoch = cache.source.epoch if reads_checkpoint_epoch(request.protocol, request.heads) else None
     epochs = epochs_to_train(request.protocol, n_epoch, checkpoint_epoch) if "linear" in request.heads else None
     notes = []
     if request.protocol == "reference":

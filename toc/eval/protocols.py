@@ -3,10 +3,12 @@ what each family's published downstream script does (the `reference` protocol re
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
+from toc.codebook.checkpoint import ENCODING_READS, EPOCH_FIELD
 from toc.codebook.presets import FCID_TOC_PRESETS
 from toc.data.base import TaskData
 from toc.errors import ConfigError, DataError, SettingsError
@@ -203,6 +205,17 @@ def default_n_epoch(task: str, protocol: str, variant_family: str) -> int:
     if protocol == "reference":
         return published_script(task, variant_family).n_epoch
     return get_task(task).default_epochs
+
+
+def reads_checkpoint_epoch(protocol: str, heads: Collection[str]) -> bool:
+    """Whether an evaluation reads the checkpoint's stored epoch: only the reference protocol's
+    epoch rule (quirk Q1, `epochs_to_train`) does, and only for linear heads."""
+    return protocol == "reference" and "linear" in heads
+
+
+def checkpoint_reads(protocol: str, heads: Collection[str]) -> tuple[str, ...]:
+    """The checkpoint fields an evaluation's results depend on (`load_checkpoint`'s `reads`)."""
+    return (*ENCODING_READS, EPOCH_FIELD) if reads_checkpoint_epoch(protocol, heads) else ENCODING_READS
 
 
 def epochs_to_train(protocol: str, n_epoch: int, checkpoint_epoch: int | None) -> int:

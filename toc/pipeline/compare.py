@@ -3,18 +3,19 @@ inline TOC settings selected once and saved beside the results, then the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cmg_base.files import check_output_directory
-from toc.codebook.checkpoint import ENCODING_READS, EPOCH_FIELD
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection
 from toc.data.base import TaskData
 from toc.errors import ConfigError
 from toc.eval.loop import EvalRequest
 from toc.eval.overlap import find_pretraining_list
+from toc.eval.protocols import checkpoint_reads
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
 from toc.eval.variants import VARIANTS
@@ -86,70 +87,56 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             plan.pretrain_csv, data_root=plan.data_root, config=plan.data_config,
             policy=plan.pretrain_overlap,
         )
-    try:
-        _run_jobs(plan, out, sessions, tasks, records, made, pretraining, log)
-    except BaseException:
-        for session in sessions.values():
-            session.cache.discard()  # a failed run leaves no cache file
-        raise
-    for session in sessions.values():
-        session.cache.commit()
+    with contextlib.ExitStack() as caches:  # each session's cache files: kept if every job ran
+        for job in plan.jobs:
+            run_key = (job.family, job.pretrain_run)
+            if run_key not in sessions:
+                session = EvalSession.open(
+                    job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
+                    cache_fingerprint=plan.cache_fingerprint, staged_cache=True,
+                    reads=_reads(plan, job.checkpoint),
+                )
+                caches.enter_context(session.cache.kept_on_success())
+                if session.variant_family != job.family:
+                    raise ConfigError(
+                        f"{job.checkpoint}: checkpoints.{job.family} is a {session.checkpoint.family} checkpoint "
+                        f"({session.checkpoint.levels} codebook level(s)); {job.family} variants need a "
+                        f"{job.family} checkpoint"
+                    )
+                sessions[run_key] = session
+            session = sessions[run_key]
+            if job.task not in tasks:
+                tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
+            selection: SelectionFile | None = None
+            if isinstance(job.selection, TocSettings):
+                selection = replace(
+                    session.select(job.selection), path=out / selection_file_name(job.task, job.family, job.pretrain_run)
+                )
+                made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
+            elif isinstance(job.selection, Path):
+                selection = read_selection(job.selection)
+                selection.check_made_for(session.checkpoint)
+            request = EvalRequest(
+                variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
+                seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
+                selection=selection, split_seed=job.split_seed, split_seeds=job.split_seeds,
+                pretraining=pretraining if job.protocol == "strict" else None,
+            )
+            run = "" if job.pretrain_run is None else f", pretraining run {job.pretrain_run}"
+            log(f"compare: {job.task} with {job.family}{run} ({', '.join(job.variants)})")
+            for record in session.evaluate(tasks[job.task], request, log=log):
+                extra = {"checkpoint": str(job.checkpoint), "pretrain_run": job.pretrain_run}
+                if VARIANTS[record.variant].uses_selection and selection is not None:
+                    extra.update(toc=dict(selection.parameters), selection=str(selection.path))
+                records.append(replace(record, **extra))
     return ComparisonRun(records, made, tasks)
 
 
-def _run_jobs(
-    plan: ComparisonPlan, out: Path, sessions: dict[tuple[str, int | None], EvalSession], tasks: dict[str, TaskData],
-    records: list[ResultRecord], made: list[MadeSelection], pretraining, log: LogFn,
-) -> None:
-    for job in plan.jobs:
-        run_key = (job.family, job.pretrain_run)
-        if run_key not in sessions:
-            session = EvalSession.open(
-                job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
-                cache_fingerprint=plan.cache_fingerprint, staged_cache=True,
-                reads=_reads(plan, job.checkpoint),
-            )
-            if session.variant_family != job.family:
-                raise ConfigError(
-                    f"{job.checkpoint}: checkpoints.{job.family} is a {session.checkpoint.family} checkpoint "
-                    f"({session.checkpoint.levels} codebook level(s)); {job.family} variants need a "
-                    f"{job.family} checkpoint"
-                )
-            sessions[run_key] = session
-        session = sessions[run_key]
-        if job.task not in tasks:
-            tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
-        selection: SelectionFile | None = None
-        if isinstance(job.selection, TocSettings):
-            selection = replace(
-                session.select(job.selection), path=out / selection_file_name(job.task, job.family, job.pretrain_run)
-            )
-            made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
-        elif isinstance(job.selection, Path):
-            selection = read_selection(job.selection)
-            selection.check_made_for(session.checkpoint)
-        request = EvalRequest(
-            variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
-            seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
-            selection=selection, split_seed=job.split_seed, split_seeds=job.split_seeds,
-            pretraining=pretraining if job.protocol == "strict" else None,
-        )
-        run = "" if job.pretrain_run is None else f", pretraining run {job.pretrain_run}"
-        log(f"compare: {job.task} with {job.family}{run} ({', '.join(job.variants)})")
-        for record in session.evaluate(tasks[job.task], request, log=log):
-            extra = {"checkpoint": str(job.checkpoint), "pretrain_run": job.pretrain_run}
-            if VARIANTS[record.variant].uses_selection and selection is not None:
-                extra.update(toc=dict(selection.parameters), selection=str(selection.path))
-            records.append(replace(record, **extra))
-
-
 def _reads(plan: ComparisonPlan, checkpoint) -> tuple[str, ...]:
-    """The checkpoint fields the plan's jobs on `checkpoint` read: the stored epoch only for the
-    reference protocol's epoch rule (linear heads)."""
-    reference = any(
-        job.checkpoint == checkpoint and job.protocol == "reference" and "linear" in job.heads for job in plan.jobs
-    )
-    return (*ENCODING_READS, EPOCH_FIELD) if reference else ENCODING_READS
+    """The checkpoint fields the plan's jobs on `checkpoint` read, all jobs together."""
+    return tuple(dict.fromkeys(
+        field for job in plan.jobs if job.checkpoint == checkpoint for field in checkpoint_reads(job.protocol, job.heads)
+    ))
 
 
 def write_comparison(

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toc.codebook.checkpoint import ENCODING_READS, EPOCH_FIELD, Checkpoint, load_checkpoint
+from toc.codebook.checkpoint import ENCODING_READS, Checkpoint, load_checkpoint
 from toc.codebook.presets import preset_settings
 from toc.codebook.scoring import score_weights
 from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
@@ -17,7 +17,7 @@ from toc.errors import SettingsError
 from toc.eval.cache import FINGERPRINTS, CheckpointCodeSource, CodeCache
 from toc.eval.loop import EvalRequest, run_evaluation
 from toc.eval.overlap import OVERLAP_POLICIES, find_pretraining_list
-from toc.eval.protocols import DIRECTIONS
+from toc.eval.protocols import DIRECTIONS, checkpoint_reads
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
 from toc.eval.variants import VARIANTS, default_variants, family_of_checkpoint
@@ -182,20 +182,14 @@ def evaluate_task(
     leaves none."""
     options.check()
     selection = read_selection(options.toc.selection) if options.toc.selection is not None else None
-    # The reference protocol's epoch rule (quirk Q1) is the only reader of the stored epoch.
-    reads_epoch = options.protocol == "reference" and "linear" in options.heads
     session = EvalSession.open(
         options.checkpoint, trust_checkpoint=options.trust_checkpoint, device=options.device,
         cache_dir=options.cache_dir, encode_batch_size=options.encode_batch_size, progress=progress,
         cache_fingerprint=options.cache_fingerprint, staged_cache=True,
-        reads=(*ENCODING_READS, EPOCH_FIELD) if reads_epoch else ENCODING_READS,
+        reads=checkpoint_reads(options.protocol, options.heads),
     )
-    try:
+    with session.cache.kept_on_success():
         yield from _evaluate_opened(session, options, selection, log)
-    except BaseException:
-        session.cache.discard()
-        raise
-    session.cache.commit()
 
 
 def _evaluate_opened(

@@ -21,11 +21,6 @@ def task_code_sharing(
         checkpoint, trust_checkpoint=trust_checkpoint, device=device, cache_dir=cache_dir, progress=progress,
         staged_cache=True,
     )
-    try:
+    with session.cache.kept_on_success():
         data = load_task(task, data_root=data_root, config=config)
-        sharing = measure_code_sharing(data, session.cache, dtype=dtype, split_seed=split_seed)
-    except BaseException:
-        session.cache.discard()  # a failed measurement leaves no cache file
-        raise
-    session.cache.commit()
-    return sharing
+        return measure_code_sharing(data, session.cache, dtype=dtype, split_seed=split_seed)
