@@ -8,7 +8,7 @@ Writes benchmarks/results/eval_scale.md. Everything is generated on the fly in a
 folder (removed at the end): an AVE-layout set of `--clips` clips (video float32
 [N,10,7,7,512] written in chunks, audio [N,10,128], labels, the 3339/402/402 split scaled to N)
 with a planted class signal, and published-size checkpoints of both families with random
-weights (400 x 256 codebooks spread with N(0,1) draws as tests/checkpoints.py does, so codes
+weights (400 x 256 codebooks spread with N(0,1) draws as toc/testing/checkpoints.py does, so codes
 vary; 2048-wide video branch; float64 like the published files).
 
 Per family (dcid: variants dcid, dcid+toc; hdcid: hdcid, hdcid+toc), each in its own process so

@@ -59,8 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cli.main import cli  # noqa: E402
-from tests import datafixtures, hostile_inputs  # noqa: E402
-from tests.checkpoints import save_reference_checkpoint  # noqa: E402
+from toc.testing import datafixtures, hostile  # noqa: E402
+from toc.testing.checkpoints import save_reference_checkpoint  # noqa: E402
 
 RSS_LIMIT_KB = 1 << 20  # 1 GiB
 ADDRESS_SPACE = 8 << 30  # keeps a real bomb (or a bad attack builder) from taking the machine down
@@ -102,8 +102,8 @@ def build_workspace(base: Path) -> None:
         assert invoke_here(args) == 0, args
     results = base / "results"
     results.mkdir()
-    lines = [hostile_inputs.result_line(seed=s, variant=v, selection=str(base / "sel" / "dcid.json") if v == "dcid+toc" else None,
-                                        metrics={"accuracy": 40.0 + s + (3.0 if v == "dcid+toc" else 0.0)})
+    lines = [hostile.result_line(seed=s, variant=v, selection=str(base / "sel" / "dcid.json") if v == "dcid+toc" else None,
+                                 metrics={"accuracy": 40.0 + s + (3.0 if v == "dcid+toc" else 0.0)})
              for s in range(2) for v in ("dcid", "dcid+toc")]
     (results / "r.jsonl").write_text("\n".join(lines) + "\n")
     plans = base / "plans"
@@ -216,7 +216,13 @@ def _poison(tensor: torch.Tensor, value: float) -> torch.Tensor:
 
 def attack(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
     """Damage `target` by `kind`; returns whether the command must then refuse (never exit 0)."""
-    marker = work / MARKER
+    if kind not in ATTACKS:
+        raise ValueError(kind)
+    return ATTACKS[kind](kind, target, role, work, rng)
+
+
+def _damage_file(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on any file: its bytes, or what stands at its path."""
     if kind == "mutate":
         data = bytearray(target.read_bytes())
         mode = rng.choice(["flip", "truncate", "insert"])
@@ -233,77 +239,81 @@ def attack(kind: str, target: Path, role: str, work: Path, rng: random.Random) -
     if kind == "empty":
         target.write_bytes(b"")
         return True
+    target.unlink()
     if kind == "fifo":
-        target.unlink()
         os.mkfifo(target)
-        return True
-    if kind == "devzero":
-        target.unlink()
+    elif kind == "devzero":
         target.symlink_to("/dev/zero")
-        return True
-    if kind == "directory":
-        target.unlink()
+    else:  # directory
         target.mkdir()
-        return True
+    return True
+
+
+def _damage_checkpoint(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on a torch checkpoint: its records, its values, code in its pickle."""
     if kind == "crcflip":
-        hostile_inputs.flip_record_byte(target, target, offset=8)
-        return True
-    if kind in ("nan-codebook", "inf-codebook", "huge-codebook"):
+        hostile.flip_record_byte(target, target, offset=8)
+    elif kind in ("nan-codebook", "inf-codebook", "huge-codebook"):
         value = {"nan-codebook": float("nan"), "inf-codebook": float("inf"), "huge-codebook": 1e200}[kind]
 
         def edit(encoder):
             key = "Cross_quantizer.embedding" if "Cross_quantizer.embedding" in encoder else next(iter(encoder))
             encoder[key] = _poison(encoder[key], value)
         _edit_checkpoint(target, edit)
-        return True
-    if kind == "nan-weight":
+    elif kind == "nan-weight":
         def edit(encoder):
             keys = [k for k in encoder if k.startswith(("audio_self_att", "video_self_att")) and encoder[k].is_floating_point()]
             key = rng.choice(keys)
             encoder[key] = _poison(encoder[key], float("nan"))
         _edit_checkpoint(target, edit)
-        return True
-    if kind == "deflated-records":
+    elif kind == "deflated-records":
         state = torch.load(target, map_location="cpu", weights_only=True)
         state = state if isinstance(state, dict) else {"codebook": state}
         state = {**state, "padding": torch.zeros(40_000_000)}  # 160 MB of zeros, about 160 KB deflated
-        hostile_inputs.torch_with_deflated_records(target, state)
-        return True
-    if kind == "payload-pickle":
-        target.write_bytes(_payload_pickle(marker))
-        return True
-    if kind == "payload-torch":
+        hostile.torch_with_deflated_records(target, state)
+    elif kind == "payload-pickle":
+        target.write_bytes(_payload_pickle(work / MARKER))
+    else:  # payload-torch
         import io
         import zipfile
 
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("archive/data.pkl", _payload_pickle(marker))
+            archive.writestr("archive/data.pkl", _payload_pickle(work / MARKER))
             archive.writestr("archive/version", "3\n")
         target.write_bytes(buffer.getvalue())
-        return True
+    return True
+
+
+def _damage_array_file(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on .npy and .safetensors files: headers that lie, pickled objects."""
     if kind == "npy-lying":
-        hostile_inputs.npy_lying_header(target, (1_000_000_000, 10, 128))
-        return True
-    if kind == "npy-object":
+        hostile.npy_lying_header(target, (1_000_000_000, 10, 128))
+    elif kind == "npy-object":
         np.save(target, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-        return True
-    if kind == "safetensors-absurd":
+    else:  # safetensors-absurd
         header = json.dumps({"codebook": {"dtype": "F32", "shape": [1 << 40, 1 << 20], "data_offsets": [0, 64]}}).encode()
         target.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 64)
-        return True
+    return True
+
+
+def _h5_shape(path: Path, key: str) -> tuple[int, ...]:
+    with h5py.File(path, "r") as handle:
+        return tuple(handle[key].shape)
+
+
+def _damage_h5(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on an h5 file's main dataset: declared sizes, stored zeros, storage elsewhere,
+    non-finite values, a scalar."""
+    key = _h5_key(target)
     if kind == "h5-unwritten":
-        key = _h5_key(target)
-        with h5py.File(target, "r") as handle:
-            shape = tuple(handle[key].shape)
-        hostile_inputs.h5_unwritten(target, key, (300_000_000, *shape[1:]), dtype="float64" if len(shape) > 1 else "int64",
-                                    chunks=(1024, *shape[1:]) if len(shape) > 1 else (4096,))
+        shape = _h5_shape(target, key)
+        hostile.h5_unwritten(target, key, (300_000_000, *shape[1:]), dtype="float64" if len(shape) > 1 else "int64",
+                             chunks=(1024, *shape[1:]) if len(shape) > 1 else (4096,))
         return True
     if kind == "h5-zeros-bomb":
         # 300 MB of zeros, written and deflated to about 300 KB: data the file really stores.
-        key = _h5_key(target)
-        with h5py.File(target, "r") as handle:
-            shape = tuple(handle[key].shape)
+        shape = _h5_shape(target, key)
         rows = max(1, (300 << 20) // (8 * int(np.prod(shape[1:], dtype=np.int64))))
         with h5py.File(target, "w") as handle:
             dataset = handle.create_dataset(key, shape=(rows, *shape[1:]), dtype="float64", compression="gzip",
@@ -313,22 +323,17 @@ def attack(kind: str, target: Path, role: str, work: Path, rng: random.Random) -
                 dataset[start : start + len(block)] = block[: rows - start]
         return role != "h5-features"  # lazily read features may legitimately be large
     if kind in ("h5-external-fifo", "h5-external-link", "h5-virtual"):
-        key = _h5_key(target)
-        with h5py.File(target, "r") as handle:
-            shape = tuple(handle[key].shape)
-        pipe = work / "pipe"
-        if not pipe.exists():
-            os.mkfifo(pipe)
+        shape = _h5_shape(target, key)
+        pipe = _pipe(work)
         target.unlink()
         if kind == "h5-external-fifo":
-            hostile_inputs.h5_external(target, key, shape, pipe)
+            hostile.h5_external(target, key, shape, pipe)
         elif kind == "h5-external-link":
-            hostile_inputs.h5_external_link(target, key, pipe)
+            hostile.h5_external_link(target, key, pipe)
         else:
-            hostile_inputs.h5_virtual(target, key, shape, pipe)
+            hostile.h5_virtual(target, key, shape, pipe)
         return True
     if kind == "h5-nan":
-        key = _h5_key(target)
         with h5py.File(target, "a") as handle:
             data = np.asarray(handle[key][()])
             if data.dtype.kind != "f":
@@ -337,114 +342,132 @@ def attack(kind: str, target: Path, role: str, work: Path, rng: random.Random) -
             del handle[key]
             handle.create_dataset(key, data=data)
         return True
-    if kind == "h5-scalar":
-        key = _h5_key(target)
-        target.unlink()
-        hostile_inputs.h5_scalar(target, key)
-        return True
+    # h5-scalar
+    target.unlink()
+    hostile.h5_scalar(target, key)
+    return True
+
+
+def _damage_zip(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on a feature zip: bombs, several members, code in its pickle, NaN, too many steps."""
     if kind == "zip-bomb":
-        hostile_inputs.zip_bomb(target, target.stem + ".pkl", 400_000_000)
-        return True
-    if kind == "zip-many":
-        hostile_inputs.zip_many_pickles(target, [np.zeros((10, 128))] * 4)
-        return True
-    if kind == "zip-list-bomb":
-        hostile_inputs.pickle_list_bomb(target, 3_000_000)
-        return True
-    if kind == "zip-payload":
+        hostile.zip_bomb(target, target.stem + ".pkl", 400_000_000)
+    elif kind == "zip-many":
+        hostile.zip_many_pickles(target, [np.zeros((10, 128))] * 4)
+    elif kind == "zip-list-bomb":
+        hostile.pickle_list_bomb(target, 3_000_000)
+    elif kind == "zip-payload":
         import zipfile
 
         with zipfile.ZipFile(target, "w") as archive:
-            archive.writestr(target.stem + ".pkl", _payload_pickle(marker))
-        return True
-    if kind == "zip-nan":
+            archive.writestr(target.stem + ".pkl", _payload_pickle(work / MARKER))
+    else:  # zip-nan, zip-long
         from toc.data.archives import pkl_zip_bytes, read_zip_array
 
         array, _ = read_zip_array(target)
-        array = np.array(array, dtype=np.float64)
-        array.reshape(-1)[rng.randrange(array.size)] = np.nan
+        if kind == "zip-nan":
+            array = np.array(array, dtype=np.float64)
+            array.reshape(-1)[rng.randrange(array.size)] = np.nan
+        else:
+            steps = 100_000 if array.ndim == 2 else 400  # audio: 51 MB of zeros; video: past the 300-step bound
+            array = np.zeros((steps, *array.shape[1:]), dtype=np.float32)
         target.write_bytes(pkl_zip_bytes(target.stem, array))
-        return True
-    if kind == "zip-long":
-        from toc.data.archives import pkl_zip_bytes, read_zip_array
+    return True
 
-        array, _ = read_zip_array(target)
-        steps = 100_000 if array.ndim == 2 else 400  # audio: 51 MB of zeros; video: past the 300-step bound
-        long = np.zeros((steps, *array.shape[1:]), dtype=np.float32)
-        target.write_bytes(pkl_zip_bytes(target.stem, long))
-        return True
+
+def _damage_text(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on text files (CSV, lists, training metrics): bad encodings, NUL, huge fields."""
     if kind == "text-nonutf8":
         target.write_bytes(target.read_bytes()[:20] + b"\xff\xfe\x80" + target.read_bytes()[20:])
-        return True
-    if kind == "text-nul":
+    elif kind == "text-nul":
         target.write_bytes(target.read_bytes().replace(b"\n", b"\0\n", 1))
-        return True
-    if kind == "text-huge-field":
+    elif kind == "text-huge-field":
         target.write_bytes(target.read_bytes() + b"x" * 300_000 + b"\n")
-        return True
+    else:  # metrics-garbage
+        with open(target, "a") as handle:
+            handle.write('[1, 2]\n{"kind": "step", "total_step": "x"}\n')
+    return True
+
+
+def _damage_json(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on a selection (JSON) or results (JSONL) file: nesting, NaN, huge integers, a
+    selection of another checkpoint, names a report must escape, a FIFO named inside."""
     if kind == "json-deep":
-        target.write_text(hostile_inputs.deep_json(100_000))
-        return True
-    if kind == "json-nan":
+        target.write_text(hostile.deep_json(100_000))
+    elif kind == "json-nan":
         text = target.read_text()
         target.write_text(text.replace('"accuracy": 40.0', '"accuracy": NaN', 1) if role == "jsonl"
                           else text.replace('"scores": [', '"scores": [NaN, ', 1))
-        return True
-    if kind == "json-bigint":
+    elif kind == "json-bigint":
         text = target.read_text()
         target.write_text(text.replace('"seed": 0', '"seed": ' + "9" * 5000, 1) if role == "jsonl"
                           else text.replace('"level": 0', '"level": ' + "9" * 5000, 1))
-        return True
-    if kind == "json-other-checkpoint":
+    elif kind in ("json-other-checkpoint", "json-shape"):
         document = json.loads(target.read_text())
-        document["checkpoint"]["sha256"] = rng.choice(["", "0" * 64])
+        if kind == "json-other-checkpoint":
+            document["checkpoint"]["sha256"] = rng.choice(["", "0" * 64])
+        else:
+            document["levels"][0]["codebook_shape"] = [17, 16]
         target.write_text(json.dumps(document))
-        return True
-    if kind == "json-shape":
-        document = json.loads(target.read_text())
-        document["levels"][0]["codebook_shape"] = [17, 16]
-        target.write_text(json.dumps(document))
-        return True
-    if kind == "jsonl-bad-name":
+    elif kind == "jsonl-bad-name":
         lines = target.read_text().splitlines()
         line = json.loads(lines[0])
         line[rng.choice(["task", "variant"])] = rng.choice(["a|b", "x\ny", "<script>", "ave" * 40])
         target.write_text("\n".join([json.dumps(line), *lines[1:]]) + "\n")
-        return True
-    if kind == "jsonl-selection-fifo":
+    else:  # jsonl-selection-fifo
         lines = target.read_text().splitlines()
-        pipe = work / "pipe"
-        if not pipe.exists():
-            os.mkfifo(pipe)
+        pipe = _pipe(work)
         line = json.loads(lines[-1])
         line["selection"] = rng.choice([str(pipe), "/dev/zero"])
         target.write_text("\n".join([*lines[:-1], json.dumps(line)]) + "\n")
-        return True
+    return True
+
+
+def _damage_toml(kind: str, target: Path, role: str, work: Path, rng: random.Random) -> bool:
+    """Attacks on a plan or data config: nesting, a trust flag pointing at code, paths that
+    cannot be read."""
     if kind == "toml-deep":
-        target.write_text(hostile_inputs.deep_toml(50_000))
-        return True
-    if kind == "toml-trust":
+        target.write_text(hostile.deep_toml(50_000))
+    elif kind == "toml-trust":
         payload = work / "payload.pt"
-        payload.write_bytes(_payload_pickle(marker))
+        payload.write_bytes(_payload_pickle(work / MARKER))
         text = target.read_text().replace(str(work / "ckpt" / "dcid.pt"), str(payload))
         target.write_text("trust_checkpoint = true\n" + text)
-        return True
-    if kind == "toml-nouser":
+    elif kind == "toml-nouser":
         target.write_text(target.read_text().replace(f'data_root = "{work / "data"}"', 'data_root = "~nosuchuser_zz/data"'))
-        return True
-    if kind == "toml-fifo-path":
-        pipe = work / "pipe"
-        if not pipe.exists():
-            os.mkfifo(pipe)
+    else:  # toml-fifo-path
+        pipe = _pipe(work)
         text = target.read_text()
         target.write_text(text.replace(str(work / "ckpt" / "dcid.pt"), str(pipe)).replace(
             str(work / "data" / AVE / "labels.h5"), str(pipe)))
-        return True
-    if kind == "metrics-garbage":
-        with open(target, "a") as handle:
-            handle.write('[1, 2]\n{"kind": "step", "total_step": "x"}\n')
-        return True
-    raise ValueError(kind)
+    return True
+
+
+def _pipe(work: Path) -> Path:
+    """The attempt's FIFO (one per workspace copy; nothing ever writes to it)."""
+    pipe = work / "pipe"
+    if not pipe.exists():
+        os.mkfifo(pipe)
+    return pipe
+
+
+ATTACKS = {
+    kind: damage
+    for damage, kinds in (
+        (_damage_file, ("mutate", "empty", "fifo", "devzero", "directory")),
+        (_damage_checkpoint, ("crcflip", "nan-codebook", "inf-codebook", "huge-codebook", "nan-weight",
+                              "deflated-records", "payload-pickle", "payload-torch")),
+        (_damage_array_file, ("npy-lying", "npy-object", "safetensors-absurd")),
+        (_damage_h5, ("h5-unwritten", "h5-zeros-bomb", "h5-external-fifo", "h5-external-link", "h5-virtual",
+                      "h5-nan", "h5-scalar")),
+        (_damage_zip, ("zip-bomb", "zip-many", "zip-list-bomb", "zip-payload", "zip-nan", "zip-long")),
+        (_damage_text, ("text-nonutf8", "text-nul", "text-huge-field", "metrics-garbage")),
+        (_damage_json, ("json-deep", "json-nan", "json-bigint", "json-other-checkpoint", "json-shape",
+                        "jsonl-bad-name", "jsonl-selection-fifo")),
+        (_damage_toml, ("toml-deep", "toml-trust", "toml-nouser", "toml-fifo-path")),
+    )
+    for kind in kinds
+}
 
 
 def _h5_key(path: Path) -> str:
@@ -646,72 +669,34 @@ def main() -> int:
         while counts["attempts"] < args.attempts and time.monotonic() < deadline:
             counts["attempts"] += 1
             work = base / f"a{counts['attempts']}"
-            shutil.copytree(workspace, work, symlinks=True)
-            # Every absolute path of the workspace now names the copy.
-            for text_file in [*work.glob("plans/*.toml"), *work.glob("results/*.jsonl")]:
-                text_file.write_text(text_file.read_text().replace(str(workspace), str(work)))
+            _copy_workspace(workspace, work)
             command = rng.choice(COMMANDS)
             (work / "out").mkdir(exist_ok=True)
-            fault = rng.random() < 0.12
-            kind, target, must_fail = "", None, False
-            fsize = sigterm = None
-            if fault:
-                kind = rng.choice(FAULTS)
-                if kind == "fsize":
-                    fsize = rng.choice([1024, 8192, 65536])
-                else:
-                    sigterm = rng.uniform(0.2, 4.0)
-            else:
-                pattern, role = rng.choice(list(command.reads.items()))
-                candidates = sorted(work.glob(pattern))
-                target = rng.choice(candidates)
-                kind = rng.choice(KINDS_BY_ROLE[role])
-                try:
-                    must_fail = attack(kind, target, role, work, rng)
-                except Exception as exc:  # an attack that does not apply to this file
-                    counts["attack_not_applicable"] += 1
-                    failures.append(f"attack {kind} on {target.name} failed to build: {type(exc).__name__}: {exc}")
-                    shutil.rmtree(work, ignore_errors=True)
-                    continue
-                if command.codebook_only and kind == "nan-weight":
-                    must_fail = False  # inspect / score / select never read the encoder weights
-                if command.name == "train" and role == "zip" and kind not in ("fifo", "devzero", "empty"):
-                    must_fail = False  # a one-step run reads only the clips of its first batch
-                if command.name == "report" and kind in ("json-other-checkpoint", "json-shape"):
-                    must_fail = False  # the report only draws a selection; it applies none
+            try:
+                damage = _damage(command, work, rng)
+            except AttackNotApplicable as exc:
+                counts["attack_not_applicable"] += 1
+                failures.append(str(exc))
+                shutil.rmtree(work, ignore_errors=True)
+                continue
             outputs = [work / p for p in command.outputs]
             before = snapshot(outputs)
             argv = [a.replace("{W}", str(work)) for a in command.args]
-            outcome = run_child(argv, work, args.timeout, fsize=fsize, sigterm_after=sigterm)
+            outcome = run_child(argv, work, args.timeout, fsize=damage.fsize, sigterm_after=damage.sigterm_after)
             verdict = classify(outcome)
             counts[verdict] += 1
             counts["max_rss_kb"] = max(counts["max_rss_kb"], outcome.rss_kb)
-            problems = []
-            if (work / MARKER).exists():
-                problems.append("payload_executed")
-            if verdict == "ok" and must_fail:
-                problems.append("exit0_on_bad_input")
-            if outcome.rss_kb > RSS_LIMIT_KB:
-                problems.append("rss_over_1GiB")
-            if temporaries(work):
-                problems.append("temporary_left")
-            if verdict != "ok" and snapshot(outputs) != before:
-                problems.append("output_changed_on_failure")
-            if verdict == "error" and target is not None and not fault:
-                line = [x for x in outcome.stderr.splitlines() if x.startswith("Error:")][0]
-                if target.name not in line and target.parent.name not in line and kind not in (
-                        "toml-trust", "toml-nouser", "toml-fifo-path", "jsonl-selection-fifo", "json-other-checkpoint",
-                        "json-shape"):
-                    problems.append("error_names_no_file")
+            problems = _problems(damage, outcome, verdict, work, outputs, before)
             for problem in problems:
                 counts[problem] += 1
+            target = damage.target
             if verdict in ("crash", "hang") or problems:
                 tail = outcome.stderr.strip().splitlines()[-3:]
-                failures.append(f"{command.name} {kind} {target.name if target else ''}: {verdict} {problems} "
+                failures.append(f"{command.name} {damage.kind} {target.name if target else ''}: {verdict} {problems} "
                                 f"code={outcome.code} :: {' | '.join(tail)[:400]}")
             if log:
-                log.write(json.dumps({"attempt": counts["attempts"], "command": command.name, "kind": kind,
-                                      "role": role_of(command.name, str(target.relative_to(work)) if target else None, kind),
+                log.write(json.dumps({"attempt": counts["attempts"], "command": command.name, "kind": damage.kind,
+                                      "role": role_of(command.name, str(target.relative_to(work)) if target else None, damage.kind),
                                       "target": str(target.relative_to(work)) if target else None, "verdict": verdict,
                                       "code": outcome.code, "rss_kb": outcome.rss_kb, "seconds": round(outcome.seconds, 2),
                                       "problems": problems, "stderr_tail": outcome.stderr.strip().splitlines()[-1:]}) + "\n")
@@ -729,6 +714,85 @@ def main() -> int:
     bad = sum(counts[k] for k in ("crash", "hang", "payload_executed", "exit0_on_bad_input", "rss_over_1GiB",
                                   "temporary_left", "output_changed_on_failure"))
     return 1 if bad else 0
+
+
+def _copy_workspace(workspace: Path, work: Path) -> None:
+    shutil.copytree(workspace, work, symlinks=True)
+    # Every absolute path of the workspace now names the copy.
+    for text_file in [*work.glob("plans/*.toml"), *work.glob("results/*.jsonl")]:
+        text_file.write_text(text_file.read_text().replace(str(workspace), str(work)))
+
+
+@dataclass(frozen=True)
+class Damage:
+    """What one attempt did to its workspace copy: an attack on one input, or a fault."""
+
+    kind: str
+    target: Path | None = None  # the damaged input (None for a fault)
+    must_fail: bool = False  # the command must refuse (never exit 0)
+    fsize: int | None = None  # fault: the file-size limit in bytes
+    sigterm_after: float | None = None  # fault: SIGTERM after this many seconds
+
+    @property
+    def fault(self) -> bool:
+        return self.target is None
+
+
+class AttackNotApplicable(Exception):
+    """An attack that does not apply to the file drawn (say, a NaN in an integer dataset)."""
+
+
+def _damage(command: Command, work: Path, rng: random.Random) -> Damage:
+    """Draw a fault (12 %) or an attack on one input `command` reads, and apply it."""
+    if rng.random() < 0.12:
+        kind = rng.choice(FAULTS)
+        if kind == "fsize":
+            return Damage(kind, fsize=rng.choice([1024, 8192, 65536]))
+        return Damage(kind, sigterm_after=rng.uniform(0.2, 4.0))
+    pattern, role = rng.choice(list(command.reads.items()))
+    candidates = sorted(work.glob(pattern))
+    target = rng.choice(candidates)
+    kind = rng.choice(KINDS_BY_ROLE[role])
+    try:
+        must_fail = attack(kind, target, role, work, rng)
+    except Exception as exc:
+        raise AttackNotApplicable(
+            f"attack {kind} on {target.name} failed to build: {type(exc).__name__}: {exc}"
+        ) from exc
+    if command.codebook_only and kind == "nan-weight":
+        must_fail = False  # inspect / score / select never read the encoder weights
+    if command.name == "train" and role == "zip" and kind not in ("fifo", "devzero", "empty"):
+        must_fail = False  # a one-step run reads only the clips of its first batch
+    if command.name == "report" and kind in ("json-other-checkpoint", "json-shape"):
+        must_fail = False  # the report only draws a selection; it applies none
+    return Damage(kind, target, must_fail)
+
+
+# Attacks whose error line may rightly name another file than the damaged one (the file it points at).
+NAMES_ANOTHER_FILE = ("toml-trust", "toml-nouser", "toml-fifo-path", "jsonl-selection-fifo",
+                      "json-other-checkpoint", "json-shape")
+
+
+def _problems(damage: Damage, outcome: Outcome, verdict: str, work: Path, outputs: list[Path],
+              before: dict[str, bytes | None]) -> list[str]:
+    """The violations of one attempt, beyond its verdict."""
+    problems = []
+    if (work / MARKER).exists():
+        problems.append("payload_executed")
+    if verdict == "ok" and damage.must_fail:
+        problems.append("exit0_on_bad_input")
+    if outcome.rss_kb > RSS_LIMIT_KB:
+        problems.append("rss_over_1GiB")
+    if temporaries(work):
+        problems.append("temporary_left")
+    if verdict != "ok" and snapshot(outputs) != before:
+        problems.append("output_changed_on_failure")
+    if verdict == "error" and not damage.fault:
+        line = [x for x in outcome.stderr.splitlines() if x.startswith("Error:")][0]
+        target = damage.target
+        if target.name not in line and target.parent.name not in line and damage.kind not in NAMES_ANOTHER_FILE:
+            problems.append("error_names_no_file")
+    return problems
 
 
 if __name__ == "__main__":

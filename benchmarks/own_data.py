@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
 from benchmarks.cca_baseline import fit_cca, linear_accuracy, prototype_accuracy  # noqa: E402
 from benchmarks.provenance import header, python_argv  # noqa: E402
 from cmg_base.files import write_text_atomic  # noqa: E402
-from hdcid.training.recipes import DEFAULT_RECIPE  # noqa: E402
+from hdcid.recipes import DEFAULT_RECIPE  # noqa: E402
 from toc.data.paired import load_paired  # noqa: E402
 
 DIRECTIONS = ("v2a", "a2v")

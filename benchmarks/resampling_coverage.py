@@ -344,7 +344,33 @@ def main() -> None:
     ]
     records: list[dict] = []
     table = Table(lines, records)
+    accuracy_coverage(table, s, b)
+    micro_f1_coverage(table, s, b)
+    run_coverage(table, s, b)
+    false_clear_section(table, n, b)
+    power_section(table, n, b)
+    targets = epoch_target_section(table, args.target_heads)
+    epoch_coverage_section(table, targets, s, b)
+    epoch_verdict_section(table, n, b)
 
+    minutes = (time.perf_counter() - started) / 60
+    lines += [
+        "",
+        f"Run time: {minutes:.1f} min (wall) on the machine above.",
+        "",
+        "The rule is allowed 5 %. A rate of 0 has a standard error of 0 by the formula; read it "
+        "as below about 3/S.",
+        "",
+    ]
+    write_results(args.output, lines, records, default=_plain)
+    print(f"wrote {args.output} and {args.output.with_suffix('.jsonl')} ({minutes:.1f} min)", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ coverage rows
+
+
+def accuracy_coverage(table: Table, s: int, b: int) -> None:
+    """Deterministic heads on 0/1 clips: the library's interval, its variants, and Wilson's."""
     for units in (45, 120, 500):
         for expanded, interpolated in ((True, False), (True, True), (False, False)):
             coverage_row(
@@ -373,8 +399,11 @@ def main() -> None:
             {"section": "coverage", "setting": f"wilson {units}", "units": units, "target": 70.0,
              "hits": hits, "data_sets": s, "coverage": hits / s},
         )
-    # Micro-F1 from per-video counts: 20 cells per video, labelled w.p. 0.3, predicted w.p. 0.8
-    # when labelled and 0.1 otherwise.
+
+
+def micro_f1_coverage(table: Table, s: int, b: int) -> None:
+    """Micro-F1 from per-video counts: 20 cells per video, labelled w.p. 0.3, predicted w.p. 0.8
+    when labelled and 0.1 otherwise."""
     f1_target = 100 * 2 * 0.24 / (0.31 + 0.3)
     for videos in (40, 200):
 
@@ -394,8 +423,12 @@ def main() -> None:
                 f1_target,
                 coverage(draw_f1, f1_target, s, b, interpolated=interpolated, expanded=expanded),
             )
-    # Random heads: clip difficulty q ~ Beta(3, 1.5), run shift ~ U(−0.15, 0.15) shared by the
-    # clips of a run; P(correct) = clip(q + shift). Target: E over clips and runs.
+
+
+def run_coverage(table: Table, s: int, b: int) -> None:
+    """Random heads, whose runs differ: several runs, pretraining runs as clusters, split seeds."""
+    # Clip difficulty q ~ Beta(3, 1.5), run shift ~ U(−0.15, 0.15) shared by the clips of a run;
+    # P(correct) = clip(q + shift). Target: E over clips and runs.
     big = np.random.default_rng(TARGET_SEED)
     run_target = 100 * float(
         np.clip(big.beta(3, 1.5, 2_000_000) + big.uniform(-0.15, 0.15, 2_000_000), 0, 1).mean()
@@ -470,8 +503,63 @@ def main() -> None:
             coverage(draw_splits, split_target, s, b),
         )
 
-    # ------------------------------------------------------------------ the rule
-    lines += [
+
+# ------------------------------------------------------------------ the rule's verdicts
+
+
+def random_heads(rng, units=60, runs=3, better=None, advantage=0.0):
+    """Every variant: `runs` heads on the same clips, each with a run shift; `better` (if any)
+    has P(correct) raised by `advantage`."""
+    q = rng.beta(3, 2, size=units)
+    correct = {
+        name: {
+            r: (rng.random(units) < np.clip(
+                q + rng.uniform(-0.1, 0.1) + (advantage if name == better else 0.0), 0, 1
+            )).astype(float)
+            for r in range(runs)
+        }
+        for name in VARIANTS
+    }
+    return UnitParts.from_runs(correct, ACCURACY), better
+
+
+def clustered_heads(rng, pretraining, units=60, better=None, advantage=0.0):
+    """A pretraining shift per checkpoint (dcid and dcid+toc share theirs, as do hdcid and
+    hdcid+toc), a head-seed shift per variant and seed; the runs of a checkpoint a cluster."""
+    q = rng.beta(3, 2, size=units)
+    checkpoint_shifts = {c: rng.uniform(-0.15, 0.15, size=pretraining) for c in ("dcid", "hdcid")}
+    correct, clusters = {name: {} for name in VARIANTS}, {}
+    for name in VARIANTS:
+        shifts = checkpoint_shifts[name.split("+")[0]]
+        for k in range(pretraining):
+            for h in range(3):
+                p = q + shifts[k] + rng.uniform(-0.05, 0.05)
+                p = p + (advantage if name == better else 0.0)
+                correct[name][3 * k + h] = (rng.random(units) < np.clip(p, 0, 1)).astype(float)
+                clusters[3 * k + h] = k
+    return UnitParts.from_runs(correct, ACCURACY, clusters=clusters), better
+
+
+def split_heads(rng, splits=3, units=60):
+    """Random heads on `splits` evaluation splits of their own clips (blocks)."""
+    blocks = []
+    for _ in range(splits):
+        blocks.append(random_heads(rng, units)[0])
+    return blocks, None
+
+
+def verdict_row(table: Table, name, correction, variants, result, settings) -> None:
+    table.add(
+        [name, correction, str(variants), rate_text(result["clear"], result["data_sets"]),
+         agreement_text(result), str(result["data_sets"])],
+        {"section": "false_clear", "setting": name, "correction": correction,
+         "variants": variants, **settings, **result,
+         "false_clear_rate": result["clear"] / result["data_sets"]},
+    )
+
+
+def false_clear_section(table: Table, n: int, b: int) -> None:
+    table.lines += [
         "",
         '## False "clear" verdicts when every variant is equally good',
         "",
@@ -482,16 +570,6 @@ def main() -> None:
         "| setting | correction | variants | false clear rate | p vs interval | data sets |",
         "|---|---|---|---|---|---|",
     ]
-
-    def verdict_row(name, correction, variants, result, settings):
-        table.add(
-            [name, correction, str(variants), rate_text(result["clear"], result["data_sets"]),
-             agreement_text(result), str(result["data_sets"])],
-            {"section": "false_clear", "setting": name, "correction": correction,
-             "variants": variants, **settings, **result,
-             "false_clear_rate": result["clear"] / result["data_sets"]},
-        )
-
     for correction in ("holm", "none"):
         for v in (2, 3, 4):
 
@@ -500,78 +578,44 @@ def main() -> None:
                 return UnitParts.from_runs(correct, ACCURACY), None
 
             verdict_row(
-                "60 clips, accuracy 0.6, deterministic (exact McNemar)", correction, v,
+                table, "60 clips, accuracy 0.6, deterministic (exact McNemar)", correction, v,
                 verdicts(deterministic, n, 200, correction, NULL_BASE),
                 {"units": 60, "resamples": 200},
             )
-
-    def random_heads(rng, units=60, runs=3, better=None, advantage=0.0):
-        q = rng.beta(3, 2, size=units)
-        correct = {
-            name: {
-                r: (rng.random(units) < np.clip(
-                    q + rng.uniform(-0.1, 0.1) + (advantage if name == better else 0.0), 0, 1
-                )).astype(float)
-                for r in range(runs)
-            }
-            for name in VARIANTS
-        }
-        return UnitParts.from_runs(correct, ACCURACY), better
-
-    def clustered_heads(rng, pretraining, units=60, better=None, advantage=0.0):
-        # A pretraining shift per family (dcid and dcid+toc share their checkpoint, as do hdcid
-        # and hdcid+toc), a head-seed shift per variant and seed.
-        q = rng.beta(3, 2, size=units)
-        family = {f: rng.uniform(-0.15, 0.15, size=pretraining) for f in ("dcid", "hdcid")}
-        correct, clusters = {name: {} for name in VARIANTS}, {}
-        for name in VARIANTS:
-            shifts = family[name.split("+")[0]]
-            for k in range(pretraining):
-                for h in range(3):
-                    p = q + shifts[k] + rng.uniform(-0.05, 0.05)
-                    p = p + (advantage if name == better else 0.0)
-                    correct[name][3 * k + h] = (rng.random(units) < np.clip(p, 0, 1)).astype(float)
-                    clusters[3 * k + h] = k
-        return UnitParts.from_runs(correct, ACCURACY, clusters=clusters), better
-
-    def split_heads(rng, splits=3, units=60):
-        blocks = []
-        for _ in range(splits):
-            blocks.append(random_heads(rng, units)[0])
-        return blocks, None
-
     for correction in ("holm", "none"):
-        verdict_row("60 clips, random heads, 3 runs (paired bootstrap)", correction, 4,
+        verdict_row(table, "60 clips, random heads, 3 runs (paired bootstrap)", correction, 4,
                     verdicts(random_heads, n, b, correction, NULL_BASE),
                     {"units": 60, "runs": 3, "resamples": b})
     for pretraining in (2, 3):
         verdict_row(
-            f"60 clips, {pretraining} pretraining runs × 3 head seeds, clusters resampled",
+            table, f"60 clips, {pretraining} pretraining runs × 3 head seeds, clusters resampled",
             "holm", 4,
             verdicts(lambda rng, p=pretraining: clustered_heads(rng, p), n, b, "holm", NULL_BASE),
             {"units": 60, "pretraining_runs": pretraining, "head_seeds": 3, "resamples": b},
         )
-    verdict_row("3 split seeds of 60 clips, random heads, 3 runs (splits as blocks)", "holm", 4,
-                verdicts(split_heads, n, b, "holm", NULL_BASE),
+    verdict_row(table, "3 split seeds of 60 clips, random heads, 3 runs (splits as blocks)",
+                "holm", 4, verdicts(split_heads, n, b, "holm", NULL_BASE),
                 {"splits": 3, "units_per_split": 60, "runs": 3, "resamples": b})
 
-    lines += [
+
+def power_row(table: Table, name, advantage, correction, result, settings) -> None:
+    table.add(
+        [name, f"+{advantage:.0f} points", correction,
+         rate_text(result["right"], result["data_sets"]), str(result["data_sets"])],
+        {"section": "power", "setting": name, "advantage_points": advantage,
+         "correction": correction, **settings, **result,
+         "power": result["right"] / result["data_sets"]},
+    )
+
+
+def power_section(table: Table, n: int, b: int) -> None:
+    table.lines += [
         "",
         "## Power: one variant truly better",
         "",
         "| setting | advantage | correction | clear and right | data sets |",
         "|---|---|---|---|---|",
     ]
-
-    def power_row(name, advantage, correction, result, settings):
-        table.add(
-            [name, f"+{advantage:.0f} points", correction,
-             rate_text(result["right"], result["data_sets"]), str(result["data_sets"])],
-            {"section": "power", "setting": name, "advantage_points": advantage,
-             "correction": correction, **settings, **result,
-             "power": result["right"] / result["data_sets"]},
-        )
-
     for (units, better), correction in itertools.product(
         [(60, 0.75), (60, 0.85), (200, 0.7)], ("holm", "none")
     ):
@@ -582,12 +626,13 @@ def main() -> None:
             return UnitParts.from_runs(correct, ACCURACY), "hdcid+toc"
 
         power_row(
-            f"{units} clips, 4 deterministic variants at 0.6 but one at {better}",
+            table, f"{units} clips, 4 deterministic variants at 0.6 but one at {better}",
             100 * (better - 0.6), correction,
             verdicts(one_better, n, 200, correction, NULL_BASE), {"units": units, "resamples": 200},
         )
     for units, advantage in ((60, 0.15), (200, 0.10)):
         power_row(
+            table,
             f"{units} clips, random heads, 3 runs, one variant's P(correct) +{100 * advantage:.0f}",
             100 * advantage, "holm",
             verdicts(lambda rng, u=units, a=advantage: random_heads(rng, u, 3, "hdcid+toc", a),
@@ -595,15 +640,20 @@ def main() -> None:
             {"units": units, "runs": 3, "resamples": b},
         )
     power_row(
-        "200 clips, 2 pretraining runs × 3 head seeds, one variant's P(correct) +10",
+        table, "200 clips, 2 pretraining runs × 3 head seeds, one variant's P(correct) +10",
         10.0, "holm",
         verdicts(lambda rng: clustered_heads(rng, 2, 200, "hdcid+toc", 0.10), n, b, "holm",
                  NULL_BASE),
         {"units": 200, "pretraining_runs": 2, "head_seeds": 3, "resamples": b},
     )
 
-    # ------------------------------------------------------------------ epoch choice
-    lines += [
+
+# ------------------------------------------------------------------ epoch choice
+
+
+def epoch_target_section(table: Table, target_heads: int) -> dict[tuple[str, int], dict]:
+    """The section's text and the Monte Carlo targets per (noise, clips) of its rows."""
+    table.lines += [
         "",
         "## The linear head's epoch choice and the ranking rows",
         "",
@@ -626,10 +676,10 @@ def main() -> None:
         for j, units in enumerate((60, 200)):
             seed = TARGET_SEED * 1000 + 10 * i + j
             targets[noise.name, units] = {
-                **epoch_targets(noise, units, args.target_heads, seed), "seed": seed,
+                **epoch_targets(noise, units, target_heads, seed), "seed": seed,
             }
         t60 = targets[noise.name, 60]
-        lines.append(
+        table.lines.append(
             f"- *{noise.name}*: {noise.describe()}. {100 * t60['flip_rate']:.1f} % of a head's "
             f"clip outcomes change between consecutive epochs; the population accuracy of the "
             f"chosen epoch is {t60['chosen']:.2f} % (chosen on 60 clips) and "
@@ -637,13 +687,20 @@ def main() -> None:
             f"for the last epoch; the chosen epoch's score on the rows that chose it is "
             f"{t60['optimism']:+.2f} points above its population accuracy on 60 clips "
             f"({targets[noise.name, 200]['optimism']:+.2f} on 200). Monte Carlo over "
-            f"{args.target_heads} heads per size (seeds in the jsonl)."
+            f"{target_heads} heads per size (seeds in the jsonl)."
         )
-        records.append({"section": "epoch_targets", "noise": noise.describe(),
-                        "heads": args.target_heads,
-                        **{f"{k}_{u}": v for u in (60, 200)
-                           for k, v in targets[noise.name, u].items()}})
-    lines += [
+        table.records.append({"section": "epoch_targets", "noise": noise.describe(),
+                              "heads": target_heads,
+                              **{f"{k}_{u}": v for u in (60, 200)
+                                 for k, v in targets[noise.name, u].items()}})
+    return targets
+
+
+def epoch_coverage_section(table: Table, targets: dict[tuple[str, int], dict], s: int,
+                           b: int) -> None:
+    """Coverage of one variant's score with its epoch chosen each way, and of the difference of
+    two equal variants."""
+    table.lines += [
         "",
         "### Coverage of one variant's score (3 head seeds, clips and runs resampled)",
         "",
@@ -675,14 +732,7 @@ def main() -> None:
                             "other clips (strict evaluation split)",
             }[mode]
             bias = float(np.mean(estimates) - target)
-            table.add(
-                [where, noise.name, f"{target:.2f}", rate_text(hits, s), f"{bias:+.2f}",
-                 f"{np.mean(widths):.2f}", str(s)],
-                {"section": "epoch_coverage", "setting": where, "mode": mode,
-                 "noise": noise.name, "units": units, "head_seeds": 3, "target": target,
-                 "hits": hits, "data_sets": s, "coverage": hits / s, "bias": bias,
-                 "mean_width": float(np.mean(widths))},
-            )
+            epoch_coverage_row(table, where, mode, noise, units, target, hits, s, widths, bias)
     # The Δ column: two variants named in advance, both equally good (true difference 0).
     for noise, units in ((NOISY, 60), (NOISY, 200)):
         for mode in ("last", "same"):
@@ -695,16 +745,26 @@ def main() -> None:
                 hits += diff.interval.low <= 0.0 <= diff.interval.high
                 widths.append(diff.interval.width)
             where = (f"Δ dcid+toc − dcid (equal), {EPOCH_MODES[mode]}, {units} clips")
-            table.add(
-                [where, noise.name, "0.00", rate_text(hits, s), "—", f"{np.mean(widths):.2f}",
-                 str(s)],
-                {"section": "epoch_coverage", "setting": where, "mode": mode,
-                 "noise": noise.name, "units": units, "head_seeds": 3, "target": 0.0,
-                 "hits": hits, "data_sets": s, "coverage": hits / s,
-                 "mean_width": float(np.mean(widths))},
-            )
+            epoch_coverage_row(table, where, mode, noise, units, 0.0, hits, s, widths)
 
-    lines += [
+
+def epoch_coverage_row(table: Table, where: str, mode: str, noise: EpochNoise, units: int,
+                       target: float, hits: int, s: int, widths: list[float],
+                       bias: float | None = None) -> None:
+    """A row of the epoch-choice coverage table (3 head seeds); `bias` only for a score."""
+    table.add(
+        [where, noise.name, f"{target:.2f}", rate_text(hits, s),
+         "—" if bias is None else f"{bias:+.2f}", f"{np.mean(widths):.2f}", str(s)],
+        {"section": "epoch_coverage", "setting": where, "mode": mode,
+         "noise": noise.name, "units": units, "head_seeds": 3, "target": target,
+         "hits": hits, "data_sets": s, "coverage": hits / s,
+         **({} if bias is None else {"bias": bias}),
+         "mean_width": float(np.mean(widths))},
+    )
+
+
+def epoch_verdict_section(table: Table, n: int, b: int) -> None:
+    table.lines += [
         "",
         "### False winners and power with the epoch chosen (Holm, level 0.05)",
         "",
@@ -749,18 +809,6 @@ def main() -> None:
              "advantage_points": advantage, "resamples": b, **result,
              "clear_rate": result["clear"] / n, "power": result["right"] / n},
         )
-
-    minutes = (time.perf_counter() - started) / 60
-    lines += [
-        "",
-        f"Run time: {minutes:.1f} min (wall) on the machine above.",
-        "",
-        "The rule is allowed 5 %. A rate of 0 has a standard error of 0 by the formula; read it "
-        "as below about 3/S.",
-        "",
-    ]
-    write_results(args.output, lines, records, default=_plain)
-    print(f"wrote {args.output} and {args.output.with_suffix('.jsonl')} ({minutes:.1f} min)", file=sys.stderr)
 
 
 if __name__ == "__main__":

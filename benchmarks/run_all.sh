@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
 .venv/bin/python benchmarks/toc_scoring.py
+.venv/bin/python benchmarks/cli_startup.py
 .venv/bin/python benchmarks/code_health_memory.py
 .venv/bin/python benchmarks/eval_cache.py
 .venv/bin/python benchmarks/train_throughput.py

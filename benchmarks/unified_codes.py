@@ -43,7 +43,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmg_base.files import write_text_atomic  # noqa: E402
-from hdcid.training.recipes import DEFAULT_RECIPE, RECIPES  # noqa: E402
+from hdcid.recipes import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from toc.data.layout import resolve_paths  # noqa: E402
 from toc.data.vggsound import load_pretrain  # noqa: E402
 from toc.report.resampling import ACCURACY, UnitParts, paired_bootstrap, wilson_interval  # noqa: E402
@@ -55,7 +55,7 @@ SMALL_WIDTHS = ("--audio-output-dim", "64", "--video-output-dim", "64", "--text-
 # cost about a minute per step here), so every row trains for the same number of steps.
 SMALL = ("--recipe", "small-corpus")
 PLAIN = ("--code-usage-per-prompt", "0")  # the plain usage term instead of the floor
-# The settings shared-codes adds to small-corpus (hdcid/training/recipes.py), as flags: code
+# The settings shared-codes adds to small-corpus (hdcid/recipes.py), as flags: code
 # matching with its usage floor, and the rest.
 CODE_MATCH = ("--code-match-weight", "1", "--code-usage-weight", "3", "--code-usage-per-prompt", "2")
 CODE_SHARING = (*SMALL, *CODE_MATCH, "--reset-patience", "off", "--detach-level2-targets", "--level2-start", "0")

@@ -1,14 +1,20 @@
-"""The `toc` command: a Click group; every command lives in cli/commands/ and stays thin."""
+"""The `toc` command: a Click group; every command lives in cli/commands/ and stays thin.
+
+Commands load lazily (Click's documented LazyGroup pattern): `toc inspect` imports the codebook
+commands' module only, and that module imports the library when the command runs, so `--help`
+and the usage errors answer without torch.
+"""
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import warnings
 
 import click
 
-from cli.commands import COMMANDS
+from cli.commands import COMMAND_MODULES
 from cli.options import flag
 from cmg_base.errors import CmgError, printable
 from cmg_base.files import (
@@ -86,7 +92,19 @@ def _fail(message: str, code: int = 1):
 
 
 class TocGroup(click.Group):
-    """Turns library errors into one line on stderr and exit code 1 (tracebacks only with --debug)."""
+    """Turns library errors into one line on stderr and exit code 1 (tracebacks only with --debug);
+    finds each command in its cli/commands/ module when it is first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is None and name in COMMAND_MODULES:
+            module = importlib.import_module(f"cli.commands.{COMMAND_MODULES[name]}")
+            command = next(c for c in module.COMMANDS if c.name == name)
+            self.add_command(command)
+        return command
 
     def invoke(self, ctx: click.Context):
         debug = bool(ctx.obj and ctx.obj.get("debug"))
@@ -132,7 +150,3 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     install_process_handlers()
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)

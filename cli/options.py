@@ -1,18 +1,27 @@
-"""Reusable Click option bundles, and how library setting names are spelt as flags."""
+"""Reusable Click option bundles, and how library setting names are spelt as flags.
+
+Imports no torch (nor anything that does): every command module builds its options from here and
+from the vocabularies (hdcid.vocabulary, toc.vocabulary, toc.codebook.settings), so `toc --help`
+and `toc COMMAND --help` answer at once; a command imports the library when it runs.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable, Sequence
 
 import click
 
 from cmg_base.errors import CmgError, SettingsError, printable
 from cmg_base.files import prepare_output, write_text_atomic
-from toc.codebook.scoring import (
-    DEFAULT_SIM_WEIGHT,
-    DEFAULT_VAR_WEIGHT,
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DEVICES, DTYPES
+from toc.codebook.settings import (
+    PRESET_NAMES,
     SCORE_VARIANTS,
-    score_weights,
+    SETTING_DEFAULTS,
+    TOC_SOURCES,
+    TocRequest,
 )
 
 
@@ -73,36 +82,19 @@ trust_option = click.option(
     help="Allow full unpickling of the checkpoint (can run arbitrary code: only for files you trust).",
 )
 
-device_option = click.option(
-    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", help="Where the encoder runs."
-)
-
-seed_option = click.option("--seed", type=int, default=0, help="Random seed.")
-
-sim_weight_option = click.option("--sim-weight", type=float, default=DEFAULT_SIM_WEIGHT, help="Weight of the mean pairwise similarity (subtracted).")
-var_weight_option = click.option("--var-weight", type=float, default=DEFAULT_VAR_WEIGHT, help="Weight of the channel variance (added).")
-score_option = click.option(
-    "--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None,
-    help="Named weights instead of --sim-weight/--var-weight: sim_var = -0.7*sim + 0.3*var (TOC; FCID's AVE script), "
-    "sim_only = -0.7*sim (FCID's AVVP, AVE->AVVP and UCF<->VGGSound scripts).",
-)
-reference_topk_option = click.option(
-    "--reference-topk", is_flag=True, default=False,
-    help="Reference quirk: take the two blocks independently, as the published routine's two top-k calls "
-    "(they may repeat channels, and C may exceed D when each block fits).",
+device_option = click.option("--device", type=click.Choice(DEVICES), default=DEFAULT_DEVICE, help="Where the encoder runs.")
+dtype_option = click.option(
+    "--dtype", type=click.Choice(DTYPES), default=DEFAULT_DTYPE, help="Encoder compute dtype (float64 is bit-faithful to the reference).",
 )
 
 
-def score_weights_given(score_variant: str | None, sim_weight: float, var_weight: float) -> tuple[float, float]:
-    """The weights to use: --score's pair, or the explicit ones (both at once is a usage error)."""
-    if score_variant is None:
-        return sim_weight, var_weight
-    context = click.get_current_context()
-    for name in ("sim_weight", "var_weight"):
-        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            raise click.BadParameter(f"--score {score_variant} sets the weights; drop {flag(name)}", param_hint="--score")
-    return score_weights(score_variant)
 
+def encoder_options(func):
+    """Where and in which dtype the encoder runs: `--dtype`, `--device`."""
+    return dtype_option(device_option(func))
+
+
+level_option = click.option("--level", default="all", help="Codebook level: 'all', a number, or (another VQ model's file) a level name.")
 
 codebook_key_option = click.option(
     "--codebook-key", "codebook_key", multiple=True, metavar="PATTERN",
@@ -112,22 +104,107 @@ codebook_key_option = click.option(
 )
 
 
-def toc_selection_options(func):
-    """The TOC settings of `toc select` / `toc plot` (every one has a default)."""
-    for decorator in reversed(
-        [
-            click.option("--channels", type=click.IntRange(min=1), required=True, help="Channel budget C per level."),
-            click.option("--max-num", type=click.IntRange(min=0), default=1, help="Top-block share a: k*a highest-scoring channels, k = C // (a+b)."),
-            click.option("--min-num", type=click.IntRange(min=0), default=1, help="Bottom-block share b: k*b lowest-scoring channels."),
-            click.option("--level", default="all", help="Codebook level: 'all', a number, or (another VQ model's file) a level name."),
-            click.option("--exact-budget", is_flag=True, default=False, help="Return exactly C channels (the remainder goes to the top block)."),
-            sim_weight_option,
-            var_weight_option,
-            score_option,
-            click.option("--allow-nonfinite", is_flag=True, default=False, help="Skip channels holding NaN/Inf instead of failing."),
-            codebook_key_option,
-            reference_topk_option,
-        ]
-    ):
-        func = decorator(func)
-    return func
+class SettingOption(click.Option):
+    """An option that stays None unless given, so the library knows what the user gave; --help
+    shows the library's default (`shown_default`) as Click shows its own."""
+
+    def __init__(self, *args, shown_default=None, **kwargs):
+        kwargs.setdefault("default", None)
+        super().__init__(*args, **kwargs)
+        self.shown_default = shown_default
+
+    def get_help_extra(self, ctx: click.Context):
+        extra = super().get_help_extra(ctx)
+        if self.shown_default is not None:
+            extra["default"] = str(self.shown_default)
+        return extra
+
+
+# ---------------------------------------------------------------------- the TOC settings
+
+
+def _default(name: str) -> dict:
+    """Keyword arguments of a TOC flag whose default TocSettings fills in."""
+    return {"cls": SettingOption, "shown_default": SETTING_DEFAULTS[name]}
+
+
+CHANNELS_HELP = "TOC: channel budget C per level."
+# Every TOC flag, declared once. Each stays None (or off) unless given, so a command knows what
+# the user gave; --help shows TocSettings' default, which toc.codebook.settings fills in.
+_TOC_FLAGS: dict[str, Callable] = {
+    "selection": click.option(
+        "--selection", "selection", type=click.Path(dir_okay=False), default=None,
+        help="`toc select` JSON: the channels kept per level (made for this checkpoint).",
+    ),
+    "channels": click.option("--channels", type=click.IntRange(min=1), default=None, help=CHANNELS_HELP),
+    "max_num": click.option(
+        "--max-num", type=click.IntRange(min=0), **_default("max_num"),
+        help="TOC: top-block share a: the k*a highest-scoring channels, k = C // (a+b).",
+    ),
+    "min_num": click.option(
+        "--min-num", type=click.IntRange(min=0), **_default("min_num"),
+        help="TOC: bottom-block share b: the k*b lowest-scoring channels.",
+    ),
+    "exact_budget": click.option("--exact-budget", is_flag=True, default=False, help="TOC: return exactly C channels (the remainder goes to the top block)."),
+    "sim_weight": click.option(
+        "--sim-weight", type=float, **_default("sim_weight"),
+        help="Weight of the mean pairwise similarity (subtracted).",
+    ),
+    "var_weight": click.option(
+        "--var-weight", type=float, **_default("var_weight"),
+        help="Weight of the channel variance (added).",
+    ),
+    "score": click.option(
+        "--score", "score", type=click.Choice(sorted(SCORE_VARIANTS)), default=None,
+        help="Named weights instead of --sim-weight/--var-weight: "
+        + ", ".join(f"{name} = -{w[0]}*sim + {w[1]}*var" for name, w in SCORE_VARIANTS.items())
+        + " (sim_var: TOC and FCID's AVE script; sim_only: FCID's AVVP, AVE->AVVP and UCF<->VGGSound scripts).",
+    ),
+    "allow_nonfinite": click.option(
+        "--allow-nonfinite", is_flag=True, default=False,
+        help="Channels holding NaN/Inf are scored NaN and never selected, instead of failing.",
+    ),
+    "reference_topk": click.option(
+        "--reference-topk", is_flag=True, default=False,
+        help="Reference quirk: take the two blocks independently, as the published routine's two top-k calls "
+        "(they may repeat channels, and C may exceed D when each block fits).",
+    ),
+    "toc_preset": click.option(
+        "--toc-preset", "toc_preset", type=click.Choice(PRESET_NAMES), default=None,
+        help="TOC settings as published for this task: FCID checkpoints only (AVE 256/1/0 sim_var, AVVP 196/1/0, "
+        "AVE-AVVP 128/1/0, UCF-VGGSound 168/1/0 sim_only).",
+    ),
+}
+_INLINE = ("channels", "max_num", "min_num", "exact_budget", "sim_weight", "var_weight", "score", "allow_nonfinite", "reference_topk")
+WEIGHTS = ("sim_weight", "var_weight", "score", "allow_nonfinite")
+
+
+def toc_options(sources: Sequence[str] = TOC_SOURCES, *, channels_required: bool = False, names: Sequence[str] | None = None):
+    """The TOC flags as one bundle: the command receives one `toc` argument, a TocRequest, in
+    place of the flags, checked by TocRequest.check (the rules between settings live there).
+
+    `sources`: how TOC may be asked for (selection, channels, toc_preset); `channels_required`:
+    --channels must be given (toc select / plot); `names`: only these flags and no check (toc
+    score's weights)."""
+    offered = tuple(names) if names is not None else (*[s for s in TOC_SOURCES if s in sources and s != "channels"], *_INLINE)
+
+    def bundle(func):
+        @functools.wraps(func)
+        def command(*args, **kwargs):
+            given = {name: kwargs.pop(name) for name in offered}
+            preset = given.pop("toc_preset", None)
+            request = TocRequest(preset=preset, **{k: (None if v is False else v) for k, v in given.items()})
+            if names is None:
+                request.check(sources)
+            return func(*args, toc=request, **kwargs)
+
+        # Click reads the wrapped function's parameters from the options, not the signature.
+        command.__signature__ = inspect.signature(func)
+        for name in reversed(offered):
+            option = _TOC_FLAGS[name]
+            if name == "channels" and channels_required:
+                option = click.option("--channels", type=click.IntRange(min=1), required=True, help=CHANNELS_HELP)
+            command = option(command)
+        return command
+
+    return bundle

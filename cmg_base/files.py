@@ -180,24 +180,25 @@ def commit_temporary(tmp: Path, target: Path) -> None:
         _forget(tmp)
 
 
+# What a failed write's errno means for the user, where the C library's words would mislead.
+_ERRNO_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EFBIG: "the file-size limit (ulimit -f) was reached",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a parent of it is not a directory",
+    errno.ENOENT: "its folder does not exist",
+}
+
+
 def _reason(exc: BaseException, tmp: Path | None) -> str:
     """Why a write failed, in words: a full disk and the file-size limit are named as such (torch
     and HDF5 report them as 'unexpected pos ...' or several lines of C-library text)."""
     code = getattr(exc, "errno", None)
-    if code == errno.ENOSPC:
-        return "no space left on the device"
-    if code == errno.EFBIG:
-        return "the file-size limit (ulimit -f) was reached"
-    if code == errno.EDQUOT:
-        return "disk quota exceeded"
-    if code in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if code == errno.EROFS:
-        return "read-only file system"
-    if code == errno.ENOTDIR:
-        return "a parent of it is not a directory"
-    if code == errno.ENOENT:
-        return "its folder does not exist"
+    if code in _ERRNO_REASONS:
+        return _ERRNO_REASONS[code]
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdcid.modules import ResidualStack
+from hdcid.vocabulary import PUBLISHED_SIZES
 
 VGGSOUND_CLASSES = 141  # the reference's (unused) semantic heads are sized for VGGSound-AVEL40K
 
@@ -90,13 +91,13 @@ class SemanticDecoder(nn.Module):
 class DecoderSizes:
     """Sizes of a decoder; `vq_dim` is the code width (256 in every published model)."""
 
-    audio_dim: int = 128
-    video_dim: int = 512
-    text_dim: int = 256
-    audio_output_dim: int = 256
-    video_output_dim: int = 2048
-    text_output_dim: int = 256
-    vq_dim: int = 256
+    audio_dim: int = PUBLISHED_SIZES["audio_dim"]
+    video_dim: int = PUBLISHED_SIZES["video_dim"]
+    text_dim: int = PUBLISHED_SIZES["text_dim"]
+    audio_output_dim: int = PUBLISHED_SIZES["audio_output_dim"]
+    video_output_dim: int = PUBLISHED_SIZES["video_output_dim"]
+    text_output_dim: int = PUBLISHED_SIZES["text_output_dim"]
+    vq_dim: int = PUBLISHED_SIZES["embedding_dim"]
     n_classes: int = VGGSOUND_CLASSES
     video_grid: bool = True  # video as [.., H, W, C] maps (conv decoder) or [.., C] vectors
 
@@ -142,10 +143,7 @@ class DcidDecoder(nn.Module):
         modality absent from `quantized` (a corpus without text) has no loss.
         """
         decoders = {"audio": self.Audio_decoder, "video": self.Video_decoder, "text": self.Text_decoder}
-        present = [m for m in ("audio", "video", "text") if m in quantized]
-        # Every reconstruction first, then every loss: the published order of the autograd graph.
-        rebuilt = {m: decoders[m](specific[m], quantized[m]) for m in present}
-        return {m: F.mse_loss(rebuilt[m], inputs[m]) for m in present}
+        return _reconstruction_losses(decoders, specific, quantized, inputs)
 
     def forward(self, inputs, specific, quantized, specific_2=None, quantized_2=None) -> ReconstructionLosses:
         # The semantic heads never enter a loss in the reference, so they are not computed.
@@ -169,15 +167,28 @@ class HdcidDecoder(DcidDecoder):
     ) -> dict[str, torch.Tensor]:
         """Level 2 rebuilds the level-1 specific features (targets not detached, as the reference)."""
         decoders = {"audio": self.Audio_decoder_2, "video": self.Video_decoder_2, "text": self.Text_decoder_2}
-        targets = {"audio": "audio", "video": "video_club", "text": "text"}
-        present = [m for m in ("audio", "video", "text") if m in quantized_2]
-        rebuilt = {m: decoders[m](specific_2[m], quantized_2[m]) for m in present}
-        return {m: F.mse_loss(rebuilt[m], specific[targets[m]]) for m in present}
+        targets = {m: specific[key] for m, key in (("audio", "audio"), ("video", "video_club"), ("text", "text"))
+                   if m in quantized_2}
+        return _reconstruction_losses(decoders, specific_2, quantized_2, targets)
 
     def forward(self, inputs, specific, quantized, specific_2=None, quantized_2=None) -> ReconstructionLosses:
         level_1 = self.level_1_losses(inputs, specific, quantized)
         level_2 = {} if quantized_2 is None else self.level_2_losses(specific, specific_2, quantized_2)
         return ReconstructionLosses(level_1, level_2)
+
+
+def _reconstruction_losses(
+    decoders: dict[str, nn.Module],
+    specific: dict[str, torch.Tensor],
+    quantized: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """MSE of each modality in `quantized` rebuilt from (its specific feature, its codeword)
+    against its target."""
+    present = [m for m in ("audio", "video", "text") if m in quantized]
+    # Every reconstruction first, then every loss: the published order of the autograd graph.
+    rebuilt = {m: decoders[m](specific[m], quantized[m]) for m in present}
+    return {m: F.mse_loss(rebuilt[m], targets[m]) for m in present}
 
 
 def build_decoder(levels: int, sizes: DecoderSizes = DecoderSizes()) -> DcidDecoder:

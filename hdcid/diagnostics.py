@@ -70,16 +70,16 @@ class LevelDiagnostics:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    # Compatibility for callers written against the old fields (toc/demo.py): both now mean the
-    # audio–video pair only, never a mean over pairs with text.
+    # The audio–video pair's headline figures (the demo's health lines and progress), never a
+    # mean over pairs with text.
     @property
-    def agreement_mean(self) -> float:
+    def audio_video_agreement(self) -> float:
         """Audio–video exact agreement (NaN without that pair)."""
         pair = self.pairs.get(AUDIO_VIDEO)
         return math.nan if pair is None or pair.agreement is None else pair.agreement
 
     @property
-    def codes_used_common(self) -> int:
+    def audio_video_codes_shared(self) -> int:
         """Codes used by both audio and video (0 without that pair)."""
         pair = self.pairs.get(AUDIO_VIDEO)
         return 0 if pair is None else pair.codes_shared

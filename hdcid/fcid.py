@@ -21,7 +21,6 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from hdcid.families import FCID_FAMILY
 from hdcid.models import EncoderSizes
 from hdcid.modules import (
     AudioEncoder,
@@ -31,6 +30,7 @@ from hdcid.modules import (
     VideoSemanticEncoder,
 )
 from hdcid.quantizer import CrossQuantizer, QuantizerOutput, quantize_finite
+from hdcid.vocabulary import FCID_FAMILY
 
 CODEBOOK_PREFIX = "Cross_quantizer_coarse"
 # The published quantizer is called with video, audio, text in its three slots, so the MM-EMA

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdcid.families import MODALITIES
+from hdcid.vocabulary import MODALITIES
 
 # Ordered (true-future modality, predicting modality) pairs of the reference loss; the
 # same-modality pairs are weighted 0.1.

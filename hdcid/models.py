@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from hdcid.families import CMG_FAMILIES, FAMILIES, FAMILY_MODALITIES, levels_of
 from hdcid.modules import (
     AudioEncoder,
     InternalTemporalRelationModule,
@@ -18,6 +17,7 @@ from hdcid.modules import (
     VideoSemanticEncoder,
 )
 from hdcid.quantizer import CrossQuantizer, MultiLevelQuantizer, QuantizerOutput, quantize_finite
+from hdcid.vocabulary import CMG_FAMILIES, FAMILIES, FAMILY_MODALITIES, PUBLISHED_SIZES, levels_of
 
 __all__ = ["FAMILIES", "FAMILY_MODALITIES", "CmgEncoder", "EncoderOutput", "EncoderSizes"]
 
@@ -30,14 +30,14 @@ class EncoderSizes:
     """
 
     family: str = "dcid-avt"
-    audio_dim: int = 128
-    video_dim: int = 512
-    text_dim: int = 256
-    audio_output_dim: int = 256
-    video_output_dim: int = 2048
-    text_output_dim: int = 256
-    n_embeddings: int = 400
-    embedding_dim: int = 256  # code width = ITRM width
+    audio_dim: int = PUBLISHED_SIZES["audio_dim"]
+    video_dim: int = PUBLISHED_SIZES["video_dim"]
+    text_dim: int = PUBLISHED_SIZES["text_dim"]
+    audio_output_dim: int = PUBLISHED_SIZES["audio_output_dim"]
+    video_output_dim: int = PUBLISHED_SIZES["video_output_dim"]
+    text_output_dim: int = PUBLISHED_SIZES["text_output_dim"]
+    n_embeddings: int = PUBLISHED_SIZES["n_embeddings"]
+    embedding_dim: int = PUBLISHED_SIZES["embedding_dim"]  # code width = ITRM width
     itrm_layers: int = 2
     nhead: int = 4
     dim_feedforward: int = 1024

@@ -207,37 +207,35 @@ class VectorVideoEncoder(nn.Module):
         return specific, self.feed_forward(specific)
 
 
-class AudioEncoder(nn.Module):
-    """Audio-specific branch: Linear + ReLU."""
+class _LinearReluEncoder(nn.Module):
+    """`relu(linear(x))`; subclasses only name the layer (the reference's state_dict key)."""
 
-    def __init__(self, audio_dim: int = 128, hidden_dim: int = 256):
-        super().__init__()
-        self.audio_linear = nn.Linear(audio_dim, hidden_dim)
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.audio_linear(audio))
-
-
-class TextEncoder(nn.Module):
-    """Text-specific branch: Linear + ReLU."""
-
-    def __init__(self, text_dim: int = 256, hidden_dim: int = 256):
-        super().__init__()
-        self.text_linear = nn.Linear(text_dim, hidden_dim)
-
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.text_linear(text))
-
-
-class SimpleEncoder(nn.Module):
-    """H-DCID level-2 specific branch: Linear + ReLU."""
+    linear_name = "linear"
 
     def __init__(self, input_dim: int, output_dim: int):
         super().__init__()
-        self.input_linear = nn.Linear(input_dim, output_dim)
+        setattr(self, self.linear_name, nn.Linear(input_dim, output_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.input_linear(x))
+        return F.relu(getattr(self, self.linear_name)(x))
+
+
+class AudioEncoder(_LinearReluEncoder):
+    """Audio-specific branch: Linear + ReLU."""
+
+    linear_name = "audio_linear"
+
+
+class TextEncoder(_LinearReluEncoder):
+    """Text-specific branch: Linear + ReLU."""
+
+    linear_name = "text_linear"
+
+
+class SimpleEncoder(_LinearReluEncoder):
+    """H-DCID level-2 specific branch: Linear + ReLU."""
+
+    linear_name = "input_linear"
 
 
 def text_lstm(input_dim: int = 768, hidden: int = 128) -> nn.LSTM:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdcid.errors import ModelError, literal
+from hdcid.vocabulary import PUBLISHED_SIZES, RESET_SOURCES
 
 COMMITMENT_COST = 0.25
 DECAY = 0.99
@@ -22,8 +23,6 @@ EPSILON = 1e-5
 RESET_AFTER = 300  # batches without use before a code counts as dead
 ACTIVE_WITHIN = 100  # batches since last use for a code to count as active
 NEVER_RESET = 1 << 62  # a reset patience no run reaches (`--reset-patience off`)
-# Where a dead code restarts: a copy of an active code (the reference) or a paired-feature mean.
-RESET_SOURCES = ("active", "paired")
 PAIRED = ("audio", "video")  # the modalities whose positions are paired (same clip, same second)
 
 
@@ -429,7 +428,7 @@ class _QuantizerBase(nn.Module):
 class CrossQuantizer(_QuantizerBase):
     """One shared codebook (DCID): buffers [K, D]."""
 
-    def __init__(self, n_embeddings: int = 400, embedding_dim: int = 256, modalities=("audio", "video", "text"), **kwargs):
+    def __init__(self, n_embeddings: int = PUBLISHED_SIZES["n_embeddings"], embedding_dim: int = PUBLISHED_SIZES["embedding_dim"], modalities=("audio", "video", "text"), **kwargs):
         super().__init__(tuple(modalities), **kwargs)
         embedding = init_codebook(n_embeddings, embedding_dim)
         self.register_buffer("embedding", embedding)
@@ -456,7 +455,7 @@ class CrossQuantizer(_QuantizerBase):
 class MultiLevelQuantizer(_QuantizerBase):
     """H-DCID: separate codebooks stacked on a leading level axis, buffers [L, K, D] (not residual)."""
 
-    def __init__(self, n_embeddings: int = 400, embedding_dim: int = 256, levels: int = 2, modalities=("audio", "video", "text"), **kwargs):
+    def __init__(self, n_embeddings: int = PUBLISHED_SIZES["n_embeddings"], embedding_dim: int = PUBLISHED_SIZES["embedding_dim"], levels: int = 2, modalities=("audio", "video", "text"), **kwargs):
         super().__init__(tuple(modalities), **kwargs)
         embedding = torch.stack([init_codebook(n_embeddings, embedding_dim) for _ in range(levels)])
         self.register_buffer("embedding", embedding)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from hdcid.errors import ModelError
-from hdcid.families import CMG_FAMILIES, FAMILY_MODALITIES, FCID_FAMILY
 from hdcid.fcid import CODEBOOK_PREFIX as FCID_CODEBOOK_PREFIX
 from hdcid.fcid import FcidEncoder, fcid_sizes
 from hdcid.models import CmgEncoder, EncoderSizes
+from hdcid.vocabulary import CMG_FAMILIES, FAMILY_MODALITIES, FCID_FAMILY
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_ave, write_h5
 from fcid_fixtures import fcid_reference_file, load_fcid_reference
 from hostile_inputs import error_line
 
@@ -38,12 +36,14 @@ from hdcid.modules import text_lstm
 from tests.conftest import load_reference, reference_file
 from toc.codebook.checkpoint import UnusedFieldWarning, load_checkpoint, load_codebooks
 from toc.codebook.encode import EncodingSession, check_features, open_features
-from toc.codebook.scoring import score_weights
 from toc.codebook.selection import TocSettings, select_levels
+from toc.codebook.settings import score_weights
 from toc.data.archives import load_feature, loads_ndarray
 from toc.data.paired import load_paired
 from toc.errors import CheckpointError, DataError
 from toc.eval import cache as cache_module
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave, write_h5
 
 LSTM_KEY = "Text_ar_lstm_parameters"
 TOLERANCE = 1e-12  # the reference's float64 values, as tests/test_encoder_parity.py asserts them
@@ -532,9 +532,8 @@ def test_float_features_of_any_width_still_load(tmp_path):
 def test_an_avvp_zip_of_a_thousand_steps_is_read_through_the_loader(tmp_path):
     """Issue 25: 1,000 steps (512 KB) was "zip member too large"; AVVP audio is pad-last /
     trunc-10, so such a clip gives its first 10 steps."""
-    from datafixtures import write_avvp
-
     from toc.eval.tasks import load_task
+    from toc.testing.datafixtures import write_avvp
 
     root = write_avvp(tmp_path / "data")
     audio_zip = root / "AVVP/feature/audio/zip/aaaaaaaaaaa.zip"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.checkpoints import save_reference_checkpoint, tiny_encoder
 from toc.codebook.checkpoint import load_checkpoint, load_codebooks
 from toc.errors import CheckpointError
+from toc.testing.checkpoints import save_reference_checkpoint, tiny_encoder
 
 
 def _codes(checkpoint, modality="audio"):

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.checkpoints import save_reference_checkpoint
 from tests.conftest import load_reference
+from toc.testing.checkpoints import save_reference_checkpoint
 
 
 def _run(*args):

@@ -9,8 +9,9 @@ from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, sin
 from toc.errors import ConfigError
 from toc.eval.cache import CodeCache
 from toc.eval.code_head import ClipCodePredictor, SegmentCodePredictor, fit_code_head
-from toc.eval.heads import HEADS, ClipPrototypePredictor
+from toc.eval.heads import ClipPrototypePredictor
 from toc.eval.loop import EvalRequest, run_evaluation
+from toc.vocabulary import HEADS
 
 N_CODES, N_CLASSES, T = 40, 4, 10
 

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 import toc.codebook.health as health_module
 from cli.main import cli
-from tests.checkpoints import save_reference_checkpoint
 from toc.codebook.checkpoint import load_checkpoint
 from toc.codebook.encode import encode_file
 from toc.codebook.health import code_health, count_codes, usage_from_counts
 from toc.codebook.summary import code_usage
 from toc.errors import DataError, SettingsError
+from toc.testing.checkpoints import save_reference_checkpoint
 
 
 def run(*args):

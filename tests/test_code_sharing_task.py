@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_ave
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 
 from cli.main import cli
 from toc.errors import ConfigError
 from toc.eval.cache import CodeCache
 from toc.eval.sharing import measure_code_sharing
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from datafixtures import segment_values, write_feature_zip
 
 from toc.data.archives import load_feature, loads_ndarray, pad_last_trunc, read_zip_array
 from toc.errors import DataError
+from toc.testing.datafixtures import segment_values, write_feature_zip
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from datafixtures import AVE_DIR, write_ave, write_h5
 
 from toc.data.ave import clip_targets, load_ave
 from toc.data.layout import resolve_paths
 from toc.errors import DataError
+from toc.testing.datafixtures import AVE_DIR, write_ave, write_h5
 
 
 def ave(root):

@@ -6,7 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-from datafixtures import (
+
+from toc.errors import DataError
+from toc.eval.tasks import load_task
+from toc.testing.datafixtures import (
     AVE_AVVP_CLASSES,
     AVVP_AUDIO_ROWS,
     AVVP_CLASSES,
@@ -19,9 +22,6 @@ from datafixtures import (
     write_h5,
     write_lines,
 )
-
-from toc.errors import DataError
-from toc.eval.tasks import load_task
 
 AUDIO_CSV = "AVVP/data/AVVP_eval_audio_checked_combined.csv"
 VISUAL_CSV = "AVVP/data/AVVP_eval_visual_checked_combined.csv"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from datafixtures import write_ave, write_avvp, write_pretrain
 
 from toc.data.layout import (
     AveAvvpPaths,
@@ -14,6 +13,7 @@ from toc.data.layout import (
 from toc.data.vggsound import load_pretrain
 from toc.errors import ConfigError
 from toc.eval.tasks import TASKS, load_task
+from toc.testing.datafixtures import write_ave, write_avvp, write_pretrain
 
 
 def test_reference_layout(tmp_path):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from datafixtures import (
+
+from toc.data.layout import resolve_paths
+from toc.data.vggsound import load_pretrain
+from toc.errors import DataError
+from toc.eval.tasks import load_task
+from toc.testing.datafixtures import (
     EXTRACTOR_DIR,
     PRETRAIN_ROWS,
     UCF_CLASSES,
@@ -19,11 +24,6 @@ from datafixtures import (
     write_text_features,
     write_ucf_vggsound,
 )
-
-from toc.data.layout import resolve_paths
-from toc.data.vggsound import load_pretrain
-from toc.errors import DataError
-from toc.eval.tasks import load_task
 
 
 @pytest.fixture(scope="module")

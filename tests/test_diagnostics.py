@@ -30,11 +30,11 @@ def test_collapsed_codebook_is_reported_with_warnings():
     semantic = {"audio": _semantic(8, 10, 16, 0), "video": _semantic(8, 10, 16, 1)}
     d = level_diagnostics(0, 100, indices, semantic)
     assert d.codes_used == {"audio": 1, "video": 1}
-    assert d.codes_used_any == 1 and d.codes_used_common == 1
+    assert d.codes_used_any == 1 and d.audio_video_codes_shared == 1
     assert d.perplexity == {"audio": pytest.approx(1.0), "video": pytest.approx(1.0)}
     av = d.pairs["audio-video"]
     assert (av.agreement, av.chance_agreement, av.kappa, av.nmi) == (1.0, 1.0, 0.0, 0.0)
-    assert d.agreement_mean == 1.0  # the compatibility alias is the audio–video pair's agreement
+    assert d.audio_video_agreement == 1.0  # the audio–video pair's agreement
     assert sum("codebook collapse" in w for w in d.warnings) == 2
     assert sum("do not share codes" in w for w in d.warnings) == 1
 
@@ -45,7 +45,7 @@ def test_disjoint_modalities_warn_about_zero_kappa():
     video = audio + 50
     d = level_diagnostics(0, 100, {"audio": audio, "video": video}, {})
     assert d.codes_used == {"audio": 50, "video": 50}
-    assert d.codes_used_common == 0 and d.codes_used_any == 100
+    assert d.audio_video_codes_shared == 0 and d.codes_used_any == 100
     assert d.perplexity["audio"] == pytest.approx(50.0)
     assert d.perplexity_all == pytest.approx(100.0)
     av = d.pairs["audio-video"]
@@ -63,7 +63,7 @@ def test_perfectly_shared_codebook_has_no_warnings():
     semantic = {m: _semantic(4, 10, 8, 5) for m in indices}  # identical features: zero gap
     labels = torch.tensor([0, 1, 0, 1])
     d = level_diagnostics(1, 32, indices, semantic, labels)
-    assert d.codes_used_common == 20 and d.codes_used_any == 20
+    assert d.audio_video_codes_shared == 20 and d.codes_used_any == 20
     assert d.perplexity_all == pytest.approx(20.0)
     av = d.pairs["audio-video"]
     assert av.aligned and av.positions == 40

@@ -157,10 +157,10 @@ def test_a_killed_distributed_run_resumes_exactly(runs, tmp_path):
 def test_a_world_that_cannot_split_the_batches_is_refused_before_training():
     collective = Collective(World(0, 4, 0), torch.device("cpu"))
     with pytest.raises(SettingsError, match="leaves a process without clips"):
-        collective.check_run(n_clips=13, batch_size=4, family=None)  # the last batch holds 1 clip
-    collective.check_run(n_clips=16, batch_size=4, family=None)
+        collective.check_run(n_clips=13, batch_size=4, method=None)  # the last batch holds 1 clip
+    collective.check_run(n_clips=16, batch_size=4, method=None)
     with pytest.raises(SettingsError, match="FCID"):
-        collective.check_run(n_clips=16, batch_size=4, family="fcid")
+        collective.check_run(n_clips=16, batch_size=4, method="fcid")
 
 
 def test_shards_are_contiguous_and_cover_the_batch():

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.checkpoints import tiny_encoder
 from toc.codebook.checkpoint import load_checkpoint
 from toc.codebook.encode import EncodingSession
+from toc.testing.checkpoints import tiny_encoder
 
 _ENCODER = tiny_encoder("hdcid-avt", seed=3)
 

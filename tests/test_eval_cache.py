@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from tests.checkpoints import save_reference_checkpoint
-from tests.datafixtures import AVE_DIR, segment_values, write_ave, write_h5
 from toc.codebook.checkpoint import load_checkpoint
 from toc.errors import SettingsError
 from toc.eval.cache import CheckpointCodeSource, CodeCache
 from toc.eval.tasks import load_task
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import AVE_DIR, segment_values, write_ave, write_h5
 
 N = 6
 

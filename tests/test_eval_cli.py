@@ -8,14 +8,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import AVE_DIR, write_ave, write_avvp, write_ucf_vggsound
 from evalfixtures import single_thread
 
 from cli.main import cli
 from toc.codebook.checkpoint import load_checkpoint
 from toc.codebook.selection import SelectionFile, TocSettings, select_level
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import AVE_DIR, write_ave, write_avvp, write_ucf_vggsound
 
 N_AVE = 24
 
@@ -175,7 +175,7 @@ def test_hdcid_variant_on_dcid_checkpoint_is_config_error(workspace, tmp_path):
 
 
 def test_ave_avvp_runs(tmp_path):
-    from datafixtures import write_ave_avvp
+    from toc.testing.datafixtures import write_ave_avvp
 
     write_ave_avvp(tmp_path / "data")
     ckpt = save_reference_checkpoint(tmp_path / "c.pt", "dcid-avt")
@@ -186,7 +186,7 @@ def test_ave_avvp_runs(tmp_path):
 
 
 def test_ucf_vggsound_clips_in_the_pretraining_csv_are_reported_or_excluded(tmp_path):
-    from datafixtures import EXTRACTOR_DIR, write_table
+    from toc.testing.datafixtures import EXTRACTOR_DIR, write_table
 
     data = write_ucf_vggsound(tmp_path / "data")
     # The data root's pretraining CSV lists one of the three evaluated VGGSound clips.

@@ -9,9 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_planted_ave
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 
 import toc.eval.loop as loop
@@ -30,6 +28,8 @@ from toc.eval.head_groups import (
 )
 from toc.eval.heads import ClipHead, ExpLogLoss, LinearHeadConfig, SegmentHead, train_linear_head
 from toc.eval.loop import EvalRequest, run_evaluation
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_planted_ave
 
 T = 10
 

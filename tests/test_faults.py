@@ -63,7 +63,7 @@ TRAIN_ARGS = ["--levels", "2", "--audio-output-dim", "16", "--video-output-dim",
 def test_sigkill_during_train_then_resume_gives_the_uninterrupted_checkpoint(tmp_path):
     import torch
 
-    from tests.datafixtures import write_pretrain
+    from toc.testing.datafixtures import write_pretrain
 
     root = tmp_path / "data"
     write_pretrain(root)

@@ -8,9 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import AVE_DIR, write_planted_ave
 from evalfixtures import FakeCodeSource, clip_task, codebooks, segment_task, single_thread
 from fcid_fixtures import save_fcid_checkpoint, tiny_fcid_encoder
 
@@ -21,8 +19,10 @@ from toc.errors import ConfigError
 from toc.eval.cache import CodeCache
 from toc.eval.loop import EvalRequest, run_evaluation
 from toc.eval.protocols import default_n_epoch, published_script
-from toc.eval.variants import check_applicable, default_variants, family_of_checkpoint
+from toc.eval.variants import check_applicable, default_variants, method_of_checkpoint
 from toc.pipeline.plan import load_plan
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import AVE_DIR, write_planted_ave
 
 N_AVE = 24
 
@@ -52,10 +52,10 @@ def eval_lines(workspace, *args):
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def test_variant_family_follows_the_model_family():
-    assert family_of_checkpoint("fcid-avt", 1) == "fcid"
-    assert family_of_checkpoint("dcid-avt", 1) == "dcid" and family_of_checkpoint("hdcid-avt", 2) == "hdcid"
-    assert family_of_checkpoint(None, 1) == "dcid"  # only the levels known
+def test_method_follows_the_model_family():
+    assert method_of_checkpoint("fcid-avt", 1) == "fcid"
+    assert method_of_checkpoint("dcid-avt", 1) == "dcid" and method_of_checkpoint("hdcid-avt", 2) == "hdcid"
+    assert method_of_checkpoint(None, 1) == "dcid"  # only the levels known
     assert default_variants(1, True, "fcid-avt") == ["fcid+toc"]
     with pytest.raises(ConfigError, match="variant dcid reads dcid checkpoints; this is a fcid-avt"):
         check_applicable(["dcid"], 1, "fcid-avt")
@@ -190,7 +190,7 @@ def test_plan_fcid_checkpoint_preset_and_score(tmp_path):
     path = tmp_path / "plan.toml"
     path.write_text(PLAN)
     plan = load_plan(path)
-    jobs = {(j.task, j.family): j for j in plan.jobs}
+    jobs = {(j.task, j.method): j for j in plan.jobs}
     assert list(jobs) == [("ave", "dcid"), ("ave", "fcid"), ("avvp", "dcid"), ("avvp", "fcid")]
     assert jobs[("ave", "fcid")].variants == ("fcid", "fcid+toc")
     assert jobs[("ave", "fcid")].selection == preset_settings("published", "ave", "fcid")
@@ -200,7 +200,7 @@ def test_plan_fcid_checkpoint_preset_and_score(tmp_path):
     with pytest.raises(ConfigError, match=r"selection\.ave\.dcid\.preset.*FCID checkpoints only"):
         load_plan(path)
     path.write_text(PLAN.replace('score = "sim_only"', 'score = "sim_only"\nsim_weight = 1.0'))
-    with pytest.raises(ConfigError, match="score or sim_weight"):
+    with pytest.raises(ConfigError, match="sets both weights"):
         load_plan(path)
 
 

@@ -14,14 +14,14 @@ from torch import nn
 
 from cli.main import cli
 from hdcid.errors import ModelError
-from hdcid.families import FCID_FAMILY
 from hdcid.fcid import FCID_DEFAULT_SIZES, FcidEncoder, fcid_sizes
 from hdcid.quantizer import squared_distances
 from hdcid.registry import detect_family, family_spec, new_encoder
-from tests.checkpoints import save_reference_checkpoint
+from hdcid.vocabulary import FCID_FAMILY
 from tests.fcid_fixtures import TINY_FCID, save_fcid_checkpoint, tiny_fcid_encoder, tiny_fcid_inputs
 from toc.codebook.checkpoint import load_checkpoint, load_codebooks
 from toc.errors import CheckpointError
+from toc.testing.checkpoints import save_reference_checkpoint
 
 
 def test_default_state_dict_has_the_published_layout():

@@ -17,14 +17,14 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from hdcid.families import FCID_FAMILY
 from hdcid.fcid import FCID_DEFAULT_SIZES
 from hdcid.registry import new_encoder
+from hdcid.vocabulary import FCID_FAMILY
 from tests.fcid_fixtures import fcid_reference_file, load_fcid_reference
 from toc.codebook.checkpoint import load_checkpoint
 from toc.codebook.presets import FCID_TOC_PRESETS
-from toc.codebook.scoring import score_weights
 from toc.codebook.selection import ShortSelectionWarning, TocSettings, select_channels, select_level
+from toc.codebook.settings import score_weights
 
 CHECKPOINT = fcid_reference_file("fcid_small.pt")
 ENCODER_MANIFEST = "AVT_VQVAE_Encoder(128,512,768,256,2048,256,400,256)"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from tests.fcid_fixtures import save_fcid_checkpoint, tiny_fcid_encoder
 from toc.codebook.presets import FCID_TOC_PRESETS, fcid_preset
-from toc.codebook.scoring import ScoringError, score_channels, score_weights
+from toc.codebook.scoring import score_channels
 from toc.codebook.selection import (
     SelectionFile,
     TocSettings,
@@ -19,7 +19,8 @@ from toc.codebook.selection import (
     select_channels,
     select_level,
 )
-from toc.errors import ConfigError, DataError
+from toc.codebook.settings import score_weights
+from toc.errors import ConfigError, DataError, SettingsError
 
 
 def _brute_force(codebook: torch.Tensor, channels: int, max_num: int, min_num: int, var_weight: float) -> list[int]:
@@ -56,7 +57,7 @@ def test_the_two_variants_rank_differently():
     assert select_channels(sim_var, 3, 1, 0).tolist() == [0, 1, 2]
     assert select_channels(sim_only, 3, 1, 0).tolist()[0] == 0
     assert score_weights("sim_only") == (0.7, 0.0) and score_weights("sim_var") == (0.7, 0.3)
-    with pytest.raises(ScoringError, match="unknown score variant"):
+    with pytest.raises(SettingsError, match="unknown score variant"):
         score_weights("variance")
 
 

@@ -1,5 +1,5 @@
 """FCID pretraining: the published objective through the trainer, the published checkpoint layout,
-exact resume, remedies, and `toc train --family fcid`."""
+exact resume, remedies, and `toc train --method fcid`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from hdcid.fcid import FCID_DEFAULT_SIZES, FcidEncoder
 from hdcid.fcid_objective import TERMS
 from hdcid.training import TrainConfig, Trainer, train
 from hdcid.training.fcid_step import PUBLISHED_FILE, FcidPretrainModel
-from tests.datafixtures import write_pretrain
 from tests.fcid_fixtures import FCID_REFERENCE
 from tests.train_corpus import PlantedCorpus
 from toc.codebook.checkpoint import load_checkpoint
+from toc.testing.datafixtures import write_pretrain
 
 SMALL = dict(
-    family="fcid", levels=1, batch_size=4, seed=0, n_embeddings=16, audio_output_dim=8, video_output_dim=8,
+    method="fcid", levels=1, batch_size=4, seed=0, n_embeddings=16, audio_output_dim=8, video_output_dim=8,
     text_output_dim=8, diagnostics_clips=8,
 )
 PUBLISHED_TERMS = [t for t in TERMS if t not in ("f_embedding", "f_cmcm")]
@@ -96,7 +96,7 @@ def test_exact_resume(corpus, finished, tmp_path):
 
 
 def test_remedies_run_and_keep_the_layout(corpus, tmp_path):
-    config = TrainConfig.from_recipe("small-corpus", n_clips=len(corpus), levels=1, epochs=1, family="fcid",
+    config = TrainConfig.from_recipe("small-corpus", n_clips=len(corpus), levels=1, epochs=1, method="fcid",
                                      batch_size=4, n_embeddings=16)
     assert config.remedies.codebook_init == "kmeans" and config.remedies.align_weight > 0
     result = train(config, corpus, tmp_path)
@@ -109,10 +109,10 @@ def test_remedies_run_and_keep_the_layout(corpus, tmp_path):
 
 def test_settings_rules():
     with pytest.raises(Exception, match="fcid has 1 codebook level"):
-        TrainConfig(family="fcid", levels=2).validate()
+        TrainConfig(method="fcid", levels=2).validate()
     with pytest.raises(Exception, match="FCID fixes the code width"):
-        TrainConfig(family="fcid", levels=1, embedding_dim=64).validate()
-    reference = TrainConfig.from_settings({"recipe": "reference", "family": "fcid"}, n_clips=100)
+        TrainConfig(method="fcid", levels=1, embedding_dim=64).validate()
+    reference = TrainConfig.from_settings({"recipe": "reference", "method": "fcid"}, n_clips=100)
     assert (reference.levels, reference.epochs, reference.batch_size, reference.video_output_dim) == (1, 4, 80, 2048)
     assert reference.model_family == "fcid-avt" and TrainConfig(levels=2).model_family == "hdcid-avt"
 
@@ -121,7 +121,7 @@ def test_default_size_model_matches_the_reference_manifests():
     manifests = FCID_REFERENCE / "state_dict_manifests.json"
     expected = json.loads(manifests.read_text())
     with torch.device("meta"):
-        model = FcidPretrainModel(TrainConfig.from_settings({"recipe": "reference", "family": "fcid"}, n_clips=10),
+        model = FcidPretrainModel(TrainConfig.from_settings({"recipe": "reference", "method": "fcid"}, n_clips=10),
                                   128, 512, 768)
     assert model.sizes == FCID_DEFAULT_SIZES
     for key, module in (("AVT_VQVAE_Encoder(128,512,768,256,2048,256,400,256)", model.encoder),
@@ -132,7 +132,7 @@ def test_default_size_model_matches_the_reference_manifests():
 def test_cli_train_family_fcid(tmp_path):
     root = tmp_path / "data"
     write_pretrain(root)
-    args = ["train", "--data-root", str(root), "--family", "fcid", "--n-embeddings", "16", "--audio-output-dim", "8",
+    args = ["train", "--data-root", str(root), "--method", "fcid", "--n-embeddings", "16", "--audio-output-dim", "8",
             "--video-output-dim", "8", "--text-output-dim", "8", "--batch-size", "2", "--epochs", "1",
             "--diagnostics-clips", "4", "-o", str(tmp_path / "run")]
     result = CliRunner().invoke(cli, args)
@@ -142,4 +142,4 @@ def test_cli_train_family_fcid(tmp_path):
     inspected = CliRunner().invoke(cli, ["inspect", summary["published_checkpoint"], "--format", "json"])
     assert inspected.exit_code == 0 and json.loads(inspected.output)["checkpoint"]["family"] == "fcid-avt"
     bad = CliRunner().invoke(cli, [*args[:-2], "--levels", "2", "-o", str(tmp_path / "bad")])
-    assert bad.exit_code == 2 and "--family fcid has 1 codebook level" in bad.output
+    assert bad.exit_code == 2 and "--method fcid has 1 codebook level" in bad.output

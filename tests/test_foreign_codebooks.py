@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from cli.main import cli
-from tests.checkpoints import save_reference_checkpoint
 from tests.foreign_layouts import (
     BUILDERS,
     Built,
@@ -25,6 +24,7 @@ from toc.codebook.checkpoint import load_checkpoint, load_codebooks
 from toc.codebook.foreign import LAYOUT_NAMES, SafetensorsSource
 from toc.codebook.selection import read_selection
 from toc.errors import CheckpointError
+from toc.testing.checkpoints import save_reference_checkpoint
 
 
 def run(*args):

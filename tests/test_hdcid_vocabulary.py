@@ -9,8 +9,8 @@ import torch
 from hdcid import normalization
 from hdcid.checkpoint_keys import REFERENCE_KEYS, mi_net_key, mi_optimizer_key, module_keys
 from hdcid.errors import ModelError
-from hdcid.families import DTYPES, FAMILIES, FAMILY_MODALITIES, family_for, levels_of, torch_dtype
 from hdcid.models import EncoderSizes
+from hdcid.vocabulary import DTYPES, FAMILIES, FAMILY_MODALITIES, family_for, levels_of, torch_dtype
 
 
 def test_family_and_levels_are_one_rule():
@@ -22,7 +22,8 @@ def test_family_and_levels_are_one_rule():
     for bad in (lambda: levels_of("vqvae"), lambda: family_for(3), lambda: torch_dtype("float16")):
         with pytest.raises(ModelError):
             bad()
-    assert DTYPES == {"float32": torch.float32, "float64": torch.float64}
+    assert DTYPES == ("float32", "float64")
+    assert [torch_dtype(name) for name in DTYPES] == [torch.float32, torch.float64]
 
 
 def test_normalization_formula_and_statistics():

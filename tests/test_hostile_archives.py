@@ -11,7 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import reference_file
-from hostile_inputs import (
+
+from cli.main import cli
+from toc.codebook.checkpoint import load_checkpoint, load_codebooks
+from toc.codebook.encode import open_features
+from toc.data.archives import MAX_MEMBER_BYTES, RATIO_FREE_BYTES, load_feature, read_zip_array
+from toc.errors import CheckpointError, DataError
+from toc.testing.hostile import (
     flip_record_byte,
     npy_lying_header,
     pickle_list_bomb,
@@ -19,12 +25,6 @@ from hostile_inputs import (
     zip_bomb,
     zip_many_pickles,
 )
-
-from cli.main import cli
-from toc.codebook.checkpoint import load_checkpoint, load_codebooks
-from toc.codebook.encode import open_features
-from toc.data.archives import MAX_MEMBER_BYTES, RATIO_FREE_BYTES, load_feature, read_zip_array
-from toc.errors import CheckpointError, DataError
 
 
 def test_a_zip_bomb_is_cut_off_at_the_members_bound(tmp_path):

@@ -11,9 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_ave
 
 from cli.main import cli
 from toc.codebook.checkpoint import EPOCH_FIELD, UnusedFieldWarning, load_checkpoint, load_codebooks
@@ -21,6 +19,8 @@ from toc.codebook.encode import EncodingSession, check_features
 from toc.codebook.selection import TocSettings, select_levels
 from toc.errors import CheckpointError, ConfigError, DataError, TocError
 from toc.pipeline.plan import load_plan
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave
 
 
 def invoke(*args):

@@ -10,17 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from datafixtures import AVE_DIR, write_ave, write_ave_avvp, write_h5, write_pretrain
-from hostile_inputs import (
-    ROOT,
-    fifo,
-    h5_external,
-    h5_external_link,
-    h5_scalar,
-    h5_unwritten,
-    h5_virtual,
-    no_hang,
-)
+from hostile_inputs import ROOT, no_hang
 
 from toc.codebook.encode import open_features
 from toc.data.files import read_h5, read_order
@@ -28,6 +18,15 @@ from toc.data.hdf5 import open_h5
 from toc.data.vggsound import read_text_features
 from toc.errors import DataError
 from toc.eval.tasks import load_task
+from toc.testing.datafixtures import AVE_DIR, write_ave, write_ave_avvp, write_h5, write_pretrain
+from toc.testing.hostile import (
+    fifo,
+    h5_external,
+    h5_external_link,
+    h5_scalar,
+    h5_unwritten,
+    h5_virtual,
+)
 
 
 def test_an_unwritten_order_of_3e8_rows_is_refused_before_reading(tmp_path):

@@ -7,10 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from checkpoints import save_reference_checkpoint
 from click.testing import CliRunner
-from datafixtures import write_ave
-from hostile_inputs import deep_json, deep_toml, fifo, no_hang, result_line
+from hostile_inputs import no_hang
 
 from cli.main import cli
 from cmg_base.inputs import check_regular_file, read_input_bytes
@@ -21,6 +19,9 @@ from toc.data.layout import resolve_paths
 from toc.errors import CheckpointError, ConfigError, DataError
 from toc.pipeline.plan import load_plan
 from toc.report.results import read_results
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave
+from toc.testing.hostile import deep_json, deep_toml, fifo, result_line
 
 
 def invoke(*args):

@@ -12,8 +12,6 @@ import sys
 import tempfile
 
 import pytest
-from checkpoints import save_reference_checkpoint
-from datafixtures import write_ave, write_pretrain
 from hostile_inputs import ROOT, error_line, invoke, one_error_line, run_toc
 
 from cmg_base.errors import OutputError
@@ -22,6 +20,8 @@ from toc.errors import DataError
 from toc.report.analysis import build_report
 from toc.report.markdown import render_markdown
 from toc.report.results import read_results
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave, write_pretrain
 
 GOLDEN_RESULTS = os.path.join(os.path.dirname(__file__), "golden", "results.jsonl")
 

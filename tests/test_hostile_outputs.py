@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import save_reference_checkpoint
-from datafixtures import write_ave, write_pretrain
 from hostile_inputs import ROOT, one_error_line, run_toc
 
 from cmg_base.files import (
@@ -29,6 +27,8 @@ from cmg_base.files import (
     raise_requested_stop,
     request_stop,
 )
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave, write_pretrain
 
 GOLDEN = Path(__file__).parent / "golden"
 TINY_TRAIN = ["--levels", "1", "--audio-output-dim", "8", "--video-output-dim", "8", "--text-output-dim", "8",

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from checkpoints import save_reference_checkpoint
-from datafixtures import write_ave, write_pretrain
 from hostile_inputs import error_line, invoke
+
+from toc.testing.checkpoints import save_reference_checkpoint
+from toc.testing.datafixtures import write_ave, write_pretrain
 
 
 def _eval(checkpoint, data, selection):

@@ -557,7 +557,7 @@ hdcid = "sel/avvp-hdcid.json"
 def test_plan_expands_into_one_job_per_task_and_checkpoint(tmp_path):
     plan = load_plan(_plan(tmp_path, PLAN))
     assert plan.data_root == tmp_path / "data" and plan.cache_dir is None and plan.device == "cpu"
-    jobs = {(j.task, j.family): j for j in plan.jobs}
+    jobs = {(j.task, j.method): j for j in plan.jobs}
     assert list(jobs) == [("ave", "dcid"), ("ave", "hdcid"), ("avvp", "dcid"), ("avvp", "hdcid")]
     ave_dcid = jobs[("ave", "dcid")]
     assert ave_dcid.variants == ("dcid", "dcid+toc") and ave_dcid.checkpoint == tmp_path / "ckpt/dcid.pt"
@@ -569,7 +569,7 @@ def test_plan_expands_into_one_job_per_task_and_checkpoint(tmp_path):
     assert jobs[("avvp", "hdcid")].selection == tmp_path / "sel/avvp-hdcid.json"
     assert jobs[("avvp", "hdcid")].checkpoint == Path("/abs/hdcid.pt")
     only_plain = load_plan(_plan(tmp_path, PLAN.replace('seeds = [0, 1]', 'seeds = [0, 1]\nvariants = ["hdcid"]')))
-    assert [(j.task, j.family, j.variants, j.selection) for j in only_plain.jobs] == [
+    assert [(j.task, j.method, j.variants, j.selection) for j in only_plain.jobs] == [
         ("ave", "hdcid", ("hdcid",), None), ("avvp", "hdcid", ("hdcid",), None)
     ]
 
@@ -605,8 +605,8 @@ def test_plan_toc_variant_without_settings_is_refused(tmp_path):
 
 
 def test_compare_runs_the_plan_end_to_end(tmp_path):
-    from tests.checkpoints import save_reference_checkpoint
-    from tests.datafixtures import write_ave
+    from toc.testing.checkpoints import save_reference_checkpoint
+    from toc.testing.datafixtures import write_ave
 
     write_ave(tmp_path / "data", n=12, train=list(range(8)), val=[8, 9], test=[10, 11])
     save_reference_checkpoint(tmp_path / "dcid.pt", "dcid-avt", seed=1)
@@ -649,8 +649,8 @@ def test_compare_runs_the_plan_end_to_end(tmp_path):
 def test_selection_of_a_present_checkpoint_gets_the_full_toc_figure(tmp_path):
     import struct
 
-    from tests.checkpoints import save_reference_checkpoint
     from toc.codebook.checkpoint import load_checkpoint
+    from toc.testing.checkpoints import save_reference_checkpoint
 
     checkpoint = load_checkpoint(save_reference_checkpoint(tmp_path / "dcid.pt", "dcid-avt", seed=3))
     document = selection_for(checkpoint, TocSettings(channels=6, max_num=2, min_num=1))
@@ -670,7 +670,7 @@ def test_plan_with_several_pretraining_runs_and_split_seeds(tmp_path):
     body = PLAN.replace('dcid = "ckpt/dcid.pt"\nhdcid = "/abs/hdcid.pt"', 'dcid = ["d0.pt", "d1.pt"]\nhdcid = ["h0.pt", "h1.pt"]')
     body = body.replace("seeds = [0, 1]", 'seeds = [0, 1]\nsplit_seeds = [0, 1, 2]\npretrain_overlap = "exclude"\npretrain_csv = "pre.csv"')
     plan = load_plan(_plan(tmp_path, body))
-    assert [(j.task, j.family, j.pretrain_run, j.checkpoint.name) for j in plan.jobs][:4] == [
+    assert [(j.task, j.method, j.pretrain_run, j.checkpoint.name) for j in plan.jobs][:4] == [
         ("ave", "dcid", 0, "d0.pt"), ("ave", "dcid", 1, "d1.pt"), ("ave", "hdcid", 0, "h0.pt"), ("ave", "hdcid", 1, "h1.pt"),
     ]
     assert all(j.split_seeds == (0, 1, 2) for j in plan.jobs)
@@ -685,8 +685,8 @@ def test_plan_with_several_pretraining_runs_and_split_seeds(tmp_path):
 
 
 def test_compare_with_two_pretraining_runs_pairs_them_across_families(tmp_path):
-    from tests.checkpoints import save_reference_checkpoint
-    from tests.datafixtures import write_ave
+    from toc.testing.checkpoints import save_reference_checkpoint
+    from toc.testing.datafixtures import write_ave
 
     write_ave(tmp_path / "data", n=12, train=list(range(8)), val=[8, 9], test=[10, 11])
     for run in (0, 1):

@@ -12,7 +12,6 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.checkpoints import save_reference_checkpoint
 from tests.fcid_fixtures import save_fcid_checkpoint, tiny_fcid_encoder
 from tests.retrieval_fixtures import (
     WORD_DIM,
@@ -34,6 +33,7 @@ from toc.eval.retrieval import (
     relevance,
     retrieval_scores,
 )
+from toc.testing.checkpoints import save_reference_checkpoint
 
 
 def _brute_force(similarity: np.ndarray, relevant: np.ndarray) -> dict[str, float]:

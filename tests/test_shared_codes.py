@@ -18,9 +18,9 @@ from hdcid.quantizer import (
     segment_code_matching,
     squared_distances,
 )
+from hdcid.recipes import RECIPES, parse_reset_patience
 from hdcid.training import Remedies, TrainConfig, Trainer
 from hdcid.training.initialisation import reset_schedule
-from hdcid.training.recipes import RECIPES, parse_reset_patience
 from hdcid.training.step import distinct_rows, level_2_reconstruction, usage_floor
 from tests.train_corpus import PlantedCorpus
 
@@ -341,9 +341,9 @@ def test_shared_codes_recipe_shares_codes_and_fcid_drops_its_per_second_matching
         assert other.remedies.code_match_weight == 0.0 and other.remedies.reset_patience != "off"
         assert other.level2_start == 3
     assert TrainConfig.from_recipe("reference", n_clips=500).remedies == Remedies()
-    fcid = TrainConfig.from_settings({"family": "fcid", "recipe": "shared-codes"}, n_clips=500)
+    fcid = TrainConfig.from_settings({"method": "fcid", "recipe": "shared-codes"}, n_clips=500)
     fcid.validate()
     # FCID (one vector per clip) gets the small-corpus remedies from it.
     assert fcid.remedies == RECIPES["small-corpus"].remedies
     with pytest.raises(CmgError, match="FCID quantizes one vector per clip"):
-        TrainConfig.from_settings({"family": "fcid", "code_match_weight": 1.0}, n_clips=500).validate()
+        TrainConfig.from_settings({"method": "fcid", "code_match_weight": 1.0}, n_clips=500).validate()

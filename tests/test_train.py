@@ -9,7 +9,6 @@ import torch
 
 from hdcid.checkpoint_keys import module_keys
 from hdcid.errors import ModelError
-from hdcid.families import MODALITIES
 from hdcid.training import (
     NORMALIZATION_KEY,
     PretrainModel,
@@ -21,6 +20,7 @@ from hdcid.training import (
     metric_name,
     train,
 )
+from hdcid.vocabulary import MODALITIES
 from tests.conftest import reference_file
 from tests.train_corpus import PlantedCorpus
 

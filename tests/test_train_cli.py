@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from hdcid.training import SETTINGS, Trainer
-from tests.datafixtures import write_pretrain
+from toc.testing.datafixtures import write_pretrain
 
 ARGS = ["--levels", "2", "--audio-output-dim", "32", "--video-output-dim", "64", "--text-output-dim", "32",
         "--n-embeddings", "64", "--embedding-dim", "32", "--batch-size", "2", "--seed", "1",

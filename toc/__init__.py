@@ -3,67 +3,50 @@
 Subpackages: `codebook` (checkpoints, scoring, selection, encoding), `data` (on-disk formats),
 `corpora` (built-in data), `eval` (cache, variants, heads, protocols, metrics, the loop),
 `report` (model-selection reports), `pipeline` (sessions, comparison plans, the demo).
-The names below are the public Python API.
+`toc.vocabulary` names every choice and default without importing torch.
+
+The names below are the public Python API. They are imported when first used (PEP 562), so that
+`import toc.vocabulary` (and `toc --help`) does not pay for torch.
 """
 
-from cmg_base.aliases import install_aliases
-from toc.codebook.checkpoint import (
-    Checkpoint,
-    LoadedCodebooks,
-    UnusedFieldWarning,
-    load_checkpoint,
-    load_codebooks,
-)
-from toc.codebook.encode import EncodingSession, encode_file, encode_rows
-from toc.codebook.scoring import ChannelScores, score_channels
-from toc.codebook.selection import (
-    Selection,
-    SelectionFile,
-    TocSettings,
-    read_selection,
-    select_channels,
-    select_levels,
-    selection_for,
-)
+from __future__ import annotations
 
-# Where modules of earlier versions moved to; their old names keep importing the new modules.
-MOVED_MODULES = {
-    "toc.checkpoint": "toc.codebook.checkpoint",
-    "toc.scoring": "toc.codebook.scoring",
-    "toc.selection": "toc.codebook.selection",
-    "toc.encode": "toc.codebook.encode",
-    "toc.plot": "toc.figures",
-    "toc.synth": "toc.corpora.synthetic",
-    "toc.spoken_digits": "toc.corpora.spoken_digits",
-    "toc.cache": "toc.eval.cache",
-    "toc.variants": "toc.eval.variants",
-    "toc.heads": "toc.eval.heads",
-    "toc.protocols": "toc.eval.protocols",
-    "toc.metrics": "toc.eval.metrics",
-    "toc.evaluate": "toc.eval.loop",
-    "toc.data.registry": "toc.eval.tasks",
-    "toc.stats": "toc.report.stats",
-    "toc.demo": "toc.pipeline.demo",
-    "toc.atomic": "cmg_base.files",
+import importlib
+from typing import Any
+
+# Public name → the module that defines it.
+_PUBLIC = {
+    "Checkpoint": "toc.codebook.checkpoint",
+    "LoadedCodebooks": "toc.codebook.checkpoint",
+    "UnusedFieldWarning": "toc.codebook.checkpoint",
+    "load_checkpoint": "toc.codebook.checkpoint",
+    "load_codebooks": "toc.codebook.checkpoint",
+    "EncodingSession": "toc.codebook.encode",
+    "encode_file": "toc.codebook.encode",
+    "encode_rows": "toc.codebook.encode",
+    "ChannelScores": "toc.codebook.scoring",
+    "score_channels": "toc.codebook.scoring",
+    "TocSettings": "toc.codebook.settings",
+    "Selection": "toc.codebook.selection",
+    "SelectionFile": "toc.codebook.selection",
+    "read_selection": "toc.codebook.selection",
+    "select_channels": "toc.codebook.selection",
+    "select_levels": "toc.codebook.selection",
+    "selection_for": "toc.codebook.selection",
 }
-install_aliases(MOVED_MODULES)
 
-__all__ = [
-    "ChannelScores",
-    "Checkpoint",
-    "EncodingSession",
-    "LoadedCodebooks",
-    "Selection",
-    "SelectionFile",
-    "TocSettings",
-    "UnusedFieldWarning",
-    "encode_file",
-    "encode_rows",
-    "load_checkpoint",
-    "load_codebooks",
-    "read_selection",
-    "score_channels",
-    "select_channels",
-    "select_levels",
-    "selection_for",
-]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+

@@ -8,7 +8,6 @@ import click
 
 from cli.options import command, force_option
 from cli.progress import bars
-from toc.corpora.spoken_digits import SpokenDigitsConfig, build_spoken_digits
 
 
 @command("synth-spoken-digits")
@@ -29,6 +28,8 @@ def synth_spoken_digits(directory, clips, ave_clips, text_width, seed, force):
     speakers and images disjoint from pretraining ones. Needs espeak-ng and scikit-learn
     (pip install 'cmg-toc[corpus]'). Prints a JSON summary on stdout.
     """
+    from toc.corpora.spoken_digits import SpokenDigitsConfig, build_spoken_digits
+
     n_ave = ave_clips if ave_clips is not None else max(10, round(0.6 * clips))
     config = SpokenDigitsConfig(pretrain_clips=clips, ave_clips=n_ave, seed=seed, text_width=text_width)
     summary = build_spoken_digits(directory, config, force=force, progress=bars(unit="clip"))

@@ -10,8 +10,8 @@ import click
 
 from cli.options import command
 from cli.progress import log
-from hdcid.training import RECIPES
-from toc.pipeline.demo import DEMO_RECIPE, DemoSettings, run_demo
+from hdcid.recipes import RECIPES
+from toc.vocabulary import DEMO_RECIPE
 
 
 @command("demo")
@@ -25,6 +25,8 @@ def demo(out_dir, quick, seed, recipe, force):
     evaluate DCID / DCID+TOC / H-DCID / H-DCID+TOC on AVE, AVVP, AVE→AVVP and UCF↔VGGSound in both
     directions with several head seeds and (full mode) two pretraining runs per family (strict
     protocol; linear, prototype and code-id heads), and write OUT/report.md."""
+    from toc.pipeline.demo import DemoSettings, run_demo
+
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings = dataclasses.replace(settings, seed=seed, recipe=recipe)
     start = time.monotonic()

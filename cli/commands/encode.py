@@ -6,12 +6,11 @@ import json
 
 import click
 
-from cli.options import command, device_option, force_option, trust_option
+from cli.options import command, encoder_options, force_option, trust_option
 from cli.progress import bars
 from cmg_base.files import prepare_output
-from hdcid.families import DTYPES, MODALITIES
-from toc.codebook.checkpoint import load_checkpoint
-from toc.codebook.encode import encode_file
+from hdcid.vocabulary import MODALITIES
+from toc.vocabulary import ENCODE_BATCH_SIZE
 
 
 @command("encode")
@@ -20,9 +19,8 @@ from toc.codebook.encode import encode_file
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), required=True, help="Features: .npy or .h5, shaped [N, T, ...].")
 @click.option("--key", default=None, help="Dataset name inside an .h5 input (default: its only dataset).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Output .h5 file.")
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="float32", help="Compute dtype; float64 is bit-faithful to the reference.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Clips per forward pass.")
-@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=ENCODE_BATCH_SIZE, help="Clips per forward pass.")
+@encoder_options
 @trust_option
 @force_option
 def encode(checkpoint, modality, input_path, key, output, dtype, batch_size, device, trust_checkpoint, force):
@@ -33,6 +31,9 @@ def encode(checkpoint, modality, input_path, key, output, dtype, batch_size, dev
     codewords the published downstream heads read, and `clip/codes` [N], `clip/quantized` [N, D]
     the one code per clip. Prints a JSON summary on stdout.
     """
+    from toc.codebook.checkpoint import load_checkpoint
+    from toc.codebook.encode import encode_file
+
     target = prepare_output(output, force=force)
     loaded = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
     summary = encode_file(

@@ -9,20 +9,23 @@ import sys
 
 import click
 
-from cli.options import command, device_option, force_option, trust_option
+from cli.options import (
+    command,
+    encoder_options,
+    force_option,
+    output_option,
+    toc_options,
+    trust_option,
+)
 from cli.progress import bars, log
 from cmg_base.files import atomic_path, prepare_output
-from toc.codebook.presets import FCID_TOC_PRESETS, PRESET_NAMES
-from toc.codebook.scoring import SCORE_VARIANTS
-from toc.data.retrieval import RETRIEVAL_LAYOUTS, VALOR_SPLITS
-from toc.eval.head_groups import HEAD_ENGINES
-from toc.eval.heads import HEADS
-from toc.eval.protocols import DIRECTIONS, PROTOCOLS
-from toc.eval.retrieval import VECTOR_KINDS
+from toc import vocabulary as words
+from toc.codebook.presets import FCID_TOC_PRESETS
+from toc.codebook.settings import TOC_SOURCES
 from toc.eval.tasks import TASK_REGISTRY, TASKS
 from toc.eval.variants import VARIANT_NAMES
-from toc.pipeline.retrieval import RetrievalOptions, evaluate_retrieval
-from toc.pipeline.session import EvalOptions, TocOptions, evaluate_task
+
+JSON_LINES_OUTPUT = "Write the JSON lines to FILE instead of stdout."
 
 
 def _split_names(values: tuple[str, ...], allowed: tuple[str, ...], option: str) -> list[str]:
@@ -59,48 +62,34 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     "[default: the checkpoint's own: dcid for one codebook level, hdcid for two, fcid for FCID; "
     "+toc with --selection / --channels / --toc-preset].",
 )
-@click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON for the +toc variants.")
-@click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
-@click.option("--max-num", type=click.IntRange(min=0), default=None, help="Inline TOC: top-block weight (default 1).")
-@click.option("--min-num", type=click.IntRange(min=0), default=None, help="Inline TOC: bottom-block weight (default 1).")
-@click.option("--exact-budget", is_flag=True, default=False, help="Inline TOC: return exactly --channels channels.")
-@click.option("--sim-weight", type=float, default=None, help="Inline TOC: weight of the pairwise similarity (default 0.7).")
-@click.option("--var-weight", type=float, default=None, help="Inline TOC: weight of the variance (default 0.3).")
-@click.option("--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None, help="Inline TOC: named weights (sim_var = -0.7 sim + 0.3 var, sim_only = -0.7 sim).")
-@click.option(
-    "--toc-preset", type=click.Choice(PRESET_NAMES), default=None,
-    help="TOC settings as published for this task: FCID checkpoints only (AVE 256/1/0 sim_var, AVVP 196/1/0, "
-    "AVE-AVVP 128/1/0, UCF-VGGSound 168/1/0 sim_only).",
-)
-@click.option("--direction", type=click.Choice([*DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
-@click.option("--head", "heads", multiple=True, default=("linear",), help=f"{' and/or '.join(HEADS)} (repeat or comma-separate).")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="strict: held-out evaluation; reference: the published quirks.")
-@click.option("--seeds", default="0", help="Comma-separated seeds; one output line per seed.")
+@toc_options(TOC_SOURCES)
+@click.option("--direction", type=click.Choice([*words.DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
+@click.option("--head", "heads", multiple=True, default=words.DEFAULT_HEADS, help=f"{' and/or '.join(words.HEADS)} (repeat or comma-separate).")
+@click.option("--protocol", type=click.Choice(words.PROTOCOLS), default=words.DEFAULT_PROTOCOL, help="strict: held-out evaluation; reference: the published quirks.")
+@click.option("--seeds", default=",".join(map(str, words.DEFAULT_SEEDS)), help="Comma-separated head seeds; one output line per seed.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None,
     help="Linear-head n_epoch [default: " + ", ".join(f"{k} {t.default_epochs}" for k, t in TASK_REGISTRY.items())
     + "; with --protocol reference and an FCID checkpoint, the FCID scripts' "
     + ", ".join(f"{k} {p.n_epoch}" for k, p in FCID_TOC_PRESETS.items()) + "].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=80, help="Head training and evaluation batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=words.HEAD_BATCH_SIZE, help="Head training and evaluation batch size.")
 @click.option("--head-threads", type=click.IntRange(min=1), default=None, help="Torch threads for linear-head training (default: torch's own; 1 is often fastest for these small heads).")
-@click.option("--head-engine", type=click.Choice(HEAD_ENGINES), default="grouped", show_default=True, help="Linear heads: grouped (all heads of a direction together), single (the same code one head at a time; identical records), autograd (the per-head nn.Module loop).")
+@click.option("--head-engine", type=click.Choice(words.HEAD_ENGINES), default=words.DEFAULT_HEAD_ENGINE, help="Linear heads: grouped (all heads of a direction together), single (the same code one head at a time; identical records), autograd (the per-head nn.Module loop).")
 @click.option("--head-workers", type=click.IntRange(min=1), default=None, help="Worker processes training grouped heads (default: the usable CPU cores); does not change the numbers.")
 @click.option("--split-seed", type=int, default=0, help="Seed of the strict video-level split.")
 @click.option("--split-seeds", default=None, help="Comma-separated seeds of several strict video-level splits (instead of --split-seed); the report resamples them.")
 @click.option("--pretrain-csv", type=click.Path(dir_okay=False), default=None, help="Pretraining CSV (video_id column) to check evaluated clips against [default: the data root's, when present].")
-@click.option("--pretrain-overlap", type=click.Choice(["report", "exclude"]), default="report", help="Strict protocol: what to do with evaluated clips that are in the pretraining list.")
+@click.option("--pretrain-overlap", type=click.Choice(words.OVERLAP_POLICIES), default=words.OVERLAP_POLICIES[0], help="Strict protocol: what to do with evaluated clips that are in the pretraining list.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Keep encoded codes here across runs (default: in memory only).")
-@click.option("--cache-fingerprint", type=click.Choice(["stat", "sha256"]), default="stat", help="How the cache recognises changed input files: path, size and mtime, or their content hash too.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", help="Encoder compute dtype (float64 is bit-faithful to the reference).")
-@click.option("--encode-batch-size", type=click.IntRange(min=1), default=64, help="Clips per encoder forward pass.")
-@device_option
+@click.option("--cache-fingerprint", type=click.Choice(words.FINGERPRINTS), default=words.FINGERPRINTS[0], help="How the cache recognises changed input files: path, size and mtime, or their content hash too.")
+@click.option("--encode-batch-size", type=click.IntRange(min=1), default=words.ENCODE_BATCH_SIZE, help="Clips per encoder forward pass.")
+@encoder_options
 @trust_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the JSON lines to FILE instead of stdout.")
+@output_option(JSON_LINES_OUTPUT)
 @force_option
 def eval_command(
-    task, checkpoint, data_root, config_path, variants, selection_path, channels, max_num, min_num, exact_budget,
-    sim_weight, var_weight, score_variant, toc_preset, direction, heads, protocol, seeds, epochs, batch_size,
+    task, checkpoint, data_root, config_path, variants, toc, direction, heads, protocol, seeds, epochs, batch_size,
     head_threads, head_engine, head_workers, split_seed, split_seeds, pretrain_csv, pretrain_overlap, cache_dir,
     cache_fingerprint, dtype, encode_batch_size, device, trust_checkpoint, output, force,
 ):
@@ -112,14 +101,13 @@ def eval_command(
     outcomes `toc report` bootstraps, sizes, channels and the checkpoint's sha256. Each feature
     set is encoded once and reused by every variant, head and seed. See docs/evaluation.md.
     """
+    from toc.pipeline.session import EvalOptions, evaluate_task
+
     options = EvalOptions(
         task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
-        variants=_split_names(variants, VARIANT_NAMES, "--variant"),
-        toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num,
-                       exact_budget=exact_budget, sim_weight=sim_weight, var_weight=var_weight,
-                       score=score_variant, preset=toc_preset),
-        directions=DIRECTIONS if direction == "both" else (direction,),
-        heads=_split_names(heads, HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
+        variants=_split_names(variants, VARIANT_NAMES, "--variant"), toc=toc,
+        directions=words.DIRECTIONS if direction == "both" else (direction,),
+        heads=_split_names(heads, words.HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
         epochs=epochs, batch_size=batch_size, head_threads=head_threads, head_engine=head_engine,
         head_workers=head_workers, split_seed=split_seed,
         split_seeds=None if split_seeds is None else _parse_seeds(split_seeds, "--split-seeds"),
@@ -150,34 +138,28 @@ def _emit(records, output, force) -> None:
 
 @command("retrieval")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="DCID / H-DCID / FCID checkpoint (not needed with --encoded unless TOC selects).")
-@click.option("--layout", type=click.Choice(RETRIEVAL_LAYOUTS), default="paired", help="paired: one h5 of paired features (--pairs); the others: the FCID release's loaders under --data-root.")
+@click.option("--layout", type=click.Choice(words.RETRIEVAL_LAYOUTS), default="paired", help="paired: one h5 of paired features (--pairs); the others: the FCID release's loaders under --data-root.")
 @click.option("--pairs", type=click.Path(dir_okay=False), default=None, help="The paired layout's h5: audio [N,T,A], video [N,T,7,7,C], text [N,L,W] (two or three), optional ids.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Root of the retrieval sets' reference layout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML file with data paths.")
 @click.option("--captions", type=click.Path(dir_okay=False), default=None, help="Clotho / MSVD captions CSV (overrides the layout's place).")
 @click.option("--annotations", type=click.Path(), default=None, help="MSCOCO annotations JSON, FlickrSoundNet CSV or VALOR-32K annotation folder.")
 @click.option("--text-features", type=click.Path(dir_okay=False), default=None, help="h5: captions [K] strings, features [K,L,W] word vectors.")
-@click.option("--split", type=click.Choice(list(VALOR_SPLITS)), default="test", help="VALOR-32K annotation file.")
+@click.option("--split", type=click.Choice(list(words.VALOR_SPLITS)), default="test", help="VALOR-32K annotation file.")
 @click.option("--encoded", multiple=True, type=click.Path(dir_okay=False), help="Instead of a layout: two `toc encode` outputs, row i of each a pair (query side first).")
 @click.option("--direction", "directions", multiple=True, help="a2t, t2a, v2t, t2v, a2v, v2a (repeat or comma-separate) [default: every one the set allows].")
-@click.option("--vectors", multiple=True, default=VECTOR_KINDS, help="Clip vectors: codewords and/or histogram (code-id counts).")
+@click.option("--vectors", multiple=True, default=words.VECTOR_KINDS, help="Clip vectors: codewords and/or histogram (code-id counts).")
 @click.option("--variant", default=None, type=click.Choice(VARIANT_NAMES), help="Levels to read [default: the checkpoint's own, +toc with --selection / --channels].")
-@click.option("--selection", "selection_path", type=click.Path(dir_okay=False), default=None, help="`toc select` JSON: the codeword vectors keep these channels.")
-@click.option("--channels", type=click.IntRange(min=1), default=None, help="Inline TOC: channels to keep per level.")
-@click.option("--max-num", type=click.IntRange(min=0), default=None, help="Inline TOC: top-block weight (default 1).")
-@click.option("--min-num", type=click.IntRange(min=0), default=None, help="Inline TOC: bottom-block weight (default 1).")
-@click.option("--score", "score_variant", type=click.Choice(sorted(SCORE_VARIANTS)), default=None, help="Inline TOC: named weights.")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="strict", help="reference: Clotho's published dataset length (quirk Q9).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", help="Encoder compute dtype.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Items per encoder forward pass.")
-@device_option
+@toc_options(words.RETRIEVAL_TOC_SOURCES)
+@click.option("--protocol", type=click.Choice(words.PROTOCOLS), default=words.DEFAULT_PROTOCOL, help="reference: Clotho's published dataset length (quirk Q9).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=words.ENCODE_BATCH_SIZE, help="Items per encoder forward pass.")
+@encoder_options
 @trust_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the JSON lines to FILE instead of stdout.")
+@output_option(JSON_LINES_OUTPUT)
 @force_option
 def retrieval_command(
     checkpoint, layout, pairs, data_root, config_path, captions, annotations, text_features, split, encoded,
-    directions, vectors, variant, selection_path, channels, max_num, min_num, score_variant, protocol, dtype,
-    batch_size, device, trust_checkpoint, output, force,
+    directions, vectors, variant, toc, protocol, dtype, batch_size, device, trust_checkpoint, output, force,
 ):
     """Zero-shot cross-modal retrieval through the unified codes: every query's clip vector
     (mean codeword, or code-id histogram) against every gallery item by cosine similarity.
@@ -199,12 +181,14 @@ def retrieval_command(
         keys = wanted if isinstance(wanted, tuple) else (wanted,)
         if value is not None and not any(k in overrides for k in keys):
             raise click.BadParameter(f"the {layout} layout has no such file", param_hint=name)
+    from toc.pipeline.retrieval import RetrievalOptions, evaluate_retrieval
+
     options = RetrievalOptions(
         checkpoint=checkpoint, layout=layout, pairs=pairs, data_root=data_root, config=config_path,
         overrides={k: v for k, v in overrides.items() if v is not None}, split=split, encoded=tuple(encoded),
-        directions=_split_names(directions, ("a2t", "t2a", "v2t", "t2v", "a2v", "v2a", "a2a", "v2v", "t2t"), "--direction"),
-        vectors=_split_names(vectors, VECTOR_KINDS, "--vectors"), variant=variant,
-        toc=TocOptions(selection=selection_path, channels=channels, max_num=max_num, min_num=min_num, score=score_variant),
+        directions=_split_names(directions, words.RETRIEVAL_DIRECTIONS, "--direction"),
+        vectors=_split_names(vectors, words.VECTOR_KINDS, "--vectors"), variant=variant,
+        toc=toc,
         protocol=protocol, dtype=dtype, batch_size=batch_size, device=device, trust_checkpoint=trust_checkpoint,
     )
     options.check()

@@ -17,10 +17,8 @@ from cli.options import (
 )
 from cli.progress import bars
 from cmg_base.files import prepare_output
-from toc.codebook.health import codebook_health
 from toc.documents import TOOL_NAME, dumps_document, tool_version
 from toc.eval.tasks import TASKS
-from toc.pipeline.sharing import task_code_sharing
 
 
 class LevelAxis(click.ParamType):
@@ -74,6 +72,8 @@ def health_command(input_path, codebook_size, key, level_axis, include_counts, t
         raise click.UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply "
                                f"{'with' if task is not None else 'without'} --task")
     if task is not None:
+        from toc.pipeline.sharing import task_code_sharing
+
         sharing = task_code_sharing(
             input_path, task, data_root=data_root, config=config_path, trust_checkpoint=trust_checkpoint,
             cache_dir=cache_dir, progress=bars(unit="clip"),
@@ -81,6 +81,8 @@ def health_command(input_path, codebook_size, key, level_axis, include_counts, t
         document = {"tool": TOOL_NAME, "version": tool_version(), "checkpoint": input_path, **sharing.as_dict()}
         emit_output(dumps_document(document), output, force)
         return
+    from toc.codebook.health import codebook_health
+
     report = codebook_health(
         input_path, codebook_size=codebook_size, key=key, level_axis=level_axis,
         trust_checkpoint=trust_checkpoint, codebook_key=codebook_key,

@@ -8,9 +8,7 @@ import click
 
 from cli.options import command, force_option, trust_option
 from cli.progress import log
-from toc.pipeline.compare import compare as run_comparison
-from toc.report import write_report
-from toc.report.resampling import DEFAULT_RESAMPLES
+from toc.vocabulary import DEFAULT_RESAMPLES
 
 
 def _metric_choice(value: str) -> str:
@@ -42,6 +40,8 @@ def report(results, out_dir, metric, selections, no_charts, resamples, force):
     (docs/report.md). Writes OUT/report.md, OUT/results.csv, OUT/summary.json and PNG charts;
     prints the list of files as JSON on stdout. Existing files are kept unless --force is given.
     """
+    from toc.report import write_report
+
     written = write_report(
         list(results), out_dir, force=force, metric=metric, selection_files=list(selections),
         charts=not no_charts, n_resamples=resamples,
@@ -65,6 +65,8 @@ def compare(plan, out_dir, no_charts, force, trust_checkpoint):
     `toc report` files beside it. Progress on stderr; the list of files as JSON on stdout.
     Only --trust-checkpoint grants full unpickling; a plan file cannot.
     """
+    from toc.pipeline.compare import compare as run_comparison
+
     written = run_comparison(
         plan, out_dir, force=force, log=log, charts=not no_charts, trust_checkpoint=trust_checkpoint,
     )

@@ -9,8 +9,7 @@ import click
 
 from cli.options import command
 from cli.progress import stage_lines
-from toc.corpora.paired import synthesize_paired
-from toc.corpora.synthetic import DEFAULT_TEXT_DIM, synthesize
+from toc.vocabulary import SYNTHETIC_TEXT_DIM
 
 
 @command("synth")
@@ -21,7 +20,7 @@ from toc.corpora.synthetic import DEFAULT_TEXT_DIM, synthesize
               help="Size multiplier: 1.0 is demo-sized (reference: ~1.2k clips, ~170 MB; paired: 400 clips), 0.1 is a tiny CI set.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Random seed: the same seed gives byte-identical files.")
 @click.option("--text-dim", type=click.IntRange(min=1), default=None,
-              help=f"Width W of the text features: reference, per category [K, 10, W] (default {DEFAULT_TEXT_DIM}); "
+              help=f"Width W of the text features: reference, per category [K, 10, W] (default {SYNTHETIC_TEXT_DIM}); "
               "paired, one prompt per class [K, W] (default: no text).")
 @click.option("--audio-dim", type=click.IntRange(min=1), default=768, help="paired: audio feature width.")
 @click.option("--video-dim", type=click.IntRange(min=1), default=512, help="paired: video feature width (vectors, no spatial grid).")
@@ -42,6 +41,9 @@ def synth(directory: str, layout: str, scale: float, seed: int, text_dim: int | 
     The generative models are described in docs/synthetic-data.md. Prints a JSON summary on
     stdout; the same summary is written to DIR/synth.json.
     """
+    from toc.corpora.paired import synthesize_paired
+    from toc.corpora.synthetic import synthesize
+
     if layout == "paired":
         summary = synthesize_paired(
             directory, scale=scale, seed=seed, classes=classes, steps=steps, audio_dim=audio_dim,
@@ -49,7 +51,7 @@ def synth(directory: str, layout: str, scale: float, seed: int, text_dim: int | 
         )
         click.echo(json.dumps(summary.to_dict(), sort_keys=True))
         return
-    summary = synthesize(directory, scale=scale, seed=seed, text_dim=text_dim or DEFAULT_TEXT_DIM,
+    summary = synthesize(directory, scale=scale, seed=seed, text_dim=text_dim or SYNTHETIC_TEXT_DIM,
                          force=force, progress=stage_lines("synth"))
     payload = summary.to_dict()
     payload.pop("class_names")

@@ -12,37 +12,18 @@ import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
-from cli.options import command
-from hdcid.diagnostics import format_summary
+from cli.options import SettingOption, command
 from hdcid.errors import ModelError
-from hdcid.quantizer import RESET_SOURCES
-from hdcid.training import (
-    RECIPES,
-    TRAIN_FAMILIES,
-    TrainRequest,
-    new_run_default,
-    parse_reset_patience,
-    run_training,
+from hdcid.recipes import RECIPES, new_run_default, parse_reset_patience
+from hdcid.vocabulary import (
+    ALIGN_DISTANCES,
+    CODEBOOK_INITS,
+    DEVICES,
+    DTYPES,
+    METHODS,
+    RESET_SOURCES,
 )
-from hdcid.training.distributed import launch_local, under_launcher
-from toc.data.pretraining import open_pretraining
-
-
-class SettingOption(click.Option):
-    """An option that stays None unless given, so the library knows what the user gave; --help
-    shows the library's default for a new run (`shown_default`) as click shows its own."""
-
-    def __init__(self, *args, shown_default=None, **kwargs):
-        super().__init__(*args, default=None, **kwargs)
-        self.shown_default = shown_default
-
-    def get_help_extra(self, ctx: click.Context):
-        extra = super().get_help_extra(ctx)
-        if self.shown_default is not None:
-            extra["default"] = str(self.shown_default)
-        return extra
 
 
 def _setting(name: str) -> dict:
@@ -86,8 +67,8 @@ def _epochs_help() -> str:
 @command("train")
 @click.option("--levels", type=click.Choice(["1", "2"]), **_setting("levels"), help="1 = DCID (one codebook, width 256), 2 = H-DCID.")
 @click.option(
-    "--family", type=click.Choice(list(TRAIN_FAMILIES)), cls=SettingOption,
-    help="Model to train: dcid (= --levels 1), hdcid (= --levels 2) or fcid (ACL 2025 FCID: one coarse codebook; "
+    "--method", type=click.Choice(METHODS), cls=SettingOption,
+    help="What to train: dcid (= --levels 1), hdcid (= --levels 2) or fcid (ACL 2025 FCID: one coarse codebook; "
     "text features are read as they are, e.g. 768-d word vectors; needs text) [default: from --levels].",
 )
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Data root: own data (DIR/paired.h5 or DIR/paired/) or the reference layout (vggsound40k/...).")
@@ -101,8 +82,8 @@ def _epochs_help() -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), **_recipe_setting(), help="Clips per step " + _per_recipe("batch_size") + ".")
 @click.option("--seed", type=int, **_setting("seed"), help="Seed of every RNG (model init, data order, dropout, resets).")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None, help="RUN_DIR for checkpoints, metrics.jsonl, config.json (default with --resume: the resumed run).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), **_setting("device"), help="Where training runs.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), **_setting("dtype"), help="Compute dtype (the reference trains in float64).")
+@click.option("--device", type=click.Choice(DEVICES), **_setting("device"), help="Where training runs.")
+@click.option("--dtype", type=click.Choice(DTYPES), **_setting("dtype"), help="Compute dtype (the reference trains in float64).")
 @click.option("--reference-forwards", is_flag=True, cls=SettingOption, help="H-DCID: run the encoder 6x per batch like the published code (5 CLUB iterations + 1); DCID always runs it once.")
 @click.option("--save-every", type=click.IntRange(min=0), **_setting("save_every"), help="Also write RUN_DIR/last.pt every N steps (0: epoch ends and run end only).")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), default=None, help="Continue RUN_DIR/last.pt exactly (same losses as an uninterrupted run on CPU).")
@@ -119,11 +100,11 @@ def _epochs_help() -> str:
 @click.option("--clip", type=float, **_setting("clip"), help="Gradient-norm clip, per module.")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe; shared-codes trains a corpus without text as small-corpus (its usage floor counts text prompts). Single options override it.")
 @click.option("--standardize-inputs/--no-standardize-inputs", **_recipe_setting(), help="Z-score audio/video channels; statistics stored in the checkpoint (Input_normalization).")
-@click.option("--codebook-init", type=click.Choice(["uniform", "sample", "kmeans"]), **_recipe_setting(), help="Codebook initialisation (uniform = reference).")
+@click.option("--codebook-init", type=click.Choice(CODEBOOK_INITS), **_recipe_setting(), help="Codebook initialisation (uniform = reference).")
 @click.option("--reset-patience", type=ResetPatienceType(), **_recipe_setting(), help="Dead-code reset patience: reference (300 batches), auto (one epoch), off (never reset) or an integer.")
 @click.option("--ema-consistent/--no-ema-consistent", **_recipe_setting(), help="Start EMA counts/weights consistent with the codebook and keep resets.")
 @click.option("--align-weight", type=float, **_recipe_setting(), help="Weight of the InfoNCE alignment between modalities' semantic features (0 = off).")
-@click.option("--align-distance", type=click.Choice(["cosine", "euclidean"]), **_recipe_setting(), help="Alignment logits: cosine similarity, or squared distance (pulls paired features to one point, so they share a code).")
+@click.option("--align-distance", type=click.Choice(ALIGN_DISTANCES), **_recipe_setting(), help="Alignment logits: cosine similarity, or squared distance (pulls paired features to one point, so they share a code).")
 @click.option("--gap-weight", type=float, **_recipe_setting(), help="Weight of the modality-gap term: squared distance between modalities' semantic-feature centroids relative to their norm (0 = off).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), **_recipe_setting(), help="Linear warm-up of the CLUB and commitment loss weights (0 = off).")
 @click.option("--code-match-weight", type=click.FloatRange(min=0), **_recipe_setting(), help="Weight of the code-matching term: symmetric cross-entropy between paired audio and video seconds' soft code assignments (0 = off).")
@@ -146,7 +127,7 @@ def _epochs_help() -> str:
 @click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False), default=None, help="Also write metrics.jsonl's step losses and per-epoch diagnostics as TensorBoard scalars into this folder (needs the tensorboard extra).")
 def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, output, resume,
           init_from, force, tensorboard, nproc, **options):
-    """Pretrain a DCID (--levels 1), H-DCID (--levels 2) or FCID (--family fcid) model.
+    """Pretrain a DCID (--levels 1), H-DCID (--levels 2) or FCID (--method fcid) model.
 
     Writes RUN_DIR/epoch-{E}.pt after every epoch (E from 0), RUN_DIR/last.pt every --save-every
     steps and at the end of the run, RUN_DIR/metrics.jsonl (one line per step and per epoch) and
@@ -155,6 +136,13 @@ def train(data_root, paired, csv_path, audio_dir, video_dir, text_features, outp
     exactly what the published FCID pretraining saves ({Encoder_parameters (float64), epoch,
     total_step}), after every epoch. Prints a JSON summary on stdout.
     """
+    from tqdm import tqdm
+
+    from hdcid.diagnostics import format_summary
+    from hdcid.training import TrainRequest, run_training
+    from hdcid.training.distributed import launch_local, under_launcher
+    from toc.data.pretraining import open_pretraining
+
     if nproc is not None and nproc > 1 and not under_launcher():
         # Each process runs this same command line under torchrun (where --nproc is ignored).
         sys.exit(launch_local(nproc, sys.argv[1:]))

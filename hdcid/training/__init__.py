@@ -12,11 +12,9 @@
 
 from hdcid.checkpoint_keys import CONFIG_KEY, TRAINER_KEY
 from hdcid.errors import TrainDataError
-from hdcid.families import MODALITIES
 from hdcid.normalization import NORMALIZATION_KEY
 from hdcid.normalization import apply as apply_input_normalization
-from hdcid.training.data import PretrainData
-from hdcid.training.recipes import (
+from hdcid.recipes import (
     DEFAULT_RECIPE,
     NEW_RUN_LEVELS,
     RECIPE_SETTINGS,
@@ -24,7 +22,6 @@ from hdcid.training.recipes import (
     RESUMABLE_SETTINGS,
     SETTINGS,
     SMALL_CORPUS_STEP_BUDGET,
-    TRAIN_FAMILIES,
     Recipe,
     Remedies,
     ResetPatience,
@@ -32,6 +29,7 @@ from hdcid.training.recipes import (
     new_run_default,
     parse_reset_patience,
 )
+from hdcid.training.data import PretrainData
 from hdcid.training.runs import TrainRequest, open_training, run_training
 from hdcid.training.step import (
     CLUB_HIDDEN,
@@ -43,11 +41,12 @@ from hdcid.training.step import (
     metric_name,
 )
 from hdcid.training.trainer import GAMMA, MILESTONES, SavedRun, Trainer, TrainResult, train
+from hdcid.vocabulary import MODALITIES
 
 __all__ = [
     "CLUB_HIDDEN", "CONFIG_KEY", "CPC_WIDTH", "DEFAULT_RECIPE", "GAMMA", "MILESTONES", "MODALITIES",
     "NEW_RUN_LEVELS", "NORMALIZATION_KEY", "RECIPES", "RECIPE_SETTINGS", "RESUMABLE_SETTINGS", "SETTINGS",
-    "SMALL_CORPUS_STEP_BUDGET", "TEXT_LSTM_HIDDEN", "TRAIN_FAMILIES", "TRAINER_KEY", "PretrainData", "PretrainModel",
+    "SMALL_CORPUS_STEP_BUDGET", "TEXT_LSTM_HIDDEN", "TRAINER_KEY", "PretrainData", "PretrainModel",
     "Recipe", "Remedies", "ResetPatience", "SavedRun", "StepResult", "TrainConfig", "TrainDataError",
     "TrainRequest", "TrainResult", "Trainer", "apply_input_normalization", "loss_weights", "metric_name",
     "new_run_default", "open_training", "parse_reset_patience", "run_training", "train",

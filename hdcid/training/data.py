@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from hdcid.errors import TrainDataError
-from hdcid.families import MODALITIES
 from hdcid.modules import MIN_VIDEO_GRID
+from hdcid.vocabulary import MODALITIES
 
 # Array ranks per modality: audio [n, T, A]; video [n, T, H, W, C] (a spatial grid, e.g. VGG19
 # pool5 maps) or [n, T, C] (no grid); text [n, T, W]. Audio and video are required, text optional.

@@ -196,9 +196,9 @@ class Collective:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def check_run(self, n_clips: int, batch_size: int, family: str | None) -> None:
+    def check_run(self, n_clips: int, batch_size: int, method: str | None) -> None:
         """Refuse what N processes cannot train the one-process way (before the first step)."""
-        if family == "fcid":
+        if method == "fcid":
             raise SettingsError(
                 f"FCID pretraining runs on one process; got a world of {self.size} processes (drop {{}} / torchrun)",
                 settings=("nproc",),

@@ -33,7 +33,7 @@ from hdcid.checkpoint_keys import (
 from hdcid.fcid import FcidEncoder, FcidForward, fcid_sizes
 from hdcid.fcid_objective import FINE_PLACEHOLDERS, FcidObjective
 from hdcid.losses import alignment_loss, identical_rows, modality_gap_loss
-from hdcid.training.recipes import TrainConfig
+from hdcid.recipes import TrainConfig
 from hdcid.training.step import (
     LossSum,
     Optimizers,

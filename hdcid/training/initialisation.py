@@ -24,11 +24,11 @@ from hdcid.checkpoint_keys import (
     mi_net_key,
 )
 from hdcid.errors import ModelError
-from hdcid.families import MODALITIES
 from hdcid.quantizer import ACTIVE_WITHIN, NEVER_RESET, RESET_AFTER
+from hdcid.recipes import ResetPatience, TrainConfig
 from hdcid.training.data import INIT_SUBSET, STATISTICS_SUBSET, PretrainData, epoch_order
-from hdcid.training.recipes import ResetPatience, TrainConfig
 from hdcid.training.step import PretrainModel
+from hdcid.vocabulary import MODALITIES
 
 STATISTICS_CLIPS = 4096  # clips the input statistics are computed on
 SAMPLE_CLIPS = 2048  # clips whose semantic features seed a data-dependent codebook

@@ -17,9 +17,9 @@ import torch
 
 from hdcid.diagnostics import LevelDiagnostics
 from hdcid.errors import ModelError, OutputExistsError, SettingsError, literal
+from hdcid.recipes import TrainConfig, new_run_default
 from hdcid.training.data import PretrainData, probe_shapes
 from hdcid.training.distributed import Collective
-from hdcid.training.recipes import TrainConfig, new_run_default
 from hdcid.training.tensorboard_log import TensorBoardLog, require_tensorboard
 from hdcid.training.trainer import SavedRun, Trainer, TrainResult
 

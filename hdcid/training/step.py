@@ -31,7 +31,6 @@ from hdcid.checkpoint_keys import (
     mi_net_key,
 )
 from hdcid.decoders import DecoderSizes, build_decoder
-from hdcid.families import MODALITIES, family_for
 from hdcid.losses import (
     CLUBSampleGroup,
     CrossCPC,
@@ -43,8 +42,9 @@ from hdcid.losses import (
 from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
 from hdcid.quantizer import segment_code_matching
+from hdcid.recipes import Remedies, TrainConfig
 from hdcid.training.distributed import Collective
-from hdcid.training.recipes import Remedies, TrainConfig
+from hdcid.vocabulary import MODALITIES, family_for
 
 TEXT_LSTM_HIDDEN = 128  # the BiLSTM gives 2·128 = 256 text features (the encoder's text_dim)
 CLUB_HIDDEN = 256

@@ -30,9 +30,9 @@ from hdcid.checkpoint_keys import (
 )
 from hdcid.diagnostics import LevelDiagnostics, level_diagnostics
 from hdcid.errors import CmgError
-from hdcid.families import MODALITIES
 from hdcid.normalization import NORMALIZATION_KEY
 from hdcid.quantizer import quantize
+from hdcid.recipes import TrainConfig
 from hdcid.training import initialisation
 from hdcid.training.data import (
     DIAGNOSTICS_SUBSET,
@@ -50,7 +50,6 @@ from hdcid.training.fcid_step import (
     build_fcid_optimizers,
     fcid_training_step,
 )
-from hdcid.training.recipes import TrainConfig
 from hdcid.training.step import (
     PretrainModel,
     StepResult,
@@ -58,6 +57,7 @@ from hdcid.training.step import (
     model_inputs,
     training_step,
 )
+from hdcid.vocabulary import MODALITIES
 
 # MultiStepLR([10, 20, 30], 0.5) per epoch, as the reference.
 MILESTONES = (10, 20, 30)
@@ -240,7 +240,7 @@ class Trainer:
         config.validate()
         self.config = config
         if collective is not None:
-            collective.check_run(len(data), config.batch_size, config.family)
+            collective.check_run(len(data), config.batch_size, config.method)
         self.device = torch.device(config.device) if collective is None else collective.device
         self.dtype = config.torch_dtype
         self.shapes = probe_shapes(data)
@@ -295,7 +295,7 @@ class Trainer:
         """Seed, build every network and the optimizers (the seeds fix the initial weights)."""
         c = self.config
         initialisation.seed_everything(c.seed)
-        fcid = c.family == "fcid"
+        fcid = c.method == "fcid"
         self._step = fcid_training_step if fcid else training_step
         text = self.shapes.get("text")
         if fcid:

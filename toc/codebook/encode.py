@@ -14,14 +14,15 @@ from cmg_base.errors import literal
 from cmg_base.files import atomic_path, check_space
 from cmg_base.inputs import check_regular_file
 from hdcid import normalization
-from hdcid.families import DTYPES
 from hdcid.modules import MIN_VIDEO_GRID, run_text_lstm
 from hdcid.quantizer import NonFiniteFeatures
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DTYPES, torch_dtype
 from toc.codebook.checkpoint import INPUT_NORMALIZATION_FIELD, Checkpoint
 from toc.data.hdf5 import H5Input
 from toc.data.npy import load_npy
 from toc.errors import CheckpointError, ConfigError, DataError, SettingsError
 from toc.progress import Advance, ProgressFactory, no_progress
+from toc.vocabulary import ENCODE_BATCH_SIZE
 
 
 def expected_feature_shape(checkpoint: Checkpoint, modality: str) -> tuple[str, ...]:
@@ -214,7 +215,7 @@ class EncodingSession:
         read: Callable[[np.ndarray], np.ndarray],
         n_rows: int,
         *,
-        batch_size: int = 64,
+        batch_size: int = ENCODE_BATCH_SIZE,
         progress: Advance | None = None,
         source: str = "features",
     ) -> list[np.ndarray]:
@@ -247,8 +248,8 @@ def encode_rows(
     n_rows: int,
     *,
     dtype: torch.dtype = torch.float32,
-    batch_size: int = 64,
-    device: str = "cpu",
+    batch_size: int = ENCODE_BATCH_SIZE,
+    device: str = DEFAULT_DEVICE,
     train_mode: bool = False,
     progress: Advance | None = None,
 ) -> list[np.ndarray]:
@@ -324,6 +325,39 @@ def open_features(path: str | Path, key: str | None = None) -> FeatureArray:
     raise DataError("unsupported feature file type", file=path, expected=".npy or .h5", actual=suffix or "no suffix")
 
 
+def _create_code_datasets(out, checkpoint: Checkpoint, modality: str, dtype: str, n: int, steps: int,
+                          widths: list[int], clip_width: int):
+    """The datasets of a codes file: (codes, quantized) per level, and per clip when `clip_width`
+    (else None), with the attributes that say what made them."""
+    out.attrs["checkpoint_sha256"] = checkpoint.sha256
+    out.attrs["family"] = checkpoint.family
+    out.attrs["modality"] = modality
+    out.attrs["dtype"] = dtype
+    out.attrs["levels"] = len(widths)
+    targets = []
+    for level, width in enumerate(widths):
+        group = out.create_group(f"level{level}")
+        targets.append((
+            group.create_dataset("codes", shape=(n, steps), dtype="int64"),
+            group.create_dataset("quantized", shape=(n, steps, width), dtype=dtype),
+        ))
+    clip = None
+    if clip_width:
+        group = out.create_group("clip")
+        clip = (
+            group.create_dataset("codes", shape=(n,), dtype="int64"),
+            group.create_dataset("quantized", shape=(n, clip_width), dtype=dtype),
+        )
+    return targets, clip
+
+
+def _write_rows(targets, results, rows: np.ndarray) -> None:
+    """Each (codes, quantized) result into its (codes, quantized) datasets at `rows` (contiguous)."""
+    for (codes_ds, quant_ds), (codes, quantized) in zip(targets, results, strict=True):
+        codes_ds[rows[0] : rows[-1] + 1] = codes
+        quant_ds[rows[0] : rows[-1] + 1] = quantized
+
+
 def encode_file(
     checkpoint: Checkpoint,
     modality: str,
@@ -331,9 +365,9 @@ def encode_file(
     output_path: str | Path,
     *,
     key: str | None = None,
-    dtype: str = "float32",
-    batch_size: int = 64,
-    device: str = "cpu",
+    dtype: str = DEFAULT_DTYPE,
+    batch_size: int = ENCODE_BATCH_SIZE,
+    device: str = DEFAULT_DEVICE,
     progress: ProgressFactory = no_progress,
 ) -> dict:
     """Encode a feature file into OUT.h5 (`level{L}/codes` [N, T] int64, `level{L}/quantized` [N, T, D]).
@@ -352,7 +386,7 @@ def encode_file(
         needs_lstm = check_features(checkpoint, modality, shape, str(features.path), features.key)
         itemsize = 8 if dtype == "float64" else 4
         batch_size = rows_per_pass(checkpoint, modality, features.shape, itemsize, batch_size, str(features.path), features.key)
-        session = EncodingSession(checkpoint, dtype=DTYPES[dtype], device=device)
+        session = EncodingSession(checkpoint, dtype=torch_dtype(dtype), device=device)
         n, steps = shape[0], shape[1]
         widths = [int(cb.shape[1]) for cb in checkpoint.codebooks]
         clip_width = widths[0] if session.has_clip_codes else 0
@@ -362,27 +396,7 @@ def encode_file(
         check_space(output_path, data_bytes + data_bytes // 64 + (1 << 20))
         with atomic_path(output_path) as tmp:
             with h5py.File(tmp, "w", track_order=True) as out:
-                out.attrs["checkpoint_sha256"] = checkpoint.sha256
-                out.attrs["family"] = checkpoint.family
-                out.attrs["modality"] = modality
-                out.attrs["dtype"] = dtype
-                out.attrs["levels"] = len(widths)
-                targets = []
-                for level, width in enumerate(widths):
-                    group = out.create_group(f"level{level}")
-                    targets.append(
-                        (
-                            group.create_dataset("codes", shape=(n, steps), dtype="int64"),
-                            group.create_dataset("quantized", shape=(n, steps, width), dtype=dtype),
-                        )
-                    )
-                clip = None
-                if clip_width:
-                    group = out.create_group("clip")
-                    clip = (
-                        group.create_dataset("codes", shape=(n,), dtype="int64"),
-                        group.create_dataset("quantized", shape=(n, clip_width), dtype=dtype),
-                    )
+                targets, clip = _create_code_datasets(out, checkpoint, modality, dtype, n, steps, widths, clip_width)
                 with progress(f"encode {modality}", n) as advance:
                     for start in range(0, n, batch_size):
                         rows = np.arange(start, min(n, start + batch_size))
@@ -391,14 +405,9 @@ def encode_file(
                         if clip is None:
                             results = session.encode_batch(modality, batch, needs_lstm=needs_lstm)
                         else:
-                            results, (clip_codes, clip_quantized) = session.encode_batch_with_clip(
-                                modality, batch, needs_lstm=needs_lstm
-                            )
-                            clip[0][rows[0] : rows[-1] + 1] = clip_codes
-                            clip[1][rows[0] : rows[-1] + 1] = clip_quantized
-                        for (codes_ds, quant_ds), (codes, quantized) in zip(targets, results, strict=True):
-                            codes_ds[rows[0] : rows[-1] + 1] = codes
-                            quant_ds[rows[0] : rows[-1] + 1] = quantized
+                            results, clip_results = session.encode_batch_with_clip(modality, batch, needs_lstm=needs_lstm)
+                            _write_rows([clip], [clip_results], rows)
+                        _write_rows(targets, results, rows)
                         advance(len(rows))
     finally:
         features.close()

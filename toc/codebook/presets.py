@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toc.codebook.scoring import score_weights
-from toc.codebook.selection import TocSettings
+from toc.codebook.settings import PRESET_NAMES, TocSettings
 from toc.errors import ConfigError
-
-PRESET_NAMES = ("published",)
 
 # The channel budgets the FCID launchers list as swept (their trailing comment).
 SWEPT_CHANNELS = (64, 128, 144, 168, 196, 224)
@@ -29,7 +26,7 @@ class FcidTocPreset:
     direction: str  # our direction name: the head trains on the first modality
     script: str  # the published script and its --dataset_name
     dataset_name: str
-    score: str  # a toc.codebook.scoring.SCORE_VARIANTS name
+    score: str  # a toc.codebook.settings.SCORE_VARIANTS name
     channels: int
     max_num: int
     min_num: int
@@ -37,10 +34,8 @@ class FcidTocPreset:
     checkpoint_step: int  # the pretraining step of the checkpoint the script loads
 
     def settings(self, *, reference_topk: bool = False) -> TocSettings:
-        sim_weight, var_weight = score_weights(self.score)
-        return TocSettings(
-            channels=self.channels, max_num=self.max_num, min_num=self.min_num,
-            sim_weight=sim_weight, var_weight=var_weight, reference_topk=reference_topk,
+        return TocSettings.from_given(
+            self.channels, max_num=self.max_num, min_num=self.min_num, score=self.score, reference_topk=reference_topk,
         )
 
 
@@ -62,13 +57,13 @@ def fcid_preset(task: str) -> FcidTocPreset:
     return FCID_TOC_PRESETS[task]
 
 
-def preset_settings(preset: str, task: str, variant_family: str, *, reference_topk: bool = False) -> TocSettings:
-    """The TOC settings of a named preset for a task and a variant family (dcid, hdcid, fcid)."""
+def preset_settings(preset: str, task: str, method: str, *, reference_topk: bool = False) -> TocSettings:
+    """The TOC settings of a named preset for a task and a checkpoint's method (dcid, hdcid, fcid)."""
     if preset not in PRESET_NAMES:
         raise ConfigError(f"unknown TOC preset {preset!r}; expected one of {', '.join(PRESET_NAMES)}")
-    if variant_family != "fcid":
+    if method != "fcid":
         raise ConfigError(
-            f"the {preset} TOC preset exists for FCID checkpoints only (the {variant_family} release "
+            f"the {preset} TOC preset exists for FCID checkpoints only (the {method} release "
             "publishes no per-task TOC setting); give the channels instead"
         )
     return fcid_preset(task).settings(reference_topk=reference_topk)

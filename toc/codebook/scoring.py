@@ -12,14 +12,9 @@ import numpy as np
 import torch
 
 from cmg_base.errors import literal
+from toc.codebook.settings import DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT
 from toc.errors import TocError
 
-DEFAULT_SIM_WEIGHT = 0.7
-DEFAULT_VAR_WEIGHT = 0.3
-# Named (sim_weight, var_weight) pairs. "sim_var" is the TOC score (and FCID's AVE script);
-# "sim_only" drops the variance term, as FCID's AVVP, AVE->AVVP and UCF<->VGGSound scripts do.
-SCORE_VARIANTS = {"sim_var": (DEFAULT_SIM_WEIGHT, DEFAULT_VAR_WEIGHT), "sim_only": (DEFAULT_SIM_WEIGHT, 0.0)}
-CUSTOM_SCORE = "custom"  # any other pair of weights
 # Just under torch's parallel grain size (32768 elements): ops on smaller tensors run inline on
 # the calling thread. At or above it every small op forks and joins the thread pool, which costs
 # more than it saves and stalls badly (seconds) when the cores are busy with other work.
@@ -76,23 +71,6 @@ def _check_float_dtype(codebook: Any, where: str) -> None:
         raise ScoringError(
             f"{where}: codebook must hold floats (expected a float dtype, got {dtype.name})"
         )
-
-
-def score_weights(variant: str) -> tuple[float, float]:
-    """(sim_weight, var_weight) of a named score variant (SCORE_VARIANTS)."""
-    if variant not in SCORE_VARIANTS:
-        raise ScoringError(
-            f"unknown score variant {literal(repr(variant))}; expected one of {', '.join(SCORE_VARIANTS)}",
-        )
-    return SCORE_VARIANTS[variant]
-
-
-def score_variant(sim_weight: float, var_weight: float) -> str:
-    """The name of the variant with these weights, or CUSTOM_SCORE."""
-    for name, weights in SCORE_VARIANTS.items():
-        if (float(sim_weight), float(var_weight)) == weights:
-            return name
-    return CUSTOM_SCORE
 
 
 def default_chunk_rows(n_channels: int) -> int:

@@ -16,14 +16,8 @@ import torch
 
 from cmg_base.files import atomic_path
 from cmg_base.inputs import read_input_text
-from toc.codebook.scoring import (
-    DEFAULT_SIM_WEIGHT,
-    DEFAULT_VAR_WEIGHT,
-    ChannelScores,
-    reference_score,
-    score_channels,
-    score_variant,
-)
+from toc.codebook.scoring import ChannelScores, reference_score, score_channels
+from toc.codebook.settings import TocSettings
 from toc.documents import TOOL_NAME, dumps_document, parse_json, tool_version, version_tuple
 from toc.errors import ConfigError, DataError, SettingsError
 
@@ -33,74 +27,6 @@ MAX_SELECTION_BYTES = 16 << 20
 
 class ShortSelectionWarning(UserWarning):
     """Fewer channels than requested: the reference splits the budget with integer division."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class TocSettings:
-    """Everything that decides one level's selection (the same settings for every level).
-
-    With k = channels // (max_num + min_num), TOC keeps the k*max_num highest-scoring channels
-    (descending) then the k*min_num lowest-scoring ones (ascending); `exact_budget` fills the
-    remainder so that exactly `channels` come back. score = -sim_weight*sim + var_weight*var
-    (named pairs: toc.codebook.scoring.SCORE_VARIANTS, e.g. FCID's sim_only).
-
-    `reference_topk` reproduces the published routine: its arithmetic (pairwise products added
-    into a float32 buffer; the sim-only score ranked in float32) and its two independent top-k
-    calls, so the two blocks may share channels and `channels` may exceed D as long as each block
-    fits, and equal scores are ordered as torch.topk orders them. Off by default: float64 closed
-    form, ties to the lower index, the blocks never share a channel and channels <= D.
-    """
-
-    channels: int
-    max_num: int = 1
-    min_num: int = 1
-    exact_budget: bool = False
-    sim_weight: float = DEFAULT_SIM_WEIGHT
-    var_weight: float = DEFAULT_VAR_WEIGHT
-    allow_nonfinite: bool = False
-    reference_topk: bool = False
-
-    def __post_init__(self):
-        for name in ("channels", "max_num", "min_num"):
-            value = getattr(self, name)
-            if not _is_int(value):
-                raise SettingsError(f"{{}} must be an integer, got {value!r}", settings=(name,))
-            if value < 0:
-                raise SettingsError(f"{{}} must not be negative, got {value}", settings=(name,))
-        if self.channels < 1:
-            raise SettingsError(f"{{}} must be at least 1, got {self.channels}", settings=("channels",))
-        if self.max_num + self.min_num == 0:
-            raise SettingsError("{} + {} must be at least 1 (both are 0)", settings=("max_num", "min_num"))
-        for name in ("sim_weight", "var_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise SettingsError(f"{{}} must be a finite number, got {value!r}", settings=(name,))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "channels": self.channels,
-            "max_num": self.max_num,
-            "min_num": self.min_num,
-            "exact_budget": self.exact_budget,
-            "sim_weight": self.sim_weight,
-            "var_weight": self.var_weight,
-            "allow_nonfinite": self.allow_nonfinite,
-            "score": self.score,
-            "reference_topk": self.reference_topk,
-        }
-
-    @property
-    def score(self) -> str:
-        """The named score variant these weights are (sim_var, sim_only), or custom."""
-        return score_variant(self.sim_weight, self.var_weight)
-
-    @property
-    def groups(self) -> int:
-        return self.channels // (self.max_num + self.min_num)
 
 
 @dataclass(frozen=True)
@@ -211,25 +137,31 @@ def _as_scores(scores_or_codebook: Any, settings: TocSettings) -> torch.Tensor:
 def select_channels(
     scores_or_codebook: Any,
     channels: int,
-    max_num: int = 1,
-    min_num: int = 1,
-    exact_budget: bool = False,
+    max_num: int | None = None,
+    min_num: int | None = None,
+    exact_budget: bool | None = None,
     *,
-    sim_weight: float = DEFAULT_SIM_WEIGHT,
-    var_weight: float = DEFAULT_VAR_WEIGHT,
-    allow_nonfinite: bool = False,
-    reference_topk: bool = False,
+    sim_weight: float | None = None,
+    var_weight: float | None = None,
+    score: str | None = None,
+    allow_nonfinite: bool | None = None,
+    reference_topk: bool | None = None,
 ) -> torch.Tensor:
     """Indices (LongTensor) of the TOC channels in the reference order.
 
     With k = channels // (max_num + min_num): the k*max_num highest scores descending, then the
     k*min_num lowest ascending. When that is fewer than `channels`, a ShortSelectionWarning is
     issued (warnings module, never printed here); exact_budget=True fills the remainder instead.
+    A setting left at None takes TocSettings' default (max_num 1, min_num 1, weights 0.7 / 0.3).
     """
-    settings = TocSettings(channels, max_num, min_num, exact_budget, sim_weight, var_weight, allow_nonfinite, reference_topk)
+    settings = TocSettings.from_given(
+        channels, max_num=max_num, min_num=min_num, exact_budget=exact_budget, sim_weight=sim_weight,
+        var_weight=var_weight, score=score, allow_nonfinite=allow_nonfinite, reference_topk=reference_topk,
+    )
+    sim_weight, var_weight, allow_nonfinite = settings.sim_weight, settings.var_weight, settings.allow_nonfinite
     score = _as_scores(scores_or_codebook, settings)
     budget = _budget(settings, int(score.shape[0]))
-    if reference_topk:
+    if settings.reference_topk:
         # From a codebook: the published arithmetic; from given scores: those, ranked by topk.
         shape = getattr(scores_or_codebook, "shape", ())
         if not isinstance(scores_or_codebook, ChannelScores) and len(shape) == 2:
@@ -434,8 +366,8 @@ class SelectionFile:
         )
 
     @staticmethod
-    def load(path: str | os.PathLike) -> SelectionFile:
-        return read_selection(path)
+    def load(path: str | os.PathLike, *, made_for: Any = None) -> SelectionFile:
+        return read_selection(path, made_for=made_for)
 
     def check_made_for(self, checkpoint: Any) -> None:
         """Refuse a selection made for another checkpoint (anything with path, sha256, family,
@@ -469,12 +401,16 @@ class SelectionFile:
 
 
 def selection_for(checkpoint: Any, settings: TocSettings, levels: Sequence[int] | None = None,
-                  parameters: Mapping[str, Any] | None = None) -> SelectionFile:
-    """TOC on a loaded checkpoint's codebooks (anything with path, sha256, family, codebooks)."""
+                  level: str | None = None) -> SelectionFile:
+    """TOC on a loaded checkpoint's codebooks (anything with path, sha256, family, codebooks): the
+    one builder of the selection document, in memory (`.save()` writes it, `.selections` keeps
+    every channel's scores). `levels`: which levels (default every one); `level`: how they were
+    asked for on the command line ("all", a number, a name), recorded in the parameters."""
     selections = select_levels(checkpoint.codebooks, settings, levels, source=checkpoint.path)
+    parameters = settings.as_dict() if level is None else dict(settings.as_dict(), level=level)
     return SelectionFile.from_selections(
         selections, checkpoint_path=checkpoint.path, checkpoint_sha256=checkpoint.sha256,
-        family=checkpoint.family, parameters=parameters if parameters is not None else settings.as_dict(),
+        family=checkpoint.family, parameters=parameters,
     )
 
 
@@ -494,9 +430,19 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def read_selection(path: str | os.PathLike) -> SelectionFile:
-    """Read and validate a selection file written by `toc select`; one-line DataError otherwise."""
-    path = Path(path)
+def read_selection(path: str | os.PathLike, *, made_for: Any = None) -> SelectionFile:
+    """Read and validate a selection file written by `toc select`; one-line DataError otherwise.
+
+    `made_for`: the checkpoint the selection will be applied to (anything with path, sha256,
+    family, codebooks); every reader that applies channels passes it, so another checkpoint's
+    selection is refused (SelectionFile.check_made_for)."""
+    selection = _read_selection(Path(path))
+    if made_for is not None:
+        selection.check_made_for(made_for)
+    return selection
+
+
+def _read_selection(path: Path) -> SelectionFile:
     text = read_input_text(path, what="selection file", error=DataError, max_bytes=MAX_SELECTION_BYTES)
     raw = parse_json(text, file=path, what="selection file")
     if not isinstance(raw, dict):

@@ -20,6 +20,7 @@ from toc.data.base import AUDIO_DIM, T_SEGMENTS, VIDEO_CHANNELS, VIDEO_GRID
 from toc.data.layout import relative_path
 from toc.errors import ConfigError
 from toc.progress import ProgressFactory, no_progress
+from toc.vocabulary import SYNTHETIC_TEXT_DIM
 
 GENERATOR_VERSION = 1
 
@@ -28,7 +29,6 @@ NUISANCE_DIM = 8  # per-clip, per-modality nuisance (recording channel, scene)
 HIDDEN_DIM = 96
 GRID = VIDEO_GRID
 TEXT_WORDS = 10
-DEFAULT_TEXT_DIM = 768
 MAX_EVENTS = 3  # event slots per clip
 
 # Feature statistics (documented in docs/synthetic-data.md).
@@ -462,13 +462,9 @@ def _text_features(world: _World, rng: np.random.Generator, prompts: Sequence[st
     """[K, 10, W] float32: one row per word of the class prompt, zero-padded like BERT queries."""
     k = len(prompts)
     z = np.broadcast_to(world.class_factors[:k, None, :], (k, TEXT_WORDS, LATENT_DIM))
-    slots = np.broadcast_to(world.word_slots[None], (k, TEXT_WORDS, NUISANCE_DIM))
-    words = rng.standard_normal((k, TEXT_WORDS, NUISANCE_DIM), dtype=np.float32)
-    feat = world.text_map(np.concatenate([z, slots, words], -1)) * 0.5
-    n_words = np.array([min(TEXT_WORDS, len(p.split())) for p in prompts])
-    feat[np.arange(TEXT_WORDS)[None, :] >= n_words[:, None]] = 0.0
+    feat = _word_vectors(world, rng, z, prompts)
     assert feat.shape == (k, TEXT_WORDS, text_dim)
-    return feat.astype(np.float32)
+    return feat
 
 
 def _caption_features(world: _World, rng: np.random.Generator, classes: np.ndarray,
@@ -478,10 +474,18 @@ def _caption_features(world: _World, rng: np.random.Generator, classes: np.ndarr
     n = len(captions)
     z = world.class_factors[classes][:, None, :] + SEGMENT_JITTER * rng.standard_normal(
         (n, TEXT_WORDS, LATENT_DIM), dtype=np.float32)
+    return _word_vectors(world, rng, z, captions)
+
+
+def _word_vectors(world: _World, rng: np.random.Generator, z: np.ndarray,
+                  texts: Sequence[str]) -> np.ndarray:
+    """[N, 10, W] float32: the text map of (semantic latent z [N, 10, L], word slot, a fresh word
+    identity) per word; rows past a text's word count are zero, as BERT pads its queries."""
+    n = len(texts)
     slots = np.broadcast_to(world.word_slots[None], (n, TEXT_WORDS, NUISANCE_DIM))
     words = rng.standard_normal((n, TEXT_WORDS, NUISANCE_DIM), dtype=np.float32)
     feat = world.text_map(np.concatenate([z, slots, words], -1)) * 0.5
-    n_words = np.array([min(TEXT_WORDS, len(c.split())) for c in captions])
+    n_words = np.array([min(TEXT_WORDS, len(t.split())) for t in texts])
     feat[np.arange(TEXT_WORDS)[None, :] >= n_words[:, None]] = 0.0
     return feat.astype(np.float32)
 
@@ -665,7 +669,7 @@ def _stream(name: str, seed: int) -> np.random.Generator:
 
 
 def synthesize(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0,
-               text_dim: int = DEFAULT_TEXT_DIM, force: bool = False,
+               text_dim: int = SYNTHETIC_TEXT_DIM, force: bool = False,
                progress: ProgressFactory = no_progress) -> SynthSummary:
     """Write the synthetic corpus under `root` in the real layouts; deterministic for a seed.
 
@@ -721,19 +725,101 @@ class _StageProgress:
 def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: int,
                   text_dim: int, report: StageReport) -> dict:
     world = _build_world(seed, text_dim)
+    # One id factory for the whole corpus keeps YouTube ids unique across sets; the parts draw
+    # from it in this order, so the order of the calls below is part of the corpus' bytes.
     ids = _IdFactory(_stream("ids", seed))
+    paths: dict[str, str] = {}
+    pretrain_splits = _write_pretraining(out, world, ids, counts["pretrain"], seed=seed,
+                                         text_dim=text_dim, paths=paths, report=report)
+    ave_counts = _write_ave(out, world, counts["ave"], seed=seed, paths=paths, report=report)
+    for part, keys, n_videos, data_dir, prefix in (
+        ("avvp", AVVP_KEYS, counts["avvp"], AVVP_DATA_DIR, "AVVP"),
+        ("ave_avvp", AVE_AVVP_KEYS, counts["ave_avvp_test"], AVE_AVVP_DIR, "AVE_AVVP"),
+    ):
+        _write_multi_event_set(out, world, ids, part, keys, n_videos, data_dir, prefix, seed=seed,
+                               paths=paths, report=report)
+    paths.update(ave_avvp_labels=f"{AVE_AVVP_DIR}/ave_avvp_labels.h5",
+                 ave_avvp_order=f"{AVE_AVVP_DIR}/ave_avvp_order.h5",
+                 avvp_audio=AVVP_AUDIO_ZIPS, avvp_video=AVVP_VIDEO_ZIPS)
+    _write_ucf(out, world, counts["ucf"], seed=seed, report=report)
+    _write_vggsound(out, world, ids, counts["vggsound"], seed=seed, report=report)
+    paths.update(ucf_classes=f"{FEATURE_EXTRACTOR_DIR}/UCF101sameVGGSound.txt",
+                 vggsound_classes=f"{FEATURE_EXTRACTOR_DIR}/VGGSoundsameUCF101.txt",
+                 ucf2vggsound_csv=f"{FEATURE_EXTRACTOR_DIR}/ucf2vggsound.csv",
+                 vggsound2ucf_csv=f"{FEATURE_EXTRACTOR_DIR}/vggsound2ucf.csv",
+                 ucf_video=UCF_VIDEO_ZIPS)
+    _write_retrieval(out, world, ids, counts["retrieval"], seed=seed, text_dim=text_dim,
+                     report=report)
+    paths.update(retrieval_pairs=RETRIEVAL_PAIRS, valor32k_annotations=VALOR_ANNOTATIONS,
+                 valor32k_video=VALOR_VIDEO_ZIPS, valor32k_audio=VALOR_AUDIO_ZIPS,
+                 valor32k_text_features=VALOR_TEXT_FEATURES)
+
+    final_counts = dict(counts)
+    final_counts.update(ave_counts, classes=len(CONCEPTS),
+                        pretrain_train=int((pretrain_splits == "train").sum()))
+    class_names = _class_names()
+    manifest = {
+        "generator_version": GENERATOR_VERSION, "seed": seed, "scale": scale,
+        "text_dim": text_dim, "counts": final_counts, "paths": dict(sorted(paths.items())),
+        "class_names": class_names,
+    }
+    out.text(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return {
+        "seed": seed, "scale": scale, "text_dim": text_dim,
+        "generator_version": GENERATOR_VERSION, "counts": final_counts,
+        "paths": dict(sorted(paths.items())), "n_files": out.n_files, "n_bytes": out.n_bytes,
+        "class_names": class_names,
+    }
+
+
+def _columns(keys: Sequence[str]) -> list[int]:
+    """Concept indices of a dataset's classes, in that dataset's label order."""
+    return [CONCEPT_INDEX[k] for k in keys]
+
+
+def _class_names() -> dict[str, list[str]]:
+    """Each set's class names as its own files spell them, in label order (for the manifest)."""
+    vgg_names = [c.vggsound for c in CONCEPTS]
+    ucf_cols = _columns(UCF_VGG_KEYS)
+    return {
+        "pretrain": vgg_names,
+        "ave": [CONCEPTS[c].ave for c in _columns(AVE_KEYS)],
+        "avvp": [CONCEPTS[c].avvp for c in _columns(AVVP_KEYS)],
+        "ave_avvp": [CONCEPTS[c].avvp for c in _columns(AVE_AVVP_KEYS)],
+        "ucf": [CONCEPTS[c].ucf for c in ucf_cols],
+        "vggsound": [CONCEPTS[c].vggsound for c in ucf_cols],
+        "retrieval": vgg_names,
+    }
+
+
+def _write_feature_zips(out: _Writer, world: _World, rng: np.random.Generator, clips: _Clips,
+                        modality: str, directory: str, stage: str, report: StageReport, *,
+                        lengths: np.ndarray | None = None,
+                        keep: bool = False) -> list[np.ndarray]:
+    """Render one modality of `clips` chunk by chunk into one feature zip per clip id.
+
+    With `lengths`, clip i keeps lengths[i] rows (real features vary in length). Returns the
+    rendered chunks when `keep` (the retrieval set writes them again); otherwise they are
+    dropped as they are written, which bounds memory.
+    """
+    kept = []
+    for start, feats in _rendered(world, rng, clips, modality):
+        arrays = list(feats) if lengths is None else _variable_length(rng, feats, lengths[start:])
+        out.pkl_zips(directory, clips.ids[start:start + len(feats)], arrays)
+        if keep:
+            kept.append(feats)
+        report(stage, start + len(feats), len(clips))
+    return kept
+
+
+def _write_pretraining(out: _Writer, world: _World, ids: _IdFactory, n: int, *, seed: int,
+                       text_dim: int, paths: dict[str, str], report: StageReport) -> np.ndarray:
+    """VGGSound-AVEL style pretraining clips of every concept, and the text features per
+    category. Returns each clip's split (train / val / test)."""
+    fe = FEATURE_EXTRACTOR_DIR
     vgg_names = [c.vggsound for c in CONCEPTS]
     all_classes = list(range(len(CONCEPTS)))
-    ave_cols = [CONCEPT_INDEX[k] for k in AVE_KEYS]
-    avvp_cols = [CONCEPT_INDEX[k] for k in AVVP_KEYS]
-    ave_avvp_cols = [CONCEPT_INDEX[k] for k in AVE_AVVP_KEYS]
-    ucf_cols = [CONCEPT_INDEX[k] for k in UCF_VGG_KEYS]
-    paths: dict[str, str] = {}
-    fe = FEATURE_EXTRACTOR_DIR
-
-    # Pretraining: VGGSound-AVEL style, every concept, plus the text features per category.
     rng = _stream("pretrain", seed)
-    n = counts["pretrain"]
     pre_ids = ids.youtube(n)
     pre = _single_event_clips(rng, pre_ids, _balanced_classes(rng, n, all_classes), "vggsound",
                               full_prob=0.4, distractor_prob=0.2, distractor_pool=all_classes)
@@ -746,13 +832,10 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
     out.csv(f"{fe}/vggsoundCategories2Prompts.csv", ["label", "prompt"],
             list(zip(vgg_names, prompts, strict=True)))
     audio_lengths = rng.choice([9, 10, 10, 10, 10, 11], size=n)
-    for start, feats in _rendered(world, rng, pre, "audio"):
-        out.pkl_zips(VGGSOUND_AUDIO_ZIPS, pre_ids[start:start + len(feats)],
-                     _variable_length(rng, feats, audio_lengths[start:]))
-        report("pretrain audio", start + len(feats), n)
-    for start, feats in _rendered(world, rng, pre, "video"):
-        out.pkl_zips(VGGSOUND_VIDEO_ZIPS, pre_ids[start:start + len(feats)], list(feats))
-        report("pretrain video", start + len(feats), n)
+    _write_feature_zips(out, world, rng, pre, "audio", VGGSOUND_AUDIO_ZIPS, "pretrain audio",
+                        report, lengths=audio_lengths)
+    _write_feature_zips(out, world, rng, pre, "video", VGGSOUND_VIDEO_ZIPS, "pretrain video",
+                        report)
     av_flags = (pre.audible[:, :, 0] & pre.visible[:, :, 0]).astype(np.float32)
     out.pkl_zips(VGGSOUND_LABEL_ZIPS, pre_ids, list(av_flags))
     text = _text_features(world, _stream("text", seed), prompts, text_dim)
@@ -766,10 +849,16 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
                  pretrain_prompts=f"{fe}/vggsoundCategories2Prompts.csv",
                  pretrain_audio=VGGSOUND_AUDIO_ZIPS, pretrain_video=VGGSOUND_VIDEO_ZIPS,
                  pretrain_label=VGGSOUND_LABEL_ZIPS, text_features=TEXT_FEATURES)
+    return splits
 
-    # AVE: one audio-visual event per clip; labels are where it is both audible and visible.
+
+def _write_ave(out: _Writer, world: _World, n: int, *, seed: int, paths: dict[str, str],
+               report: StageReport) -> dict[str, int]:
+    """AVE (one audio-visual event per clip; labels are where it is both audible and visible)
+    and the training side of AVE -> AVVP, drawn from the same AVE clips. Returns the split
+    sizes."""
+    ave_cols, ave_avvp_cols = _columns(AVE_KEYS), _columns(AVE_AVVP_KEYS)
     rng = _stream("ave", seed)
-    n = counts["ave"]
     ave_classes = _balanced_classes(rng, n, ave_cols)
     ave = _single_event_clips(rng, [f"ave{i:05d}" for i in range(n)], ave_classes, "ave",
                               full_prob=0.4, distractor_prob=0.0, distractor_pool=())
@@ -804,41 +893,40 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
     aa_labels = segment_labels(ave.classes, av_active, ave_avvp_cols)
     out.h5(f"{AVE_AVVP_DIR}/ave_avvp_labels.h5", {"avadataset": aa_labels})
     out.h5(f"{AVE_AVVP_DIR}/ave_avvp_order.h5", {"order": aa_order}, compress=False)
+    return {"ave_train": n_train, "ave_val": n_val, "ave_test": n - n_train - n_val,
+            "ave_avvp_train": int(len(aa_order))}
 
-    # AVVP and the AVE -> AVVP test side: multi-event videos, per-modality annotations.
-    avvp_names = {c: CONCEPTS[c].avvp for c in avvp_cols}
-    for part, pool, n_videos, data_dir, prefix in (
-        ("avvp", avvp_cols, counts["avvp"], AVVP_DATA_DIR, "AVVP"),
-        ("ave_avvp", ave_avvp_cols, counts["ave_avvp_test"], AVE_AVVP_DIR, "AVE_AVVP"),
-    ):
-        rng = _stream(part, seed)
-        yt = ids.youtube(n_videos)
-        starts = rng.integers(0, 30, size=n_videos) * 10
-        filenames = [f"{y}_{s}_{s + 10}" for y, s in zip(yt, starts, strict=True)]
-        clips = _multi_event_clips(rng, yt, pool, "avvp")
-        out.lines(f"{data_dir}/{prefix}_Categories.txt", [avvp_names[c] for c in pool])
-        header = ["filename", "onset", "offset", "event_labels"]
-        for modality, word in (("audio", "audio"), ("video", "visual")):
-            relative = f"{data_dir}/{prefix}_eval_{word}_checked_combined.csv"
-            out.csv(relative, header, _combined_rows(clips, filenames, modality, avvp_names),
-                    delimiter="\t")
-            paths[f"{part}_{word}_csv"] = relative
-        paths[f"{part}_categories"] = f"{data_dir}/{prefix}_Categories.txt"
-        audio_lengths = rng.choice([8, 9, 10, 10, 10, 10, 11], size=n_videos)
-        for start, feats in _rendered(world, rng, clips, "audio"):
-            out.pkl_zips(AVVP_AUDIO_ZIPS, yt[start:start + len(feats)],
-                         _variable_length(rng, feats, audio_lengths[start:]))
-            report(f"{part} audio", start + len(feats), n_videos)
-        for start, feats in _rendered(world, rng, clips, "video"):
-            out.pkl_zips(AVVP_VIDEO_ZIPS, yt[start:start + len(feats)], list(feats))
-            report(f"{part} video", start + len(feats), n_videos)
-    paths.update(ave_avvp_labels=f"{AVE_AVVP_DIR}/ave_avvp_labels.h5",
-                 ave_avvp_order=f"{AVE_AVVP_DIR}/ave_avvp_order.h5",
-                 avvp_audio=AVVP_AUDIO_ZIPS, avvp_video=AVVP_VIDEO_ZIPS)
 
-    # UCF101 (video only) <-> VGGSound (audio only), 16 aligned classes.
+def _write_multi_event_set(out: _Writer, world: _World, ids: _IdFactory, part: str,
+                           keys: Sequence[str], n_videos: int, data_dir: str, prefix: str, *,
+                           seed: int, paths: dict[str, str], report: StageReport) -> None:
+    """AVVP or the AVE -> AVVP test side: multi-event videos, per-modality annotations."""
+    pool = _columns(keys)
+    avvp_names = {c: CONCEPTS[c].avvp for c in pool}
+    rng = _stream(part, seed)
+    yt = ids.youtube(n_videos)
+    starts = rng.integers(0, 30, size=n_videos) * 10
+    filenames = [f"{y}_{s}_{s + 10}" for y, s in zip(yt, starts, strict=True)]
+    clips = _multi_event_clips(rng, yt, pool, "avvp")
+    out.lines(f"{data_dir}/{prefix}_Categories.txt", [avvp_names[c] for c in pool])
+    header = ["filename", "onset", "offset", "event_labels"]
+    for modality, word in (("audio", "audio"), ("video", "visual")):
+        relative = f"{data_dir}/{prefix}_eval_{word}_checked_combined.csv"
+        out.csv(relative, header, _combined_rows(clips, filenames, modality, avvp_names),
+                delimiter="\t")
+        paths[f"{part}_{word}_csv"] = relative
+    paths[f"{part}_categories"] = f"{data_dir}/{prefix}_Categories.txt"
+    audio_lengths = rng.choice([8, 9, 10, 10, 10, 10, 11], size=n_videos)
+    _write_feature_zips(out, world, rng, clips, "audio", AVVP_AUDIO_ZIPS, f"{part} audio", report,
+                        lengths=audio_lengths)
+    _write_feature_zips(out, world, rng, clips, "video", AVVP_VIDEO_ZIPS, f"{part} video", report)
+
+
+def _write_ucf(out: _Writer, world: _World, n: int, *, seed: int, report: StageReport) -> None:
+    """UCF101 (video only) side of UCF101 <-> VGGSound, 16 aligned classes."""
+    fe = FEATURE_EXTRACTOR_DIR
+    ucf_cols = _columns(UCF_VGG_KEYS)
     rng = _stream("ucf", seed)
-    n = counts["ucf"]
     ucf_classes = _balanced_classes(rng, n, ucf_cols)
     ucf_ids, seen = [], set()
     for c in ucf_classes:
@@ -855,50 +943,43 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
     out.csv(f"{fe}/ucf2vggsound.csv", ["category", "video_id"],
             [[CONCEPTS[c].ucf, v] for c, v in zip(ucf_classes, ucf_ids, strict=True)])
     video_lengths = rng.choice([7, 8, 9, 10, 10, 11, 12], size=n)
-    for start, feats in _rendered(world, rng, ucf, "video"):
-        out.pkl_zips(UCF_VIDEO_ZIPS, ucf_ids[start:start + len(feats)],
-                     _variable_length(rng, feats, video_lengths[start:]))
-        report("ucf video", start + len(feats), n)
+    _write_feature_zips(out, world, rng, ucf, "video", UCF_VIDEO_ZIPS, "ucf video", report,
+                        lengths=video_lengths)
 
+
+def _write_vggsound(out: _Writer, world: _World, ids: _IdFactory, n: int, *, seed: int,
+                    report: StageReport) -> None:
+    """VGGSound (audio only) side of UCF101 <-> VGGSound, the same 16 classes."""
     rng = _stream("vggsound", seed)
-    n = counts["vggsound"]
-    vgg_classes = _balanced_classes(rng, n, ucf_cols)
+    vgg_classes = _balanced_classes(rng, n, _columns(UCF_VGG_KEYS))
     vgg_ids = ids.youtube(n)
     vgg = _single_event_clips(rng, vgg_ids, vgg_classes, "vggsound", full_prob=0.7,
                               distractor_prob=0.0, distractor_pool=())
     vgg_splits = rng.choice(np.array(["train", "val", "test"]), size=n, p=[0.6, 0.2, 0.2])
-    out.csv(f"{fe}/vggsound2ucf.csv", ["category", "video_id", "split"],
+    out.csv(f"{FEATURE_EXTRACTOR_DIR}/vggsound2ucf.csv", ["category", "video_id", "split"],
             [[CONCEPTS[c].vggsound, v, s]
              for c, v, s in zip(vgg_classes, vgg_ids, vgg_splits, strict=True)])
     audio_lengths = rng.choice([9, 10, 10, 10, 11], size=n)
-    for start, feats in _rendered(world, rng, vgg, "audio"):
-        out.pkl_zips(VGGSOUND_AUDIO_ZIPS, vgg_ids[start:start + len(feats)],
-                     _variable_length(rng, feats, audio_lengths[start:]))
-        report("vggsound audio", start + len(feats), n)
-    paths.update(ucf_classes=f"{fe}/UCF101sameVGGSound.txt",
-                 vggsound_classes=f"{fe}/VGGSoundsameUCF101.txt",
-                 ucf2vggsound_csv=f"{fe}/ucf2vggsound.csv",
-                 vggsound2ucf_csv=f"{fe}/vggsound2ucf.csv", ucf_video=UCF_VIDEO_ZIPS)
+    _write_feature_zips(out, world, rng, vgg, "audio", VGGSOUND_AUDIO_ZIPS, "vggsound audio",
+                        report, lengths=audio_lengths)
 
-    # Retrieval: clips with one caption each, in the VALOR-32K layout and the paired layout.
+
+def _write_retrieval(out: _Writer, world: _World, ids: _IdFactory, n: int, *, seed: int,
+                     text_dim: int, report: StageReport) -> None:
+    """Retrieval: clips with one caption each, in the VALOR-32K layout and the paired layout."""
+    vgg_names = [c.vggsound for c in CONCEPTS]
     rng = _stream("retrieval", seed)
-    n = counts["retrieval"]
-    ret_classes = _balanced_classes(rng, n, all_classes)
+    ret_classes = _balanced_classes(rng, n, list(range(len(CONCEPTS))))
     ret_ids = ids.youtube(n)
     ret = _single_event_clips(rng, ret_ids, ret_classes, "vggsound", full_prob=0.7,
                               distractor_prob=0.0, distractor_pool=())
     captions = [f"{vgg_names[c]} recorded in clip {i}" for i, c in enumerate(ret_classes)]
     caption_features = _caption_features(world, rng, ret_classes, captions, text_dim)
     out.text(VALOR_ANNOTATIONS, json.dumps([{"video_id": v, "desc": c} for v, c in zip(ret_ids, captions, strict=True)], indent=1) + "\n")
-    audio_parts, video_parts = [], []
-    for start, feats in _rendered(world, rng, ret, "audio"):
-        out.pkl_zips(VALOR_AUDIO_ZIPS, ret_ids[start:start + len(feats)], list(feats))
-        audio_parts.append(feats)
-        report("retrieval audio", start + len(feats), n)
-    for start, feats in _rendered(world, rng, ret, "video"):
-        out.pkl_zips(VALOR_VIDEO_ZIPS, ret_ids[start:start + len(feats)], list(feats))
-        video_parts.append(feats)
-        report("retrieval video", start + len(feats), n)
+    audio_parts = _write_feature_zips(out, world, rng, ret, "audio", VALOR_AUDIO_ZIPS,
+                                      "retrieval audio", report, keep=True)
+    video_parts = _write_feature_zips(out, world, rng, ret, "video", VALOR_VIDEO_ZIPS,
+                                      "retrieval video", report, keep=True)
     with h5py.File(out.path(VALOR_TEXT_FEATURES), "w", libver="earliest") as handle:
         handle.create_dataset("captions", data=np.array(captions, dtype=object),
                               dtype=h5py.string_dtype("utf-8"), track_times=False)
@@ -912,34 +993,3 @@ def _write_corpus(out: _Writer, counts: dict[str, int], *, scale: float, seed: i
                               dtype=h5py.string_dtype("utf-8"), track_times=False)
         handle.create_dataset("classes", data=ret_classes.astype(np.int64), track_times=False)
     out.count(RETRIEVAL_PAIRS)
-    paths.update(retrieval_pairs=RETRIEVAL_PAIRS, valor32k_annotations=VALOR_ANNOTATIONS,
-                 valor32k_video=VALOR_VIDEO_ZIPS, valor32k_audio=VALOR_AUDIO_ZIPS,
-                 valor32k_text_features=VALOR_TEXT_FEATURES)
-
-    final_counts = dict(counts)
-    final_counts.update(
-        ave_train=n_train, ave_val=n_val, ave_test=counts["ave"] - n_train - n_val,
-        ave_avvp_train=int(len(aa_order)), classes=len(CONCEPTS),
-        pretrain_train=int((splits == "train").sum()),
-    )
-    class_names = {
-        "pretrain": vgg_names,
-        "ave": [CONCEPTS[c].ave for c in ave_cols],
-        "avvp": [CONCEPTS[c].avvp for c in avvp_cols],
-        "ave_avvp": [CONCEPTS[c].avvp for c in ave_avvp_cols],
-        "ucf": [CONCEPTS[c].ucf for c in ucf_cols],
-        "vggsound": [CONCEPTS[c].vggsound for c in ucf_cols],
-        "retrieval": vgg_names,
-    }
-    manifest = {
-        "generator_version": GENERATOR_VERSION, "seed": seed, "scale": scale,
-        "text_dim": text_dim, "counts": final_counts, "paths": dict(sorted(paths.items())),
-        "class_names": class_names,
-    }
-    out.text(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return {
-        "seed": seed, "scale": scale, "text_dim": text_dim,
-        "generator_version": GENERATOR_VERSION, "counts": final_counts,
-        "paths": dict(sorted(paths.items())), "n_files": out.n_files, "n_bytes": out.n_bytes,
-        "class_names": class_names,
-    }

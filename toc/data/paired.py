@@ -332,6 +332,11 @@ def paired_task(corpus: PairedCorpus, task: str = "paired") -> TaskData:
     )
 
 
+def load_paired_task(paths) -> TaskData:
+    """The `paired` task from its resolved paths (toc.data.layout.PairedPaths)."""
+    return paired_task(load_paired(paths.features))
+
+
 # ---------------------------------------------------------------------- opening and checks
 
 

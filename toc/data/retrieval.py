@@ -27,14 +27,10 @@ from toc.data.base import require_float_features
 from toc.data.files import read_table
 from toc.data.layout import DataConfig, resolve_paths
 from toc.errors import ConfigError, DataError
+from toc.vocabulary import RETRIEVAL_LAYOUTS, VALOR_SPLITS
 
-RETRIEVAL_LAYOUTS = ("paired", "clotho", "mscoco", "flickrsoundnet", "msvd", "valor32k")
 RETRIEVAL_MODALITIES = ("audio", "video", "text")
 CLOTHO_CAPTIONS = 5
-VALOR_SPLITS = {
-    "train": "desc_train.json", "val": "desc_val.json", "test": "desc_test.json",
-    "500": "random_500.json", "1000": "random_1000.json",
-}
 # Feature rank per modality, one item: audio [T, A], video [T, H, W, C], text [L, W].
 ITEM_RANKS = {"audio": 2, "video": 4, "text": 2}
 

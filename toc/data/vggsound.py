@@ -132,21 +132,18 @@ class PretrainCorpus:
 
     def feature_set(self, modality: str) -> FeatureSet:
         """One modality as a FeatureSet (clip labels = category index), e.g. for `toc encode`."""
-        if modality == "audio":
-            return FeatureSet(
-                name="pretrain/audio", modality="audio", ids=list(self.ids),
-                labels=self.labels.copy(), feature_shape=AUDIO_SHAPE, read=self._read_audio,
-                source=str(self.paths.audio_dir),
-                source_files=zip_paths(self.paths.audio_dir, self.ids),
-            )
-        if modality == "video":
-            return FeatureSet(
-                name="pretrain/video", modality="video", ids=list(self.ids),
-                labels=self.labels.copy(), feature_shape=VIDEO_SHAPE, read=self._read_video,
-                source=str(self.paths.video_dir),
-                source_files=zip_paths(self.paths.video_dir, self.ids),
-            )
-        raise ValueError(f"unknown modality {modality!r}")
+        sides = {
+            "audio": (AUDIO_SHAPE, self._read_audio, self.paths.audio_dir),
+            "video": (VIDEO_SHAPE, self._read_video, self.paths.video_dir),
+        }
+        if modality not in sides:
+            raise ValueError(f"unknown modality {modality!r}")
+        shape, read, directory = sides[modality]
+        return FeatureSet(
+            name=f"pretrain/{modality}", modality=modality, ids=list(self.ids),
+            labels=self.labels.copy(), feature_shape=shape, read=read,
+            source=str(directory), source_files=zip_paths(directory, self.ids),
+        )
 
 
 def load_pretrain(paths: PretrainPaths) -> PretrainCorpus:

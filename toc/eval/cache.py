@@ -15,16 +15,16 @@ import numpy as np
 import torch
 
 from cmg_base.files import StagedFiles, atomic_path, check_space
-from hdcid.families import DTYPES
+from hdcid.vocabulary import DEFAULT_DEVICE, DTYPES, torch_dtype
 from toc.codebook.checkpoint import EPOCH_FIELD, Checkpoint
 from toc.codebook.encode import EncodingSession
 from toc.data.base import FeatureSet
 from toc.data.hdf5 import MAX_WHOLE_READ_BYTES, h5_image, open_h5
 from toc.errors import ConfigError, DataError, SettingsError, TocError
 from toc.progress import Advance, ProgressFactory, no_progress
+from toc.vocabulary import ENCODE_BATCH_SIZE, FINGERPRINTS
 
 CACHE_FORMAT = 2  # 2: the key holds a fingerprint of the input files
-FINGERPRINTS = ("stat", "sha256")  # what of an input file the cache key sees
 _HASH_CHUNK = 1 << 20
 
 
@@ -34,7 +34,7 @@ class CodeSource(Protocol):
     sha256: str
     levels: int
     epoch: int | None
-    family: str | None  # the model family (hdcid.families), None when not known
+    family: str | None  # the model family (hdcid.vocabulary), None when not known
 
     def codebooks(self, dtype: str) -> list[np.ndarray]:
         """Codebook rows per level as the encoder of `dtype` emits them, in float64 [K, D]."""
@@ -49,7 +49,7 @@ class CodeSource(Protocol):
 class CheckpointCodeSource:
     """A loaded checkpoint's encoder; one encoder build per (dtype, dropout on/off)."""
 
-    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu"):
+    def __init__(self, checkpoint: Checkpoint, *, device: str = DEFAULT_DEVICE):
         self.checkpoint = checkpoint
         self.sha256: str = checkpoint.sha256
         self.levels: int = checkpoint.levels
@@ -69,7 +69,7 @@ class CheckpointCodeSource:
         key = (dtype, train_mode)
         if key not in self._sessions:
             self._sessions[key] = EncodingSession(
-                self.checkpoint, dtype=DTYPES[dtype], device=self.device, train_mode=train_mode
+                self.checkpoint, dtype=torch_dtype(dtype), device=self.device, train_mode=train_mode
             )
         return self._sessions[key]
 
@@ -202,7 +202,7 @@ class CodeCache:
     """
 
     def __init__(
-        self, source: CodeSource, cache_dir: str | Path | None = None, *, batch_size: int = 64,
+        self, source: CodeSource, cache_dir: str | Path | None = None, *, batch_size: int = ENCODE_BATCH_SIZE,
         progress: ProgressFactory | None = None, fingerprint: str = "stat", staged: bool = False,
     ):
         if batch_size < 1:

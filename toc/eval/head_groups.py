@@ -63,7 +63,6 @@ from toc.eval.heads import (
 # How an evaluation trains its linear heads: grouped (all heads of a direction together, here),
 # single (the same code one head at a time: identical numbers), autograd (the per-head nn.Module
 # loop, toc.eval.heads.train_linear_head).
-HEAD_ENGINES = ("grouped", "single", "autograd")
 
 # ---------------------------------------------------------------------- factored features
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from toc.errors import ConfigError, SettingsError
+from toc.vocabulary import HEAD_BATCH_SIZE
 
 # ---------------------------------------------------------------------- linear (reference) heads
 
@@ -59,7 +60,7 @@ class LinearHeadConfig:
     """The published head recipe: Adam 4e-4, gradient clip 0.5 per module, batch 80, LR halved at epochs 10, 20, 30."""
 
     epochs: int
-    batch_size: int = 80
+    batch_size: int = HEAD_BATCH_SIZE
     lr: float = 4e-4
     clip_norm: float = 0.5
     milestones: tuple[int, ...] = (10, 20, 30)
@@ -304,5 +305,3 @@ class SegmentPrototypePredictor(HeadPredictor):
         return out.reshape(n, steps, self.n_classes + 1)
 
 
-CODE_HEAD = "codes"  # reads code ids only (toc/eval/code_head.py)
-HEADS = ("linear", "prototype", CODE_HEAD)

@@ -11,37 +11,28 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from hdcid.vocabulary import DEFAULT_DTYPE
 from toc.codebook.selection import SelectionFile
 from toc.data.base import TaskData
 from toc.errors import ConfigError, SettingsError
 from toc.eval.cache import CodeCache, EncodedSet
 from toc.eval.code_head import CodeIdInputs, code_counts, fit_code_head
-from toc.eval.head_groups import (
-    HEAD_ENGINES,
-    GroupedHeadResult,
-    LinearHeadJob,
-    factor_view,
-    train_linear_heads,
-)
+from toc.eval.head_groups import GroupedHeadResult, LinearHeadJob, factor_view, train_linear_heads
 from toc.eval.heads import (
-    CODE_HEAD,
-    HEADS,
     ClipPrototypePredictor,
     HeadPredictor,
     LinearHeadConfig,
     SegmentPrototypePredictor,
     train_linear_head,
 )
-from toc.eval.llp_metrics import ModalityParse, llp_scores
+from toc.eval.llp_metrics import LLPScores, ModalityParse, llp_scores
 from toc.eval.metrics import clip_accuracy, correctness_parts, segment_count_parts, segment_metrics
 from toc.eval.overlap import PretrainingList, apply_pretraining_overlap, overlap_note
 from toc.eval.protocols import (
-    DIRECTIONS,
-    PROTOCOLS,
     DirectionPlan,
     Rows,
     default_n_epoch,
@@ -50,8 +41,19 @@ from toc.eval.protocols import (
     reads_checkpoint_epoch,
 )
 from toc.eval.records import ResultRecord, parts_metrics, unit_ids_digest
-from toc.eval.variants import ChannelView, check_applicable, family_of_checkpoint, resolve_view
+from toc.eval.variants import ChannelView, check_applicable, method_of_checkpoint, resolve_view
 from toc.progress import LogFn, no_log
+from toc.vocabulary import (
+    CODE_HEAD,
+    DEFAULT_HEADS,
+    DEFAULT_PROTOCOL,
+    DEFAULT_SEEDS,
+    DIRECTIONS,
+    HEAD_BATCH_SIZE,
+    HEAD_ENGINES,
+    HEADS,
+    PROTOCOLS,
+)
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,12 @@ class EvalRequest:
 
     variants: Sequence[str]
     directions: Sequence[str] = DIRECTIONS
-    heads: Sequence[str] = ("linear",)
-    protocol: str = "strict"
-    seeds: Sequence[int] = (0,)
+    heads: Sequence[str] = DEFAULT_HEADS
+    protocol: str = DEFAULT_PROTOCOL
+    seeds: Sequence[int] = DEFAULT_SEEDS
     epochs: int | None = None  # None: protocols.default_n_epoch
-    batch_size: int = 80
-    dtype: str = "float32"
+    batch_size: int = HEAD_BATCH_SIZE
+    dtype: str = DEFAULT_DTYPE
     selection: SelectionFile | None = None  # for the +toc variants
     split_seed: int = 0
     head_threads: int | None = None  # torch threads for linear-head steps (None: torch default)
@@ -130,23 +132,11 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     say = log
     model_family = getattr(cache.source, "family", None)
     check_applicable(request.variants, cache.source.levels, model_family)
-    variant_family = family_of_checkpoint(model_family, cache.source.levels)
-    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, variant_family)
+    method = method_of_checkpoint(model_family, cache.source.levels)
+    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, method)
     checkpoint_epoch = cache.source.epoch if reads_checkpoint_epoch(request.protocol, request.heads) else None
     epochs = epochs_to_train(request.protocol, n_epoch, checkpoint_epoch) if "linear" in request.heads else None
-    notes = []
-    if request.protocol == "reference":
-        notes.append(
-            "reference quirk Q2 approximated: one dropout-on encoding of the training set per seed, "
-            "reused by every epoch (the reference draws new dropout masks each epoch)"
-        )
-        if checkpoint_epoch is None and epochs is not None:
-            notes.append("checkpoint stores no epoch: trained the requested epochs (quirk Q1 not applied)")
-        if variant_family == "fcid":
-            notes.append(
-                "FCID reference: n_epoch and the epoch rule of the published FCID scripts; a segment F1 "
-                "with P + R = 0 is reported as 0 (the published AVVP script divides by zero there)"
-            )
+    notes = _protocol_notes(request.protocol, method, checkpoint_epoch, epochs)
     selection = request.selection
     if selection is not None and selection.checkpoint_sha256 not in ("", cache.source.sha256):
         notes.append(
@@ -161,7 +151,7 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     parses: dict[tuple, dict[str, _Parse]] = {}
     for split_seed, direction in itertools.product(split_seeds, request.directions):
         plan = plan_direction(
-            data, direction, request.protocol, split_seed=split_seed, variant_family=variant_family,
+            data, direction, request.protocol, split_seed=split_seed, method=method,
         )
         varies = plan.split.startswith("video-level")
         if not varies and split_seed != split_seeds[0]:
@@ -172,42 +162,74 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
         if (note := overlap_note(overlap)) is not None:
             record_notes.append(note)
             say(f"warning: {data.task} {direction}: {note}")
-        train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
-        say(f"{data.task} {direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
-        train_codes = cache.get(data.task, train_set, request.dtype)
-        eval_codes = cache.get(data.task, eval_set, request.dtype)
-        features = _Features()
-        views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
-        trained: dict[tuple[str, int], _TrainedHead] = {}
-        if epochs is not None and request.head_engine != "autograd":
-            trained = _train_linear_heads(data, plan, views, request, epochs, cache, train_codes, eval_codes)
-        for view in views:
-            for head in request.heads:
-                for seed in request.seeds:
-                    start = time.perf_counter()
-                    trained_codes = train_codes
-                    if plan.dropout_during_training:
-                        trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
-                    head_trained = trained.get((view.variant, seed)) if head == "linear" else None
-                    record, parse = _evaluate_one(
-                        data, plan, view, head, seed, request, epochs, features,
-                        trained_codes, train_codes, eval_codes, head_trained,
-                    )
-                    shared = head_trained.seconds if head_trained is not None else 0.0
-                    record = replace(
-                        record, seconds=round(time.perf_counter() - start + shared, 4),
-                        checkpoint_sha256=cache.source.sha256, notes=list(record_notes),
-                        split_seed=split_seed if varies else None, pretrain_overlap=overlap,
-                    )
-                    say(f"{data.task} {direction} {view.variant} {head} seed {seed}: {_short(record.metrics)}")
-                    if combine:
-                        pending.append(record)
-                        parses.setdefault((record.split_seed, view.variant, head, seed), {})[direction] = parse
-                    else:
-                        yield record
+        for record, parse in _direction_records(data, plan, request, epochs, cache, log=say):
+            record = replace(
+                record, notes=list(record_notes), split_seed=split_seed if varies else None,
+                pretrain_overlap=overlap,
+            )
+            if combine:
+                pending.append(record)
+                parses.setdefault((record.split_seed, record.variant, record.head, record.seed), {})[direction] = parse
+            else:
+                yield record
     for record in pending:
         key = (record.split_seed, record.variant, record.head, record.seed)
         yield replace(record, llp_both_directions=_both_directions(data, parses[key]))
+
+
+def _protocol_notes(protocol: str, method: str | None, checkpoint_epoch: int | None,
+                    epochs: int | None) -> list[str]:
+    """What every record of a reference-protocol run says about the quirks it reproduces."""
+    if protocol != "reference":
+        return []
+    notes = [
+        "reference quirk Q2 approximated: one dropout-on encoding of the training set per seed, "
+        "reused by every epoch (the reference draws new dropout masks each epoch)"
+    ]
+    if checkpoint_epoch is None and epochs is not None:
+        notes.append("checkpoint stores no epoch: trained the requested epochs (quirk Q1 not applied)")
+    if method == "fcid":
+        notes.append(
+            "FCID reference: n_epoch and the epoch rule of the published FCID scripts; a segment F1 "
+            "with P + R = 0 is reported as 0 (the published AVVP script divides by zero there)"
+        )
+    return notes
+
+
+def _direction_records(
+    data: TaskData, plan: DirectionPlan, request: EvalRequest, epochs: int | None, cache: CodeCache,
+    *, log: LogFn,
+) -> Iterator[tuple[ResultRecord, _Parse | None]]:
+    """One direction's (record, segment parse) per variant × head × seed, each set encoded once
+    and each view's features built once for all its heads."""
+    train_set, eval_set = data.sets[plan.train.set_name], data.sets[plan.evaluate.set_name]
+    log(f"{data.task} {plan.direction}: train {train_set.name} ({len(plan.train)}), evaluate {eval_set.name} ({len(plan.evaluate)})")
+    train_codes = cache.get(data.task, train_set, request.dtype)
+    eval_codes = cache.get(data.task, eval_set, request.dtype)
+    features = _Features()
+    views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
+    trained: dict[tuple[str, int], _TrainedHead] = {}
+    if epochs is not None and request.head_engine != "autograd":
+        trained = _train_linear_heads(data, plan, views, request, epochs, cache, train_codes, eval_codes)
+    for view in views:
+        for head in request.heads:
+            for seed in request.seeds:
+                start = time.perf_counter()
+                trained_codes = train_codes
+                if plan.dropout_during_training:
+                    trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
+                head_trained = trained.get((view.variant, seed)) if head == "linear" else None
+                record, parse = _evaluate_one(
+                    data, plan, view, head, seed, request, epochs, features,
+                    trained_codes, train_codes, eval_codes, head_trained,
+                )
+                shared = head_trained.seconds if head_trained is not None else 0.0
+                record = replace(
+                    record, seconds=round(time.perf_counter() - start + shared, 4),
+                    checkpoint_sha256=cache.source.sha256,
+                )
+                log(f"{data.task} {plan.direction} {view.variant} {head} seed {seed}: {_short(record.metrics)}")
+                yield record, parse
 
 
 @dataclass(frozen=True)
@@ -255,102 +277,158 @@ def _evaluate_one(
     epochs: int | None, features: _Features, trained_codes: EncodedSet, train_codes: EncodedSet,
     eval_codes: EncodedSet, trained: _TrainedHead | None = None,
 ) -> tuple[ResultRecord, _Parse | None]:
-    n_classes = data.n_classes
     if head == CODE_HEAD:
         features = CodeIdInputs()  # the code-id head reads ids, never codeword vectors
-    # A head trained in a group needs no dense training features.
-    x_train = features.get(view, trained_codes, plan.train) if trained is None else None
-    y_train = _labels(data, plan.train)
-    select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
-    x_select = features.get(view, select_codes, plan.select) if len(plan.select) else None
-    y_select = _labels(data, plan.select)
-    x_eval = features.get(view, eval_codes, plan.evaluate)
-    y_eval = _labels(data, plan.evaluate)
-    x_same = features.get(view, train_codes, plan.same_modality) if len(plan.same_modality) else None
-    y_same = _labels(data, plan.same_modality)
-
-    def measure(predictor: HeadPredictor, x: np.ndarray | None, y: np.ndarray) -> dict[str, float] | None:
-        if x is None:
-            return None
-        return score(data.kind, predictor.predict(x), y, n_classes, request.protocol, request.batch_size)
-
-    best_epoch = None
-    selection_metric = None
-    if head == CODE_HEAD:
-        predictor: HeadPredictor = fit_code_head(data.kind, x_train, y_train, n_classes, code_counts(view, trained_codes))
-        val_metrics = measure(predictor, x_select, y_select)
-        trained_epochs = None
-    elif head == "prototype":
-        predictor = (
-            ClipPrototypePredictor(x_train, y_train, n_classes)
-            if data.kind == "clip"
-            else SegmentPrototypePredictor(x_train, y_train, n_classes)
-        )
-        val_metrics = measure(predictor, x_select, y_select)
-        trained_epochs = None
-    else:
-        if epochs is None:  # pragma: no cover - set whenever a linear head is requested
-            raise ConfigError("no epoch count for the linear head")
-        selection_metric = plan.selection_metric
-        n_outputs = n_classes if data.kind == "clip" else n_classes + 1
-        config = _linear_config(data, request, epochs)
-
-        own_best: dict[str, float] = {}
-
-        def judge(_epoch: int, predictor: HeadPredictor) -> tuple[float, dict]:
-            if plan.same_modality_own_best:
-                _keep_own_best(own_best, measure(predictor, x_same, y_same) or {}, selection_metric)
-            metrics = measure(predictor, x_select, y_select)
-            # Without validation rows there is nothing to select on: scoring by the epoch number
-            # keeps the final head.
-            if metrics is None:
-                return float(_epoch), {}
-            return metrics[selection_metric], metrics
-
-        if trained is not None:  # trained with the other heads of this direction, same recipe
-            result, own_best = trained.result, trained.own_best
-        else:
-            result = train_linear_head(data.kind, x_train, y_train, n_outputs, config, seed, judge)
-        predictor = result.predictor
-        best_epoch = result.best_epoch
-        val_metrics = result.best.metrics or None
-        trained_epochs = epochs
-    eval_predicted = predictor.predict(x_eval)
-    metrics = score(data.kind, eval_predicted, y_eval, n_classes, request.protocol, request.batch_size)
-    same = measure(predictor, x_same, y_same) or {}
-    if head == "linear" and plan.same_modality_own_best and own_best:
-        same = dict(own_best)  # the FCID AVE script's independent same-modality maximum
+    xy = _head_data(data, plan, view, features, trained_codes, train_codes, eval_codes,
+                    dense_train=trained is None)
+    fitted = _fit_head(data, plan, view, head, seed, request, epochs, xy, trained_codes, trained)
+    predictor = fitted.predictor
+    eval_predicted = predictor.predict(xy.x_eval)
+    metrics = score(data.kind, eval_predicted, xy.y_eval, data.n_classes, request.protocol, request.batch_size)
+    same = _measure(data, request, predictor, xy.x_same, xy.y_same) or {}
+    if head == "linear" and plan.same_modality_own_best and fitted.own_best:
+        same = dict(fitted.own_best)  # the FCID AVE script's independent same-modality maximum
     # The head is at its selected epoch now, so these are the outcomes behind val_metrics.
-    val_parts = None if x_select is None else _parts(data, predictor.predict(x_select), y_select)
+    val_parts = None if xy.x_select is None else _parts(data, predictor.predict(xy.x_select), xy.y_select)
     eval_ids = _ids(data, plan.evaluate)
     parse = None
     llp_per_video = None
     if data.kind == "segment":
-        modality = data.sets[plan.evaluate.set_name].modality
-        parse = _Parse(tuple(eval_ids), modality, np.asarray(eval_predicted, dtype=bool), y_eval)
-        kind = {"audio": "audio", "video": "visual"}[modality]
-        llp = llp_scores(
-            **{kind: ModalityParse(eval_predicted, y_eval, eval_ids)}, n_classes=n_classes
-        )
+        parse, llp = _segment_parse(data, plan, eval_ids, eval_predicted, xy.y_eval)
         metrics.update(llp.metrics)
         llp_per_video = {key: [float(v) for v in values] for key, values in llp.per_video.items()}
     record = ResultRecord(
         task=data.task, direction=plan.direction, variant=view.variant, head=head, protocol=request.protocol,
-        seed=seed, metrics=metrics, same_modality=same, val_metrics=val_metrics,
+        seed=seed, metrics=metrics, same_modality=same, val_metrics=fitted.val_metrics,
         n_train=len(plan.train), n_eval=len(plan.evaluate), n_val=len(plan.select),
         n_same_modality=len(plan.same_modality), train_set=plan.train.set_name, eval_set=plan.evaluate.set_name,
         split=plan.split, channels=view.channels_json(), levels=list(view.levels), checkpoint_sha256="",
-        dtype=request.dtype, epochs_trained=trained_epochs, best_epoch=best_epoch,
-        selection_metric=selection_metric, seconds=0.0,
+        dtype=request.dtype, epochs_trained=fitted.epochs_trained, best_epoch=fitted.best_epoch,
+        selection_metric=fitted.selection_metric, seconds=0.0,
         unit="clip" if data.kind == "clip" else "video",
         parts_metrics=parts_metrics("clip" if data.kind == "clip" else "video", request.protocol),
-        eval_parts=_parts(data, eval_predicted, y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
+        eval_parts=_parts(data, eval_predicted, xy.y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
         val_parts=val_parts,
-        val_units_sha256=None if x_select is None else unit_ids_digest(_ids(data, plan.select)),
+        val_units_sha256=None if xy.x_select is None else unit_ids_digest(_ids(data, plan.select)),
         val_split="evaluation" if plan.select.set_name == plan.evaluate.set_name else "validation",
         llp_per_video=llp_per_video,
     )
     return record, parse
+
+
+@dataclass(frozen=True)
+class _HeadData:
+    """One view's inputs and labels for a head, on the rows the plan gives each role: training,
+    selection (validation), evaluated and same-modality. An input is None where the role has no
+    rows, and the training input where a group trained the head already."""
+
+    x_train: np.ndarray | None
+    y_train: np.ndarray
+    x_select: np.ndarray | None
+    y_select: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    x_same: np.ndarray | None
+    y_same: np.ndarray
+
+
+def _head_data(
+    data: TaskData, plan: DirectionPlan, view: ChannelView, features: _Features | CodeIdInputs,
+    trained_codes: EncodedSet, train_codes: EncodedSet, eval_codes: EncodedSet, *, dense_train: bool,
+) -> _HeadData:
+    select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
+    return _HeadData(
+        x_train=features.get(view, trained_codes, plan.train) if dense_train else None,
+        y_train=_labels(data, plan.train),
+        x_select=features.get(view, select_codes, plan.select) if len(plan.select) else None,
+        y_select=_labels(data, plan.select),
+        x_eval=features.get(view, eval_codes, plan.evaluate),
+        y_eval=_labels(data, plan.evaluate),
+        x_same=features.get(view, train_codes, plan.same_modality) if len(plan.same_modality) else None,
+        y_same=_labels(data, plan.same_modality),
+    )
+
+
+def _measure(data: TaskData, request: EvalRequest, predictor: HeadPredictor, x, y: np.ndarray) -> dict[str, float] | None:
+    """The head's metrics on rows `x` (None where there are no such rows)."""
+    if x is None:
+        return None
+    return score(data.kind, predictor.predict(x), y, data.n_classes, request.protocol, request.batch_size)
+
+
+@dataclass(frozen=True)
+class _FittedHead:
+    """A head ready to predict, and what its fitting chose."""
+
+    predictor: HeadPredictor
+    val_metrics: dict[str, float] | None  # on the selection rows (at the chosen epoch)
+    epochs_trained: int | None = None
+    best_epoch: int | None = None
+    selection_metric: str | None = None
+    own_best: dict = field(default_factory=dict)  # FCID's same-modality maximum (else empty)
+
+
+def _fit_head(
+    data: TaskData, plan: DirectionPlan, view: ChannelView, head: str, seed: int, request: EvalRequest,
+    epochs: int | None, xy: _HeadData, trained_codes: EncodedSet, trained: _TrainedHead | None,
+) -> _FittedHead:
+    n_classes = data.n_classes
+    if head == CODE_HEAD:
+        predictor: HeadPredictor = fit_code_head(data.kind, xy.x_train, xy.y_train, n_classes, code_counts(view, trained_codes))
+        return _FittedHead(predictor, _measure(data, request, predictor, xy.x_select, xy.y_select))
+    if head == "prototype":
+        predictor = (
+            ClipPrototypePredictor(xy.x_train, xy.y_train, n_classes)
+            if data.kind == "clip"
+            else SegmentPrototypePredictor(xy.x_train, xy.y_train, n_classes)
+        )
+        return _FittedHead(predictor, _measure(data, request, predictor, xy.x_select, xy.y_select))
+    if epochs is None:  # pragma: no cover - set whenever a linear head is requested
+        raise ConfigError("no epoch count for the linear head")
+    return _fit_linear_head(data, plan, seed, request, epochs, xy, trained)
+
+
+def _fit_linear_head(
+    data: TaskData, plan: DirectionPlan, seed: int, request: EvalRequest, epochs: int, xy: _HeadData,
+    trained: _TrainedHead | None,
+) -> _FittedHead:
+    """Train the linear head (or take the one its group trained), keeping the epoch the plan's
+    selection rows score best."""
+    selection_metric = plan.selection_metric
+    n_outputs = data.n_classes if data.kind == "clip" else data.n_classes + 1
+    config = _linear_config(data, request, epochs)
+    own_best: dict[str, float] = {}
+
+    def judge(_epoch: int, predictor: HeadPredictor) -> tuple[float, dict]:
+        if plan.same_modality_own_best:
+            same_now = _measure(data, request, predictor, xy.x_same, xy.y_same) or {}
+            _keep_own_best(own_best, same_now, selection_metric)
+        metrics = _measure(data, request, predictor, xy.x_select, xy.y_select)
+        # Without validation rows there is nothing to select on: scoring by the epoch number
+        # keeps the final head.
+        if metrics is None:
+            return float(_epoch), {}
+        return metrics[selection_metric], metrics
+
+    if trained is not None:  # trained with the other heads of this direction, same recipe
+        result, own_best = trained.result, trained.own_best
+    else:
+        result = train_linear_head(data.kind, xy.x_train, xy.y_train, n_outputs, config, seed, judge)
+    return _FittedHead(
+        result.predictor, result.best.metrics or None, epochs_trained=epochs,
+        best_epoch=result.best_epoch, selection_metric=selection_metric, own_best=own_best,
+    )
+
+
+def _segment_parse(data: TaskData, plan: DirectionPlan, eval_ids: list[str], predicted: np.ndarray,
+                   labels: np.ndarray) -> tuple[_Parse, LLPScores]:
+    """A segment direction's parse (kept for the LLP scores of both directions) and the LLP
+    scores of its own modality."""
+    modality = data.sets[plan.evaluate.set_name].modality
+    parse = _Parse(tuple(eval_ids), modality, np.asarray(predicted, dtype=bool), labels)
+    kind = {"audio": "audio", "video": "visual"}[modality]
+    llp = llp_scores(**{kind: ModalityParse(predicted, labels, eval_ids)}, n_classes=data.n_classes)
+    return parse, llp
 
 
 def _ids(data: TaskData, rows: Rows) -> list[str]:
@@ -396,7 +474,7 @@ def _train_linear_heads(
 ) -> dict[tuple[str, int], _TrainedHead]:
     """Every linear head of one direction (variants × seeds), trained by toc.eval.head_groups.
 
-    The same recipe, seeds, judge and epoch rules as `_evaluate_one`; the features go in as
+    The same recipe, seeds, judge and epoch rules as `_fit_linear_head`; the features go in as
     codes (never as dense arrays). The same-modality scores of every epoch (FCID's own-best
     rule) come back through the job's `observe`, since a worker process keeps a judge's side
     effects to itself.
@@ -408,11 +486,6 @@ def _train_linear_heads(
     y_train, y_select, y_same = _labels(data, plan.train), _labels(data, plan.select), _labels(data, plan.same_modality)
     select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
 
-    def measure(predictor: HeadPredictor, x, y: np.ndarray) -> dict[str, float] | None:
-        if x is None:
-            return None
-        return score(data.kind, predictor.predict(x), y, data.n_classes, request.protocol, request.batch_size)
-
     jobs = []
     for view in views:
         x_select = factor_view(view, select_codes, plan.select.rows) if len(plan.select) else None
@@ -421,13 +494,13 @@ def _train_linear_heads(
             x_same = factor_view(view, train_codes, plan.same_modality.rows)
 
         def judge(epoch: int, predictor: HeadPredictor, x_select=x_select) -> tuple[float, dict]:
-            metrics = measure(predictor, x_select, y_select)
+            metrics = _measure(data, request, predictor, x_select, y_select)
             if metrics is None:  # nothing to select on: the final head is kept
                 return float(epoch), {}
             return metrics[metric], metrics
 
         def observe(_epoch: int, predictor: HeadPredictor, x_same=x_same) -> dict:
-            return measure(predictor, x_same, y_same) or {}
+            return _measure(data, request, predictor, x_same, y_same) or {}
 
         factored: dict = {}  # per training encoding (one, or one per dropout seed), by cache key
         for seed in request.seeds:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toc.vocabulary import HEAD_BATCH_SIZE
+
 
 def clip_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
     """100 * (#clips predicted right) / #clips."""
@@ -19,7 +21,7 @@ def _f1(precision: float, recall: float) -> float:
     return 0.0 if precision + recall == 0 else 2.0 * precision * recall / (precision + recall)
 
 
-def reference_segment_prf(predicted: np.ndarray, labels: np.ndarray, batch_size: int = 80) -> dict[str, float]:
+def reference_segment_prf(predicted: np.ndarray, labels: np.ndarray, batch_size: int = HEAD_BATCH_SIZE) -> dict[str, float]:
     """The published P/R/F1 (quirks Q11/Q12 in docs/evaluation.md), in %.
 
     `predicted` and `labels` are [N, T, C+1] booleans / 0-1, background column included. Clips are
@@ -82,7 +84,7 @@ def segment_scores(predicted: np.ndarray, labels: np.ndarray, n_classes: int) ->
     }
 
 
-def segment_metrics(predicted: np.ndarray, labels: np.ndarray, n_classes: int, protocol: str, batch_size: int = 80) -> dict[str, float]:
+def segment_metrics(predicted: np.ndarray, labels: np.ndarray, n_classes: int, protocol: str, batch_size: int = HEAD_BATCH_SIZE) -> dict[str, float]:
     """The `metrics` dict of a segment task under `protocol`.
 
     strict: global micro P/R/F1 and macro-F1 on the foreground classes.

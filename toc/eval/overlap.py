@@ -21,8 +21,7 @@ from toc.data.layout import resolve_paths
 from toc.data.vggsound import read_pretrain_ids
 from toc.errors import ConfigError
 from toc.eval.protocols import DirectionPlan, Rows
-
-OVERLAP_POLICIES = ("report", "exclude")  # report: count and warn; exclude: drop those rows
+from toc.vocabulary import OVERLAP_POLICIES
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,8 @@ from toc.codebook.presets import FCID_TOC_PRESETS
 from toc.data.base import TaskData
 from toc.errors import ConfigError, DataError, SettingsError
 from toc.eval.tasks import get_task
+from toc.vocabulary import PROTOCOLS
 
-PROTOCOLS = ("strict", "reference")
-DIRECTIONS = ("v2a", "a2v")  # v2a: the head learns on video and is tested on audio
-DIRECTION_TEXT = {"v2a": "train on video, test on audio", "a2v": "train on audio, test on video"}
 STRICT_TEST_FRACTION = 0.2
 STRICT_VAL_FRACTION = 0.1
 
@@ -36,11 +34,11 @@ class PublishedScript:
 _FCID_SELECTION = {"ave": "accuracy", "avvp": "f1", "ave-avvp": "f1", "ucf-vggsound": "accuracy"}
 
 
-def published_script(task: str, variant_family: str = "dcid") -> PublishedScript:
+def published_script(task: str, method: str = "dcid") -> PublishedScript:
     """The published script's n_epoch and epoch rule for `task` (TOC scripts for dcid / hdcid,
     the ACL 2025 FCID scripts for fcid)."""
     entry = get_task(task)
-    if variant_family == "fcid" and task in FCID_TOC_PRESETS:
+    if method == "fcid" and task in FCID_TOC_PRESETS:
         return PublishedScript(FCID_TOC_PRESETS[task].n_epoch, _FCID_SELECTION[task], same_modality_own_best=task == "ave")
     return PublishedScript(entry.default_epochs, entry.reference_selection_metric)
 
@@ -76,7 +74,7 @@ class DirectionPlan:
 def plan_direction(
     data: TaskData, direction: str, protocol: str, *, split_seed: int = 0,
     test_fraction: float = STRICT_TEST_FRACTION, val_fraction: float = STRICT_VAL_FRACTION,
-    variant_family: str = "dcid",
+    method: str = "dcid",
 ) -> DirectionPlan:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -88,7 +86,7 @@ def plan_direction(
             raise ConfigError(f"task {data.task}: direction {direction} names an unknown feature set {name!r}")
     metric = "accuracy" if data.kind == "clip" else "f1"
     if protocol == "reference":
-        return _reference_plan(data, direction, train_name, eval_name, published_script(data.task, variant_family))
+        return _reference_plan(data, direction, train_name, eval_name, published_script(data.task, method))
     train_splits = data.predefined_splits.get(train_name)
     eval_splits = data.predefined_splits.get(eval_name)
     if train_splits and eval_splits:
@@ -199,11 +197,11 @@ def _check_disjoint(data: TaskData, train: Rows, val: Rows, evaluate: Rows, held
         )
 
 
-def default_n_epoch(task: str, protocol: str, variant_family: str) -> int:
+def default_n_epoch(task: str, protocol: str, method: str) -> int:
     """n_epoch when none is given: the task's TOC-script count (strict, every family alike, so
     families compare on one budget); under `reference` the family's published script's."""
     if protocol == "reference":
-        return published_script(task, variant_family).n_epoch
+        return published_script(task, method).n_epoch
     return get_task(task).default_epochs
 
 

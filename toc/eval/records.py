@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from toc.errors import DataError
-from toc.eval.protocols import DIRECTIONS
+from toc.vocabulary import DIRECTIONS
 
 # Written only when set: what `toc compare` and `toc demo` add to a line of the evaluation loop,
 # and what only some tasks or protocols have.

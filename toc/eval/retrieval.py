@@ -29,13 +29,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hdcid.vocabulary import DEFAULT_DTYPE
 from toc.codebook.encode import EncodingSession, check_features
 from toc.codebook.selection import SelectionFile
 from toc.data.retrieval import RetrievalItems, RetrievalSet
 from toc.errors import ConfigError, DataError
 from toc.progress import Advance
+from toc.vocabulary import DEFAULT_PROTOCOL, ENCODE_BATCH_SIZE, VECTOR_KINDS
 
-VECTOR_KINDS = ("codewords", "histogram")
 RECALL_AT = (1, 5, 10)
 MAP_CUTOFF = 10
 MODALITY_LETTER = {"audio": "a", "video": "v", "text": "t"}
@@ -158,7 +159,7 @@ class EncodedItems:
 
 
 def encode_items(
-    session: EncodingSession, items: RetrievalItems, *, batch_size: int = 64, progress: Advance | None = None,
+    session: EncodingSession, items: RetrievalItems, *, batch_size: int = ENCODE_BATCH_SIZE, progress: Advance | None = None,
 ) -> EncodedItems:
     """Encode every item with the session's frozen encoder; items are read a few batches at a
     time and those of equal shape (equal length) are encoded together."""
@@ -313,10 +314,10 @@ class RetrievalRun:
     variant: str = "dcid"
     levels: Sequence[int] = (0,)
     selection: SelectionFile | None = None  # the +toc variants' channels
-    protocol: str = "strict"
+    protocol: str = DEFAULT_PROTOCOL
     layout: str = "paired"
     checkpoint_sha256: str = ""
-    dtype: str = "float32"
+    dtype: str = DEFAULT_DTYPE
     notes: Sequence[str] = ()
 
 
@@ -363,7 +364,7 @@ def run_retrieval(encoded: dict[str, EncodedItems], n_codes: Sequence[int], run:
 
 
 def encode_set(
-    session: EncodingSession, data: RetrievalSet, modalities: Sequence[str], *, batch_size: int = 64,
+    session: EncodingSession, data: RetrievalSet, modalities: Sequence[str], *, batch_size: int = ENCODE_BATCH_SIZE,
     progress=None,
 ) -> dict[str, EncodedItems]:
     """Encode the items of the modalities the directions need."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdcid.diagnostics import PairMeasures, pair_measures
+from hdcid.vocabulary import DEFAULT_DTYPE
 from toc.data.base import FeatureSet, TaskData
 from toc.errors import ConfigError
 from toc.eval.cache import CodeCache
 from toc.eval.protocols import plan_direction
-from toc.eval.variants import family_of_checkpoint
+from toc.eval.variants import method_of_checkpoint
 
 SHARING_SPLIT = "strict protocol's evaluated clips (v2a audio, a2v video), paired by id"
 
@@ -53,10 +54,10 @@ def _event_seconds(data: TaskData, feature_set: FeatureSet, rows: np.ndarray) ->
     return None
 
 
-def measure_code_sharing(data: TaskData, cache: CodeCache, *, dtype: str = "float32", split_seed: int = 0) -> TaskSharing:
+def measure_code_sharing(data: TaskData, cache: CodeCache, *, dtype: str = DEFAULT_DTYPE, split_seed: int = 0) -> TaskSharing:
     """The code-sharing measures of the cache's checkpoint on `data`'s held-out paired clips."""
-    family = family_of_checkpoint(getattr(cache.source, "family", None), cache.source.levels)
-    plans = {d: plan_direction(data, d, "strict", split_seed=split_seed, variant_family=family) for d in ("v2a", "a2v")}
+    method = method_of_checkpoint(getattr(cache.source, "family", None), cache.source.levels)
+    plans = {d: plan_direction(data, d, "strict", split_seed=split_seed, method=method) for d in ("v2a", "a2v")}
     audio_rows, video_rows = plans["v2a"].evaluate, plans["a2v"].evaluate
     audio_set, video_set = data.sets[audio_rows.set_name], data.sets[video_rows.set_name]
     if (audio_set.modality, video_set.modality) != ("audio", "video"):

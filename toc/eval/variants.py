@@ -3,21 +3,25 @@
 dcid / hdcid read every channel of one / both codebook levels; fcid reads FCID's one level, the
 per-second coarse codewords its published downstream scripts feed their heads; the +toc
 variants read the TOC-selected channels of a selection (toc.codebook.selection.SelectionFile),
-per level, in the selection's order. A checkpoint's variant family follows from its model
-family: FCID checkpoints are `fcid`, the others `dcid` (one level) or `hdcid` (two).
+per level, in the selection's order. Each variant belongs to a method (hdcid.vocabulary.METHODS),
+and a checkpoint's method follows from its encoder family: FCID checkpoints are `fcid`, the
+others `dcid` (one level) or `hdcid` (two). Imports no torch (the command line's choices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hdcid.families import FCID_FAMILY
-from toc.codebook.selection import SelectionFile
+from hdcid.vocabulary import FCID_FAMILY, METHODS, method_levels
 from toc.errors import ConfigError, SettingsError
-from toc.eval.cache import EncodedSet
+
+if TYPE_CHECKING:
+    from toc.codebook.selection import SelectionFile
+    from toc.eval.cache import EncodedSet
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Variant:
     """A named view of the codes: the levels it concatenates and whether it applies TOC."""
 
     name: str
-    family: str  # the kind of checkpoint it needs: "dcid" (one level), "hdcid" (two) or "fcid"
+    method: str  # the checkpoint it reads: "dcid" (one level), "hdcid" (two) or "fcid"
     levels: tuple[int, ...]
     uses_selection: bool
     description: str
@@ -43,7 +47,8 @@ VARIANTS: dict[str, Variant] = {
     )
 }
 VARIANT_NAMES: tuple[str, ...] = tuple(VARIANTS)
-FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(v.family for v in VARIANTS.values()))
+assert {v.method for v in VARIANTS.values()} == set(METHODS)
+assert all(len(VARIANTS[m].levels) == method_levels(m) for m in METHODS)
 
 
 def get_variant(name: str) -> Variant:
@@ -52,33 +57,28 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def family_levels(family: str) -> int:
-    """Codebook levels a checkpoint of this variant family has (its plain variant's levels)."""
-    return len(VARIANTS[family].levels)
-
-
-def family_of_checkpoint(model_family: str | None, levels: int) -> str:
-    """The variant family of a checkpoint: `fcid` for an FCID model, else by its codebook levels
+def method_of_checkpoint(model_family: str | None, levels: int) -> str:
+    """A checkpoint's method: `fcid` for an FCID model, else by its codebook levels
     (`model_family` None: only the levels are known, e.g. a test double)."""
     if model_family == FCID_FAMILY:
         return "fcid"
-    for family in ("dcid", "hdcid"):
-        if family_levels(family) == levels:
-            return family
+    for method in ("dcid", "hdcid"):
+        if method_levels(method) == levels:
+            return method
     raise ConfigError(f"no variant reads a checkpoint with {levels} codebook levels")
 
 
 def default_variants(levels: int, with_toc: bool, model_family: str | None = None) -> list[str]:
     """A checkpoint's own variant: fcid for FCID, dcid for one level, hdcid for two; +toc when
     TOC is given."""
-    family = family_of_checkpoint(model_family, levels)
-    return [family + "+toc" if with_toc else family]
+    method = method_of_checkpoint(model_family, levels)
+    return [method + "+toc" if with_toc else method]
 
 
 def check_applicable(names: Sequence[str], levels: int, model_family: str | None = None) -> None:
     """Fail before any encoding when a variant cannot apply to a checkpoint with `levels` levels
     (and, when known, of model family `model_family`)."""
-    own = family_of_checkpoint(model_family, levels) if model_family is not None else None
+    own = method_of_checkpoint(model_family, levels) if model_family is not None else None
     for name in names:
         variant = get_variant(name)
         if max(variant.levels) >= levels:
@@ -87,10 +87,10 @@ def check_applicable(names: Sequence[str], levels: int, model_family: str | None
             )
         # FCID's codes are another model's: a dcid label on them (or fcid on DCID codes) would
         # put one model's numbers under another's name in the report.
-        if own is not None and (variant.family == "fcid") != (own == "fcid"):
+        if own is not None and (variant.method == "fcid") != (own == "fcid"):
             raise ConfigError(
-                f"variant {name} reads {variant.family} checkpoints; this is a {model_family} checkpoint "
-                f"(its variants: {', '.join(v.name for v in VARIANTS.values() if v.family == own)}"
+                f"variant {name} reads {variant.method} checkpoints; this is a {model_family} checkpoint "
+                f"(its variants: {', '.join(v.name for v in VARIANTS.values() if v.method == own)}"
                 + (", or dcid variants for its level 0" if own == "hdcid" else "") + ")"
             )
 

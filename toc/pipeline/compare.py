@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cmg_base.files import check_output_directory
-from toc.codebook.selection import SelectionFile, TocSettings, read_selection
+from toc.codebook.selection import TocSettings
 from toc.data.base import TaskData
 from toc.errors import ConfigError
 from toc.eval.loop import EvalRequest
@@ -35,11 +35,11 @@ from toc.report.writer import (
 RESULTS_FILE = "results.jsonl"
 
 
-def selection_file_name(task: str, family: str, pretrain_run: int | None = None) -> str:
+def selection_file_name(task: str, method: str, pretrain_run: int | None = None) -> str:
     """Where `toc compare` writes the selection it computes for inline TOC settings (one per
     checkpoint: with several pretraining runs, one per run)."""
     run = "" if pretrain_run is None else f"-p{pretrain_run}"
-    return f"toc-{task}-{family}{run}.json"
+    return f"toc-{task}-{method}{run}.json"
 
 
 @dataclass
@@ -55,7 +55,7 @@ def planned_outputs(plan: ComparisonPlan) -> list[str]:
     """The files a run of `plan` writes into its output folder (the report's charts aside)."""
     names = [RESULTS_FILE, *REPORT_FILES]
     names += [
-        selection_file_name(j.task, j.family, j.pretrain_run)
+        selection_file_name(j.task, j.method, j.pretrain_run)
         for j in plan.jobs if isinstance(j.selection, TocSettings)
     ]
     return names
@@ -71,8 +71,8 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
 
     Each checkpoint is loaded once and each task once; codes are encoded once per checkpoint
     and set, so every variant, head and seed of a job reads the same codes. Inline TOC settings
-    are selected once per (task, family); each selection carries the path it will be saved to in
-    `out_dir` (toc-TASK-FAMILY.json, by `write_comparison`), so the results can name it and the
+    are selected once per (task, method); each selection carries the path it will be saved to in
+    `out_dir` (toc-TASK-METHOD.json, by `write_comparison`), so the results can name it and the
     run can be repeated from the file. With the plan's cache_dir, cache files are put in place
     when every job has run (a failed run leaves none).
     """
@@ -89,7 +89,7 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
         )
     with contextlib.ExitStack() as caches:  # each session's cache files: kept if every job ran
         for job in plan.jobs:
-            run_key = (job.family, job.pretrain_run)
+            run_key = (job.method, job.pretrain_run)
             if run_key not in sessions:
                 session = EvalSession.open(
                     job.checkpoint, trust_checkpoint=plan.trust_checkpoint, device=plan.device, cache_dir=plan.cache_dir,
@@ -97,25 +97,20 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
                     reads=_reads(plan, job.checkpoint),
                 )
                 caches.enter_context(session.cache.kept_on_success())
-                if session.variant_family != job.family:
+                if session.method != job.method:
                     raise ConfigError(
-                        f"{job.checkpoint}: checkpoints.{job.family} is a {session.checkpoint.family} checkpoint "
-                        f"({session.checkpoint.levels} codebook level(s)); {job.family} variants need a "
-                        f"{job.family} checkpoint"
+                        f"{job.checkpoint}: checkpoints.{job.method} is a {session.checkpoint.family} checkpoint "
+                        f"({session.checkpoint.levels} codebook level(s)); {job.method} variants need a "
+                        f"{job.method} checkpoint"
                     )
                 sessions[run_key] = session
             session = sessions[run_key]
             if job.task not in tasks:
                 tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
-            selection: SelectionFile | None = None
+            selection = session.selection(job.selection, job.task)
             if isinstance(job.selection, TocSettings):
-                selection = replace(
-                    session.select(job.selection), path=out / selection_file_name(job.task, job.family, job.pretrain_run)
-                )
+                selection = replace(selection, path=out / selection_file_name(job.task, job.method, job.pretrain_run))
                 made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
-            elif isinstance(job.selection, Path):
-                selection = read_selection(job.selection)
-                selection.check_made_for(session.checkpoint)
             request = EvalRequest(
                 variants=job.variants, directions=job.directions, heads=job.heads, protocol=job.protocol,
                 seeds=job.seeds, epochs=job.epochs, batch_size=job.batch_size, dtype=job.dtype,
@@ -123,7 +118,7 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
                 pretraining=pretraining if job.protocol == "strict" else None,
             )
             run = "" if job.pretrain_run is None else f", pretraining run {job.pretrain_run}"
-            log(f"compare: {job.task} with {job.family}{run} ({', '.join(job.variants)})")
+            log(f"compare: {job.task} with {job.method}{run} ({', '.join(job.variants)})")
             for record in session.evaluate(tasks[job.task], request, log=log):
                 extra = {"checkpoint": str(job.checkpoint), "pretrain_run": job.pretrain_run}
                 if VARIANTS[record.variant].uses_selection and selection is not None:

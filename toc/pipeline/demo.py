@@ -20,16 +20,7 @@ from toc.pipeline.compare import run_plan, selection_file_name, write_comparison
 from toc.pipeline.plan import make_plan
 from toc.progress import LogFn, no_log
 from toc.report.results import HealthRecord
-
-# The demo's remedies: those of `small-corpus`, not of `toc train`'s default (`shared-codes`).
-# The demo trains 6 epochs (150 steps) with 64 codes for 52 categories: the default's floor of 2
-# codes per category cannot be met there (38-49 codes in use, fewer than the categories), and
-# agreement was still rising in the last epoch. Measured (corpus seed 0, two runs per family),
-# the shares rise (pretraining audio-video agreement 56-82%) and AVE transfer falls (best
-# variant, video→audio linear / prototype / code-id 49.6 / 56.7 / 56.7% against 64.1 / 67.8 /
-# 70.0%; benchmarks/results/unified_codes.md). `toc train` gives the default at least 400
-# steps and 400 codes, the setting it was measured in.
-DEMO_RECIPE = "small-corpus"
+from toc.vocabulary import DEMO_RECIPE
 
 
 @dataclass(frozen=True)
@@ -98,10 +89,10 @@ def _health_lines(family: str, checkpoint: Path, diagnostics) -> list[HealthReco
                 "level": level.level,
                 "n_codes": level.n_codes,
                 "codes_used": level.codes_used_any,
-                "codes_used_common": level.codes_used_common,  # used by both audio and video
+                "codes_used_common": level.audio_video_codes_shared,  # used by both audio and video
                 "perplexity": round(level.perplexity_all, 4),
                 # The audio–video pair only (text positions are prompt tokens, not seconds).
-                "agreement": round(100.0 * level.agreement_mean, 4),
+                "agreement": round(100.0 * level.audio_video_agreement, 4),
                 **_pair_fields(level),
                 "probe_accuracy": {k: round(100.0 * v, 4) for k, v in sorted(level.probe_accuracy.items())},
             },
@@ -163,7 +154,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), *, fo
                 _train_config(settings, levels, run), corpus, run_dir,
                 on_epoch=lambda metrics, diagnostics, family=family: say(
                     f"demo: {family} epoch {metrics.get('epoch')}: "
-                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, audio-video agreement {100 * d.agreement_mean:.1f}%" for d in diagnostics)
+                    + "; ".join(f"level {d.level}: {d.codes_used_any}/{d.n_codes} codes, audio-video agreement {100 * d.audio_video_agreement:.1f}%" for d in diagnostics)
                 ),
             )
             checkpoints.setdefault(family, []).append(result.last_checkpoint)

@@ -1,5 +1,5 @@
 """Comparison plans: which checkpoints, tasks, variants, heads and seeds to evaluate, and the TOC
-settings per task and family — read from a `toc compare` TOML file or built in code."""
+settings per task and method — read from a `toc compare` TOML file or built in code."""
 
 from __future__ import annotations
 
@@ -13,18 +13,30 @@ from typing import Any
 
 from cmg_base.errors import literal
 from cmg_base.inputs import expand_path
-from hdcid.families import DTYPES
-from toc.codebook.presets import PRESET_NAMES, preset_settings
-from toc.codebook.scoring import SCORE_VARIANTS, score_weights
-from toc.codebook.selection import TocSettings
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DEVICES, DTYPES, METHODS
+from toc.codebook.presets import preset_settings
+from toc.codebook.settings import (
+    PRESET_NAMES,
+    SCORE_VARIANTS,
+    TOC_SETTINGS,
+    TocRequest,
+    TocSettings,
+)
 from toc.data.files import read_toml
 from toc.errors import ConfigError, SettingsError
-from toc.eval.cache import FINGERPRINTS
-from toc.eval.heads import HEADS
-from toc.eval.overlap import OVERLAP_POLICIES
-from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.tasks import TASKS
-from toc.eval.variants import FAMILIES, VARIANT_NAMES, VARIANTS
+from toc.eval.variants import VARIANT_NAMES, VARIANTS
+from toc.vocabulary import (
+    DEFAULT_HEADS,
+    DEFAULT_PROTOCOL,
+    DEFAULT_SEEDS,
+    DIRECTIONS,
+    FINGERPRINTS,
+    HEAD_BATCH_SIZE,
+    HEADS,
+    OVERLAP_POLICIES,
+    PROTOCOLS,
+)
 
 
 def _short(value: Any) -> str:
@@ -40,8 +52,6 @@ _PLAN_KEYS = {
 # Keys a plan file may not hold at all: a file someone hands you must never grant trust (full
 # unpickling runs code); only the person running the command can, with the command-line flag.
 _REFUSED_KEYS = {"trust_checkpoint"}
-_INLINE_KEYS = ("channels", "max_num", "min_num")  # required in every TOC table
-_OPTIONAL_TOC_KEYS = ("exact_budget", "sim_weight", "var_weight", "score", "reference_topk")
 # `preset = "published"`: the task's published TOC setting (FCID), instead of the keys above.
 _PRESET_KEY = "preset"
 
@@ -50,11 +60,11 @@ _PRESET_KEY = "preset"
 _ALWAYS_COMPARED = ("dcid", "hdcid")
 
 
-def default_variants(checkpoint_families: Sequence[str] | Mapping[str, Any]) -> tuple[str, ...]:
+def default_variants(checkpoint_methods: Sequence[str] | Mapping[str, Any]) -> tuple[str, ...]:
     """A plan's variants when it names none: every dcid and hdcid variant (a missing checkpoint
     is then an error), and the fcid ones when an fcid checkpoint is given."""
-    wanted = set(_ALWAYS_COMPARED) | set(checkpoint_families)
-    return tuple(v for v in VARIANT_NAMES if VARIANTS[v].family in wanted)
+    wanted = set(_ALWAYS_COMPARED) | set(checkpoint_methods)
+    return tuple(v for v in VARIANT_NAMES if VARIANTS[v].method in wanted)
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class EvalJob:
     """One call of the evaluation library: one task, one checkpoint, its variants × the rest."""
 
     task: str
-    family: str  # "dcid" or "hdcid": which checkpoint
+    method: str  # "dcid" or "hdcid": which checkpoint
     checkpoint: Path
     variants: tuple[str, ...]
     directions: tuple[str, ...]
@@ -74,8 +84,8 @@ class EvalJob:
     dtype: str
     split_seed: int
     selection: TocSettings | Path | None  # inline settings or a selection file; None without +toc
-    # Which pretraining run of the family the checkpoint is (its place in the plan's list of
-    # checkpoints); None when the family has one checkpoint. Runs pair across families by it.
+    # Which pretraining run of the method the checkpoint is (its place in the plan's list of
+    # checkpoints); None when the method has one checkpoint. Runs pair across methods by it.
     pretrain_run: int | None = None
     split_seeds: tuple[int, ...] | None = None  # several strict splits (None: split_seed)
 
@@ -93,8 +103,8 @@ class ComparisonPlan:
     trust_checkpoint: bool
     jobs: tuple[EvalJob, ...]
     pretrain_csv: Path | None = None  # None: the data layout's pretraining CSV, if present
-    pretrain_overlap: str = "report"
-    cache_fingerprint: str = "stat"
+    pretrain_overlap: str = OVERLAP_POLICIES[0]
+    cache_fingerprint: str = FINGERPRINTS[0]
 
 
 def _plan_error(path: Path, key: str, expected: str, actual: Any) -> ConfigError:
@@ -133,8 +143,10 @@ def _plan_path(value: Any, key: str, base: Path, path: Path) -> Path:
     return candidate if candidate.is_absolute() else base / candidate
 
 
-def _inline_toc(table: dict, key: str, path: Path, task: str, family: str) -> TocSettings:
-    known = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS, _PRESET_KEY)
+def _inline_toc(table: dict, key: str, path: Path, task: str, method: str) -> TocSettings:
+    """A plan's TOC table as settings: `preset` alone (with reference_topk), or `channels` and
+    whichever other settings it gives (TocSettings fills in the defaults)."""
+    known = (*TOC_SETTINGS, _PRESET_KEY)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise _plan_error(path, f"{key}.{unknown[0]}", f"one of {', '.join(known)}", unknown[0])
@@ -146,51 +158,46 @@ def _inline_toc(table: dict, key: str, path: Path, task: str, family: str) -> To
         if others:
             raise _plan_error(path, f"{key}.{others[0]}", f"no other TOC key beside {_PRESET_KEY}", others[0])
         try:
-            return preset_settings(name, task, family, reference_topk=table.get("reference_topk") is True)
+            return preset_settings(name, task, method, reference_topk=table.get("reference_topk") is True)
         except ConfigError as exc:
             raise ConfigError(f"{path}: key '{key}.{_PRESET_KEY}': {exc}") from None
-    missing = [k for k in _INLINE_KEYS if k not in table]
-    if missing:
-        raise ConfigError(f"{path}: missing key '{key}.{missing[0]}' (TOC settings need {', '.join(_INLINE_KEYS)})")
-    values: dict[str, Any] = {}
-    for name in _INLINE_KEYS:
-        v = table[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise _plan_error(path, f"{key}.{name}", "an integer >= 0", v)
-        values[name] = v
-    if "exact_budget" in table:
-        if not isinstance(table["exact_budget"], bool):
-            raise _plan_error(path, f"{key}.exact_budget", "true or false", table["exact_budget"])
-        values["exact_budget"] = table["exact_budget"]
-    if "reference_topk" in table:
-        if not isinstance(table["reference_topk"], bool):
-            raise _plan_error(path, f"{key}.reference_topk", "true or false", table["reference_topk"])
-        values["reference_topk"] = table["reference_topk"]
-    if "score" in table:
-        if table["score"] not in SCORE_VARIANTS:
-            raise _plan_error(path, f"{key}.score", " or ".join(SCORE_VARIANTS), table["score"])
-        if "sim_weight" in table or "var_weight" in table:
-            raise _plan_error(path, f"{key}.score", "score or sim_weight / var_weight, not both", table["score"])
-        values["sim_weight"], values["var_weight"] = score_weights(table["score"])
-    for name in ("sim_weight", "var_weight"):
-        if name in table:
-            v = table[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise _plan_error(path, f"{key}.{name}", "a finite number", v)
-            values[name] = float(v)
+    if "channels" not in table:
+        raise ConfigError(f"{path}: missing key '{key}.channels' (inline TOC settings need the channel budget)")
+    for name, value in table.items():
+        expected = _TOC_KEY_TYPES[name]
+        if not expected[1](value):
+            raise _plan_error(path, f"{key}.{name}", expected[0], value)
     try:
-        return TocSettings(**values)
+        return TocRequest(**table).settings()
     except SettingsError as exc:
         raise _plan_error(path, key, f"valid TOC settings: {exc}", table) from None
 
 
-def _selection_for(
-    section: Any, task: str, family: str, base: Path, path: Path
-) -> TocSettings | Path | None:
-    """TOC settings of one (task, family): [selection] < [selection.TASK] < [selection.TASK.FAMILY].
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
-    Inline keys (channels, max_num, min_num) are merged from the outer to the inner table; a
-    string at [selection.TASK] FAMILY = "file.json" names a `toc select` file instead.
+
+# What each TOC key of a plan must hold: (as said in errors, check).
+_TOC_KEY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "channels": ("an integer >= 0", _is_count),
+    "max_num": ("an integer >= 0", _is_count),
+    "min_num": ("an integer >= 0", _is_count),
+    "exact_budget": ("true or false", lambda v: isinstance(v, bool)),
+    "allow_nonfinite": ("true or false", lambda v: isinstance(v, bool)),
+    "reference_topk": ("true or false", lambda v: isinstance(v, bool)),
+    "score": (" or ".join(SCORE_VARIANTS), lambda v: v in SCORE_VARIANTS),
+    "sim_weight": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+    "var_weight": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+}
+
+
+def _selection_for(
+    section: Any, task: str, method: str, base: Path, path: Path
+) -> TocSettings | Path | None:
+    """TOC settings of one (task, method): [selection] < [selection.TASK] < [selection.TASK.METHOD].
+
+    Inline keys (channels, max_num, ...) are merged from the outer to the inner table; a
+    string at [selection.TASK] METHOD = "file.json" names a `toc select` file instead.
     """
     if section is None:
         return None
@@ -198,16 +205,16 @@ def _selection_for(
         raise _plan_error(path, "selection", "a table", section)
     merged: dict[str, Any] = {}
     table, where = section, "selection"
-    toc_keys = (*_INLINE_KEYS, *_OPTIONAL_TOC_KEYS, _PRESET_KEY)
-    steps: tuple[tuple[str | None, Sequence[str]], ...] = ((task, TASKS), (family, FAMILIES), (None, ()))
+    toc_keys = (*TOC_SETTINGS, _PRESET_KEY)
+    steps: tuple[tuple[str | None, Sequence[str]], ...] = ((task, TASKS), (method, METHODS), (None, ()))
     for depth, (nested, allowed) in enumerate(steps):
         for name in table:
             if name not in toc_keys and name not in allowed:
-                expected = ", ".join([*_INLINE_KEYS, *allowed])
+                expected = ", ".join([*TOC_SETTINGS, *allowed])
                 raise _plan_error(path, f"{where}.{name}", f"one of {expected}", name)
         if _PRESET_KEY in table:  # a preset replaces the settings of the outer tables
             merged = {k: v for k, v in merged.items() if k == "reference_topk"}
-        elif any(k in table for k in _INLINE_KEYS):  # and explicit settings replace an outer preset
+        elif any(k in table for k in TOC_SETTINGS):  # and explicit settings replace an outer preset
             merged.pop(_PRESET_KEY, None)
         merged.update({k: table[k] for k in toc_keys if k in table})
         if nested is None or nested not in table:
@@ -219,13 +226,46 @@ def _selection_for(
             kind = "a table of TOC settings or a selection file path" if depth == 1 else "a table"
             raise _plan_error(path, f"{where}.{nested}", kind, inner)
         table, where = inner, f"{where}.{nested}"
-    return _inline_toc(merged, where, path, task, family) if merged else None
+    return _inline_toc(merged, where, path, task, method) if merged else None
 
 
-def load_plan(path: str | os.PathLike) -> ComparisonPlan:
-    """Parse and validate a comparison plan (TOML) and expand it into evaluation jobs."""
-    plan_path = Path(path)
-    raw = read_toml(plan_path, "plan file")
+def _plan_choice(raw: dict, key: str, allowed: Sequence[str], default: str, path: Path) -> str:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise _plan_error(path, key, " or ".join(allowed), value)
+    return value
+
+
+def _plan_seeds(raw: dict, key: str, default: Sequence[int], path: Path) -> tuple[int, ...]:
+    value = raw.get(key, list(default))
+    if (
+        not isinstance(value, list) or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        or len(set(value)) != len(value)
+    ):
+        raise _plan_error(path, key, "a non-empty list of distinct integers >= 0", value)
+    return tuple(value)
+
+
+def _plan_checkpoints(table: dict, base: Path, path: Path) -> dict[str, Path | tuple[Path, ...]]:
+    """[checkpoints]: per method a path, or a list of paths (one per pretraining run)."""
+    checkpoints: dict[str, Path | tuple[Path, ...]] = {}
+    for method in table:
+        if method not in METHODS:
+            raise _plan_error(path, f"checkpoints.{method}", " or ".join(METHODS), method)
+    for method, value in table.items():
+        key = f"checkpoints.{method}"
+        if isinstance(value, list):
+            if not value:
+                raise _plan_error(path, key, "a path or a non-empty list of paths (one per pretraining run)", value)
+            checkpoints[method] = tuple(_plan_path(v, f"{key}[{i}]", base, path) for i, v in enumerate(value))
+        else:
+            checkpoints[method] = _plan_path(value, key, base, path)
+    return checkpoints
+
+
+def _plan_keys(raw: dict, plan_path: Path) -> None:
+    """No key a plan file may not hold (trust), and no unknown key."""
     refused = sorted(set(raw) & _REFUSED_KEYS)
     if refused:
         raise ConfigError(
@@ -236,98 +276,70 @@ def load_plan(path: str | os.PathLike) -> ComparisonPlan:
     unknown = sorted(set(raw) - _PLAN_KEYS)
     if unknown:
         raise ConfigError(f"{plan_path}: unknown key '{unknown[0]}' (expected one of {sorted(_PLAN_KEYS)})")
+
+
+def load_plan(path: str | os.PathLike) -> ComparisonPlan:
+    """Parse and validate a comparison plan (TOML) and expand it into evaluation jobs. A key the
+    plan omits takes the default `toc eval` has (toc.vocabulary, hdcid.vocabulary)."""
+    plan_path = Path(path)
+    raw = read_toml(plan_path, "plan file")
+    _plan_keys(raw, plan_path)
     base = plan_path.resolve().parent
-    data_root = _plan_path(raw["data_root"], "data_root", base, plan_path) if "data_root" in raw else None
-    data_config = _plan_path(raw["data_config"], "data_config", base, plan_path) if "data_config" in raw else None
+
+    def optional_path(key: str) -> Path | None:
+        return _plan_path(raw[key], key, base, plan_path) if key in raw else None
+
+    data_root, data_config = optional_path("data_root"), optional_path("data_config")
     if data_root is None and data_config is None:
         raise ConfigError(f"{plan_path}: give 'data_root' or 'data_config' (where the task files are)")
-    cache_dir = _plan_path(raw["cache_dir"], "cache_dir", base, plan_path) if "cache_dir" in raw else None
     tasks = _plan_list(raw, "tasks", TASKS, None, plan_path)
     directions = _plan_list(raw, "directions", DIRECTIONS, DIRECTIONS, plan_path)
-    checkpoints_raw = raw.get("checkpoints")
-    if not isinstance(checkpoints_raw, dict):
-        raise _plan_error(plan_path, "checkpoints", "a table: dcid = PATH, hdcid = PATH, fcid = PATH", checkpoints_raw)
-    variants = _plan_list(raw, "variants", VARIANT_NAMES, default_variants(checkpoints_raw), plan_path)
-    heads = _plan_list(raw, "heads", HEADS, ("linear",), plan_path)
-    protocol = raw.get("protocol", "strict")
-    if protocol not in PROTOCOLS:
-        raise _plan_error(plan_path, "protocol", " or ".join(PROTOCOLS), protocol)
-    seeds_raw = raw.get("seeds", [0, 1, 2])
-    if (
-        not isinstance(seeds_raw, list) or not seeds_raw
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds_raw)
-        or len(set(seeds_raw)) != len(seeds_raw)
-    ):
-        raise _plan_error(plan_path, "seeds", "a non-empty list of distinct integers >= 0", seeds_raw)
-    dtype = raw.get("dtype", "float32")
-    if dtype not in tuple(DTYPES):
-        raise _plan_error(plan_path, "dtype", " or ".join(tuple(DTYPES)), dtype)
-    device = raw.get("device", "cpu")
-    if device not in ("cpu", "cuda"):
-        raise _plan_error(plan_path, "device", "cpu or cuda", device)
+    if not isinstance(raw.get("checkpoints"), dict):
+        raise _plan_error(plan_path, "checkpoints", "a table: dcid = PATH, hdcid = PATH, fcid = PATH", raw.get("checkpoints"))
+    variants = _plan_list(raw, "variants", VARIANT_NAMES, default_variants(raw["checkpoints"]), plan_path)
+    heads = _plan_list(raw, "heads", HEADS, DEFAULT_HEADS, plan_path)
+    protocol = _plan_choice(raw, "protocol", PROTOCOLS, DEFAULT_PROTOCOL, plan_path)
+    seeds = _plan_seeds(raw, "seeds", DEFAULT_SEEDS, plan_path)
+    dtype = _plan_choice(raw, "dtype", DTYPES, DEFAULT_DTYPE, plan_path)
+    device = _plan_choice(raw, "device", DEVICES, DEFAULT_DEVICE, plan_path)
     epochs = _plan_int(raw, "epochs", None, plan_path, minimum=1)
-    batch_size = _plan_int(raw, "batch_size", 80, plan_path, minimum=1)
+    batch_size = _plan_int(raw, "batch_size", HEAD_BATCH_SIZE, plan_path, minimum=1)
     split_seed = _plan_int(raw, "split_seed", 0, plan_path)
-    split_seeds = None
-    if "split_seeds" in raw:
-        value = raw["split_seeds"]
-        if "split_seed" in raw:
-            raise ConfigError(f"{plan_path}: give 'split_seed' or 'split_seeds', not both")
-        if (
-            not isinstance(value, list) or not value
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value)
-            or len(set(value)) != len(value)
-        ):
-            raise _plan_error(plan_path, "split_seeds", "a non-empty list of distinct integers >= 0", value)
-        split_seeds = tuple(value)
-    pretrain_csv = _plan_path(raw["pretrain_csv"], "pretrain_csv", base, plan_path) if "pretrain_csv" in raw else None
-    pretrain_overlap = raw.get("pretrain_overlap", "report")
-    if pretrain_overlap not in OVERLAP_POLICIES:
-        raise _plan_error(plan_path, "pretrain_overlap", " or ".join(OVERLAP_POLICIES), pretrain_overlap)
-    cache_fingerprint = raw.get("cache_fingerprint", "stat")
-    if cache_fingerprint not in FINGERPRINTS:
-        raise _plan_error(plan_path, "cache_fingerprint", " or ".join(FINGERPRINTS), cache_fingerprint)
-    for name in checkpoints_raw:
-        if name not in FAMILIES:
-            raise _plan_error(plan_path, f"checkpoints.{name}", " or ".join(FAMILIES), name)
-    checkpoints: dict[str, Path | tuple[Path, ...]] = {}
-    for family, value in checkpoints_raw.items():
-        key = f"checkpoints.{family}"
-        if isinstance(value, list):
-            if not value:
-                raise _plan_error(plan_path, key, "a path or a non-empty list of paths (one per pretraining run)", value)
-            checkpoints[family] = tuple(_plan_path(v, f"{key}[{i}]", base, plan_path) for i, v in enumerate(value))
-        else:
-            checkpoints[family] = _plan_path(value, key, base, plan_path)
+    if "split_seeds" in raw and "split_seed" in raw:
+        raise ConfigError(f"{plan_path}: give 'split_seed' or 'split_seeds', not both")
+    split_seeds = _plan_seeds(raw, "split_seeds", (), plan_path) if "split_seeds" in raw else None
+    pretrain_overlap = _plan_choice(raw, "pretrain_overlap", OVERLAP_POLICIES, OVERLAP_POLICIES[0], plan_path)
+    cache_fingerprint = _plan_choice(raw, "cache_fingerprint", FINGERPRINTS, FINGERPRINTS[0], plan_path)
+    checkpoints = _plan_checkpoints(raw["checkpoints"], base, plan_path)
     return make_plan(
-        source=str(plan_path), data_root=data_root, data_config=data_config, cache_dir=cache_dir,
+        source=str(plan_path), data_root=data_root, data_config=data_config, cache_dir=optional_path("cache_dir"),
         checkpoints=checkpoints, tasks=tasks, directions=directions, variants=variants, heads=heads,
-        seeds=tuple(seeds_raw), protocol=protocol, epochs=epochs, batch_size=batch_size or 80, dtype=dtype,
+        seeds=seeds, protocol=protocol, epochs=epochs, batch_size=batch_size or HEAD_BATCH_SIZE, dtype=dtype,
         split_seed=split_seed or 0, device=device,
-        toc=lambda task, family: _selection_for(raw.get("selection"), task, family, base, plan_path),
-        split_seeds=split_seeds, pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap,
+        toc=lambda task, method: _selection_for(raw.get("selection"), task, method, base, plan_path),
+        split_seeds=split_seeds, pretrain_csv=optional_path("pretrain_csv"), pretrain_overlap=pretrain_overlap,
         cache_fingerprint=cache_fingerprint,
     )
 
 
 def pretraining_runs(source: str, checkpoints: Mapping[str, Path | Sequence[Path]]) -> dict[str, list[tuple[int | None, Path]]]:
-    """Per family its checkpoints with their pretraining-run labels: (None, path) for one
-    checkpoint, (0, path0), (1, path1), ... for a list. Lists pair across families by position,
-    so every family given as a list must have the same length (and none may be a single path)."""
+    """Per method its checkpoints with their pretraining-run labels: (None, path) for one
+    checkpoint, (0, path0), (1, path1), ... for a list. Lists pair across methods by position,
+    so every method given as a list must have the same length (and none may be a single path)."""
     runs: dict[str, list[tuple[int | None, Path]]] = {}
     lengths = set()
-    for family, value in checkpoints.items():
+    for method, value in checkpoints.items():
         if isinstance(value, (str, Path)):
-            runs[family] = [(None, Path(value))]
+            runs[method] = [(None, Path(value))]
         else:
             paths = [Path(p) for p in value]
-            runs[family] = list(enumerate(paths))
+            runs[method] = list(enumerate(paths))
             lengths.add(len(paths))
     singles = [f for f, r in runs.items() if r[0][0] is None]
     if len(lengths) > 1 or (lengths and singles):
         counts = {f: (1 if r[0][0] is None else len(r)) for f, r in runs.items()}
         raise ConfigError(
-            f"{source}: checkpoints of several pretraining runs pair by position, so every family "
+            f"{source}: checkpoints of several pretraining runs pair by position, so every method "
             f"needs a list of the same length (got {counts})"
         )
     return runs
@@ -338,38 +350,38 @@ def make_plan(
     toc: Callable[[str, str], TocSettings | Path | None], data_root: Path | None = None,
     data_config: Path | None = None, cache_dir: Path | None = None,
     directions: Sequence[str] = DIRECTIONS, variants: Sequence[str] | None = None,
-    heads: Sequence[str] = ("linear",), seeds: Sequence[int] = (0, 1, 2), protocol: str = "strict",
-    epochs: int | None = None, batch_size: int = 80, dtype: str = "float32", split_seed: int = 0,
-    device: str = "cpu", trust_checkpoint: bool = False, split_seeds: Sequence[int] | None = None,
-    pretrain_csv: Path | None = None, pretrain_overlap: str = "report", cache_fingerprint: str = "stat",
+    heads: Sequence[str] = DEFAULT_HEADS, seeds: Sequence[int] = DEFAULT_SEEDS, protocol: str = DEFAULT_PROTOCOL,
+    epochs: int | None = None, batch_size: int = HEAD_BATCH_SIZE, dtype: str = DEFAULT_DTYPE, split_seed: int = 0,
+    device: str = DEFAULT_DEVICE, trust_checkpoint: bool = False, split_seeds: Sequence[int] | None = None,
+    pretrain_csv: Path | None = None, pretrain_overlap: str = OVERLAP_POLICIES[0], cache_fingerprint: str = FINGERPRINTS[0],
 ) -> ComparisonPlan:
-    """Expand a comparison into its jobs: one per task, checkpoint family and pretraining run
-    (a family may list several checkpoints), each with that family's variants (default:
-    `default_variants`); `toc(task, family)` gives the TOC settings (or selection file) of a job."""
+    """Expand a comparison into its jobs: one per task, checkpoint method and pretraining run
+    (a method may list several checkpoints), each with that method's variants (default:
+    `default_variants`); `toc(task, method)` gives the TOC settings (or selection file) of a job."""
     if variants is None:
         variants = default_variants(checkpoints)
     runs = pretraining_runs(source, checkpoints)
     jobs: list[EvalJob] = []
     for task in tasks:
-        for family in FAMILIES:
-            family_variants = tuple(v for v in variants if VARIANTS[v].family == family)
-            if not family_variants:
+        for method in METHODS:
+            method_variants = tuple(v for v in variants if VARIANTS[v].method == method)
+            if not method_variants:
                 continue
-            if family not in checkpoints:
+            if method not in checkpoints:
                 raise ConfigError(
-                    f"{source}: variants {', '.join(family_variants)} need 'checkpoints.{family}'"
+                    f"{source}: variants {', '.join(method_variants)} need 'checkpoints.{method}'"
                 )
-            needs_toc = any(VARIANTS[v].uses_selection for v in family_variants)
-            selection = toc(task, family)
+            needs_toc = any(VARIANTS[v].uses_selection for v in method_variants)
+            selection = toc(task, method)
             if needs_toc and selection is None:
                 raise ConfigError(
-                    f"{source}: variant {family}+toc on task {task} needs TOC settings "
-                    f"([selection], [selection.{task}] or [selection.{task}.{family}])"
+                    f"{source}: variant {method}+toc on task {task} needs TOC settings "
+                    f"([selection], [selection.{task}] or [selection.{task}.{method}])"
                 )
-            for pretrain_run, checkpoint in runs[family]:
+            for pretrain_run, checkpoint in runs[method]:
                 jobs.append(
                     EvalJob(
-                        task=task, family=family, checkpoint=checkpoint, variants=family_variants,
+                        task=task, method=method, checkpoint=checkpoint, variants=method_variants,
                         directions=tuple(directions), heads=tuple(heads), seeds=tuple(seeds), protocol=protocol,
                         epochs=epochs, batch_size=batch_size, dtype=dtype, split_seed=split_seed,
                         selection=selection if needs_toc else None, pretrain_run=pretrain_run,

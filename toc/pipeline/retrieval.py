@@ -9,16 +9,15 @@ from pathlib import Path
 
 import h5py
 
-from hdcid.families import DTYPES
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DTYPES, torch_dtype
 from toc.codebook.checkpoint import load_checkpoint
 from toc.codebook.encode import EncodingSession
-from toc.codebook.selection import SelectionFile, read_selection, select_levels
-from toc.data.retrieval import RETRIEVAL_LAYOUTS, load_retrieval_set
+from toc.codebook.selection import SelectionFile, read_selection, selection_for
+from toc.codebook.settings import TocRequest
+from toc.data.retrieval import load_retrieval_set
 from toc.errors import ConfigError, SettingsError
-from toc.eval.protocols import PROTOCOLS
 from toc.eval.retrieval import (
     MODALITY_LETTER,
-    VECTOR_KINDS,
     EncodedItems,
     RetrievalRecord,
     RetrievalRun,
@@ -27,9 +26,16 @@ from toc.eval.retrieval import (
     read_encoded,
     run_retrieval,
 )
-from toc.eval.variants import VARIANTS, check_applicable, family_of_checkpoint
-from toc.pipeline.session import TocOptions
+from toc.eval.variants import VARIANTS, check_applicable, method_of_checkpoint
 from toc.progress import ProgressFactory, no_progress
+from toc.vocabulary import (
+    DEFAULT_PROTOCOL,
+    ENCODE_BATCH_SIZE,
+    PROTOCOLS,
+    RETRIEVAL_LAYOUTS,
+    RETRIEVAL_TOC_SOURCES,
+    VECTOR_KINDS,
+)
 
 _LETTER_MODALITY = {v: k for k, v in MODALITY_LETTER.items()}
 
@@ -56,11 +62,11 @@ class RetrievalOptions:
     directions: Sequence[str] = ()  # empty: every direction the set's modalities allow
     vectors: Sequence[str] = VECTOR_KINDS
     variant: str | None = None  # default: the checkpoint's own (+toc with TOC)
-    toc: TocOptions = field(default_factory=TocOptions)
-    protocol: str = "strict"
-    dtype: str = "float32"
-    batch_size: int = 64
-    device: str = "cpu"
+    toc: TocRequest = field(default_factory=TocRequest)
+    protocol: str = DEFAULT_PROTOCOL
+    dtype: str = DEFAULT_DTYPE
+    batch_size: int = ENCODE_BATCH_SIZE
+    device: str = DEFAULT_DEVICE
     trust_checkpoint: bool = False
 
     def check(self) -> None:
@@ -93,14 +99,7 @@ class RetrievalOptions:
         if self.batch_size < 1:
             raise SettingsError("{} must be at least 1", settings=("batch_size",))
         toc = self.toc
-        if toc.preset is not None:
-            raise SettingsError("{} has no published retrieval setting; give {} or {}", settings=("toc_preset", "channels", "selection"))
-        if toc.selection is not None and toc.channels is not None:
-            raise SettingsError("{} and {} are alternatives; give one", settings=("selection", "channels"))
-        if toc.channels is None and toc.inline_extras:
-            raise SettingsError("{} / {} need {}", settings=("max_num", "min_num", "channels"))
-        if toc.channels is not None:
-            toc.settings()
+        toc.check(RETRIEVAL_TOC_SOURCES)
         if toc.given and self.encoded and self.checkpoint is None and toc.channels is not None:
             raise SettingsError("TOC selects from a codebook: give {} with {}", settings=("checkpoint", "channels"))
         if self.variant is not None and self.variant not in VARIANTS:
@@ -109,6 +108,21 @@ class RetrievalOptions:
             raise SettingsError(
                 "the +toc variants (and only they) need {} FILE or {} C", settings=("selection", "channels"),
             )
+
+
+def _selection_for_codes(options: RetrievalOptions, checkpoint, attributes: list[dict[str, str]]) -> SelectionFile:
+    """The --selection file, refused unless it was made for the checkpoint whose codes are read:
+    the loaded checkpoint, or else the one the `toc encode` files name."""
+    if checkpoint is not None:
+        return read_selection(options.toc.selection, made_for=checkpoint)
+    selection = read_selection(options.toc.selection)
+    named = {a.get("checkpoint_sha256", "") for a in attributes} - {""}
+    if named and named != {selection.checkpoint_sha256}:
+        raise ConfigError(
+            f"{selection.source}: selection was made for checkpoint {selection.checkpoint_sha256[:12]} "
+            f"({selection.checkpoint_path}), but the encoded files come from {', '.join(sorted(n[:12] for n in named))}"
+        )
+    return selection
 
 
 def _encoded_attributes(path: Path) -> dict[str, str]:
@@ -162,22 +176,18 @@ def evaluate_retrieval(options: RetrievalOptions, *, progress: ProgressFactory =
                 raise ConfigError(f"the {data.layout} set has no {modality} items (it has {', '.join(data.modalities)})")
             if modality not in checkpoint.sizes.modalities:
                 raise ConfigError(f"a {checkpoint.family} checkpoint has no {modality} encoder")
-        session = EncodingSession(checkpoint, dtype=DTYPES[options.dtype], device=options.device)
+        session = EncodingSession(checkpoint, dtype=torch_dtype(options.dtype), device=options.device)
         encoded = encode_set(session, data, needed, batch_size=options.batch_size, progress=progress)
         family, levels_available = checkpoint.family, checkpoint.levels
         n_codes = [int(cb.shape[0]) for cb in checkpoint.codebooks]
         layout = data.layout
     selection: SelectionFile | None = None
     if options.toc.selection is not None:
-        selection = read_selection(options.toc.selection)
+        selection = _selection_for_codes(options, checkpoint, attributes if options.encoded else [])
     elif options.toc.channels is not None:
         assert checkpoint is not None
-        settings = options.toc.settings()
-        selection = SelectionFile.from_selections(
-            select_levels(checkpoint.codebooks, settings), checkpoint_path=checkpoint.path,
-            checkpoint_sha256=checkpoint.sha256, family=checkpoint.family, parameters=settings.as_dict(),
-        )
-    variant = options.variant or family_of_checkpoint(family, levels_available) + ("+toc" if selection else "")
+        selection = selection_for(checkpoint, options.toc.settings())
+    variant = options.variant or method_of_checkpoint(family, levels_available) + ("+toc" if selection else "")
     check_applicable([variant], levels_available, family)
     run = RetrievalRun(
         directions=directions, vectors=tuple(options.vectors), variant=variant, levels=VARIANTS[variant].levels,

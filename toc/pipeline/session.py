@@ -8,20 +8,32 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE
 from toc.codebook.checkpoint import ENCODING_READS, Checkpoint, load_checkpoint
 from toc.codebook.presets import preset_settings
-from toc.codebook.scoring import score_weights
-from toc.codebook.selection import SelectionFile, TocSettings, read_selection, selection_for
+from toc.codebook.selection import SelectionFile, read_selection, selection_for
+from toc.codebook.settings import TOC_SOURCES, TocRequest, TocSettings
 from toc.data.base import TaskData
 from toc.errors import SettingsError
-from toc.eval.cache import FINGERPRINTS, CheckpointCodeSource, CodeCache
+from toc.eval.cache import CheckpointCodeSource, CodeCache
 from toc.eval.loop import EvalRequest, run_evaluation
-from toc.eval.overlap import OVERLAP_POLICIES, find_pretraining_list
-from toc.eval.protocols import DIRECTIONS, checkpoint_reads
+from toc.eval.overlap import find_pretraining_list
+from toc.eval.protocols import checkpoint_reads
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
-from toc.eval.variants import VARIANTS, default_variants, family_of_checkpoint
+from toc.eval.variants import VARIANTS, default_variants, method_of_checkpoint
 from toc.progress import LogFn, ProgressFactory, no_log, no_progress
+from toc.vocabulary import (
+    DEFAULT_HEAD_ENGINE,
+    DEFAULT_HEADS,
+    DEFAULT_PROTOCOL,
+    DEFAULT_SEEDS,
+    DIRECTIONS,
+    ENCODE_BATCH_SIZE,
+    FINGERPRINTS,
+    HEAD_BATCH_SIZE,
+    OVERLAP_POLICIES,
+)
 
 
 @dataclass
@@ -33,8 +45,8 @@ class EvalSession:
 
     @staticmethod
     def open(
-        path: str | Path, *, trust_checkpoint: bool = False, device: str = "cpu",
-        cache_dir: str | Path | None = None, encode_batch_size: int = 64,
+        path: str | Path, *, trust_checkpoint: bool = False, device: str = DEFAULT_DEVICE,
+        cache_dir: str | Path | None = None, encode_batch_size: int = ENCODE_BATCH_SIZE,
         progress: ProgressFactory = no_progress, cache_fingerprint: str = "stat",
         reads: Collection[str] = ENCODING_READS, staged_cache: bool = False,
     ) -> EvalSession:
@@ -52,50 +64,29 @@ class EvalSession:
         """TOC on this checkpoint's codebooks (every level), in memory."""
         return selection_for(self.checkpoint, settings)
 
+    def selection(self, toc: TocRequest | TocSettings | Path | None, task: str) -> SelectionFile | None:
+        """The selection TOC was asked for, for this checkpoint: read from a file (refused when
+        it was made for another checkpoint), selected from inline settings or from the task's
+        published preset; None without TOC."""
+        if isinstance(toc, TocSettings):
+            return self.select(toc)
+        if isinstance(toc, Path):
+            return read_selection(toc, made_for=self.checkpoint)
+        if toc is None or not toc.given:
+            return None
+        if toc.channels is not None:
+            return self.select(toc.settings())
+        if toc.preset is not None:
+            return self.select(preset_settings(toc.preset, task, self.method))
+        return read_selection(toc.selection, made_for=self.checkpoint)
+
     @property
-    def variant_family(self) -> str:
+    def method(self) -> str:
         """dcid, hdcid or fcid: which variants read this checkpoint (toc.eval.variants)."""
-        return family_of_checkpoint(self.checkpoint.family, self.checkpoint.levels)
+        return method_of_checkpoint(self.checkpoint.family, self.checkpoint.levels)
 
     def evaluate(self, data: TaskData, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
         return run_evaluation(data, self.cache, request, log=log)
-
-
-@dataclass(frozen=True)
-class TocOptions:
-    """TOC as `toc eval` is asked for it: a selection file, inline settings, or a named preset of
-    published settings (toc.codebook.presets; None = not given)."""
-
-    selection: str | Path | None = None
-    channels: int | None = None
-    max_num: int | None = None
-    min_num: int | None = None
-    exact_budget: bool = False
-    sim_weight: float | None = None
-    var_weight: float | None = None
-    score: str | None = None  # a named (sim_weight, var_weight) pair: sim_var, sim_only
-    preset: str | None = None  # "published": the task's published setting for this checkpoint
-
-    @property
-    def inline_extras(self) -> tuple[str, ...]:
-        """The inline settings given besides `channels`."""
-        given = {"max_num": self.max_num, "min_num": self.min_num, "sim_weight": self.sim_weight,
-                 "var_weight": self.var_weight, "score": self.score, "exact_budget": self.exact_budget or None}
-        return tuple(name for name, value in given.items() if value is not None)
-
-    @property
-    def given(self) -> bool:
-        return self.selection is not None or self.channels is not None or self.preset is not None
-
-    def settings(self) -> TocSettings:
-        if self.score is not None and (self.sim_weight is not None or self.var_weight is not None):
-            raise SettingsError("{} sets both weights; drop {} / {}", settings=("score", "sim_weight", "var_weight"))
-        weights = dict(zip(("sim_weight", "var_weight"), score_weights(self.score), strict=True)) if self.score else {}
-        weights.update({k: v for k, v in (("sim_weight", self.sim_weight), ("var_weight", self.var_weight)) if v is not None})
-        return TocSettings(
-            channels=int(self.channels), max_num=1 if self.max_num is None else self.max_num,
-            min_num=1 if self.min_num is None else self.min_num, exact_budget=self.exact_budget, **weights,
-        )
 
 
 @dataclass(frozen=True)
@@ -107,25 +98,25 @@ class EvalOptions:
     data_root: str | Path | None = None
     config: str | Path | None = None
     variants: Sequence[str] = ()  # empty: the checkpoint's own variant
-    toc: TocOptions = field(default_factory=TocOptions)
+    toc: TocRequest = field(default_factory=TocRequest)
     directions: Sequence[str] = DIRECTIONS
-    heads: Sequence[str] = ("linear",)
-    protocol: str = "strict"
-    seeds: Sequence[int] = (0,)
+    heads: Sequence[str] = DEFAULT_HEADS
+    protocol: str = DEFAULT_PROTOCOL
+    seeds: Sequence[int] = DEFAULT_SEEDS
     epochs: int | None = None
-    batch_size: int = 80
+    batch_size: int = HEAD_BATCH_SIZE
     head_threads: int | None = None
-    head_engine: str = "grouped"  # toc.eval.head_groups.HEAD_ENGINES
+    head_engine: str = DEFAULT_HEAD_ENGINE
     head_workers: int | None = None  # grouped heads: worker processes (None: the usable CPU cores)
     split_seed: int = 0
     split_seeds: Sequence[int] | None = None  # several strict video-level splits
     pretrain_csv: str | Path | None = None  # None: the data layout's pretraining CSV, if present
-    pretrain_overlap: str = "report"  # or "exclude" (toc.eval.overlap)
+    pretrain_overlap: str = OVERLAP_POLICIES[0]
     cache_dir: str | Path | None = None
-    cache_fingerprint: str = "stat"
-    dtype: str = "float32"
-    encode_batch_size: int = 64
-    device: str = "cpu"
+    cache_fingerprint: str = FINGERPRINTS[0]
+    dtype: str = DEFAULT_DTYPE
+    encode_batch_size: int = ENCODE_BATCH_SIZE
+    device: str = DEFAULT_DEVICE
     trust_checkpoint: bool = False
 
     @property
@@ -139,14 +130,7 @@ class EvalOptions:
         toc = self.toc
         if self.data_root is None and self.config is None:
             raise SettingsError("give {} DIR or {} FILE (or both)", settings=("data_root", "config"))
-        chosen = [name for name, value in (("selection", toc.selection), ("channels", toc.channels), ("toc_preset", toc.preset)) if value is not None]
-        if len(chosen) > 1:
-            raise SettingsError(" and ".join(["{}"] * len(chosen)) + " are alternatives; give one", settings=tuple(chosen))
-        if toc.channels is None and toc.inline_extras:
-            names = toc.inline_extras
-            if set(names) <= {"max_num", "min_num"}:
-                names = ("max_num", "min_num")
-            raise SettingsError(" / ".join(["{}"] * len(names)) + " need {}", settings=(*names, "channels"))
+        toc.check(TOC_SOURCES)
         if toc.given and not self.wants_toc:
             raise SettingsError(
                 "{} / {} / {} apply only to the +toc variants; none was requested",
@@ -157,8 +141,6 @@ class EvalOptions:
                 "the +toc variants need {} FILE, {} C [{} A {} B] or {} published",
                 settings=("selection", "channels", "max_num", "min_num", "toc_preset"),
             )
-        if toc.channels is not None:
-            toc.settings()  # validates the inline settings before any work
         if "linear" not in self.heads and self.epochs is not None:
             raise SettingsError("{} applies only to {} linear", settings=("epochs", "head"))
         if self.split_seeds is not None and self.split_seed != 0:
@@ -181,7 +163,6 @@ def evaluate_task(
     files are put in place when the last record has been yielded: an evaluation that fails
     leaves none."""
     options.check()
-    selection = read_selection(options.toc.selection) if options.toc.selection is not None else None
     session = EvalSession.open(
         options.checkpoint, trust_checkpoint=options.trust_checkpoint, device=options.device,
         cache_dir=options.cache_dir, encode_batch_size=options.encode_batch_size, progress=progress,
@@ -189,20 +170,12 @@ def evaluate_task(
         reads=checkpoint_reads(options.protocol, options.heads),
     )
     with session.cache.kept_on_success():
-        yield from _evaluate_opened(session, options, selection, log)
+        yield from _evaluate_opened(session, options, log)
 
 
-def _evaluate_opened(
-    session: EvalSession, options: EvalOptions, selection: SelectionFile | None, log: LogFn,
-) -> Iterator[ResultRecord]:
+def _evaluate_opened(session: EvalSession, options: EvalOptions, log: LogFn) -> Iterator[ResultRecord]:
     """evaluate_task's work once the checkpoint is open: selection, task, records."""
-    if options.toc.channels is not None:
-        selection = session.select(options.toc.settings())
-    elif options.toc.preset is not None:
-        settings = preset_settings(options.toc.preset, options.task, session.variant_family)
-        selection = session.select(settings)
-    elif selection is not None:
-        selection.check_made_for(session.checkpoint)  # never apply another checkpoint's channels
+    selection = session.selection(options.toc, options.task)
     variants = list(options.variants) or default_variants(
         session.checkpoint.levels, options.wants_toc, session.checkpoint.family,
     )

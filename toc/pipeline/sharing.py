@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE
 from toc.eval.sharing import TaskSharing, measure_code_sharing
 from toc.eval.tasks import load_task
 from toc.pipeline.session import EvalSession
@@ -13,8 +14,8 @@ from toc.progress import ProgressFactory, no_progress
 
 def task_code_sharing(
     checkpoint: str | Path, task: str, *, data_root: str | Path | None = None, config: str | Path | None = None,
-    trust_checkpoint: bool = False, device: str = "cpu", cache_dir: str | Path | None = None,
-    dtype: str = "float32", split_seed: int = 0, progress: ProgressFactory = no_progress,
+    trust_checkpoint: bool = False, device: str = DEFAULT_DEVICE, cache_dir: str | Path | None = None,
+    dtype: str = DEFAULT_DTYPE, split_seed: int = 0, progress: ProgressFactory = no_progress,
 ) -> TaskSharing:
     """The audio–video code-sharing measures of `checkpoint` on `task` (every codebook level)."""
     session = EvalSession.open(

@@ -22,8 +22,6 @@ import numpy as np
 
 from toc.codebook.selection import SelectionFile
 from toc.errors import ConfigError, DataError
-from toc.eval.heads import HEADS
-from toc.eval.protocols import DIRECTIONS, PROTOCOLS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import TASK_REGISTRY, TASKS
 from toc.eval.variants import VARIANT_NAMES, VARIANTS
@@ -44,6 +42,7 @@ from toc.report.resampling import (
     UnitMetric,
     UnitParts,
     VariantEstimate,
+    Verdict,
     paired_bootstrap,
     recommend_variant,
 )
@@ -55,6 +54,7 @@ from toc.report.stats import (
     paired_difference,
     summarize,
 )
+from toc.vocabulary import DIRECTIONS, HEADS, PROTOCOLS
 
 BASELINE_VARIANT = "dcid"
 FALLBACK_METRICS = ("accuracy", "f1", "macro_f1")
@@ -423,42 +423,12 @@ def _analyse_group(
     shared = set.intersection(*({r.run for r in variants[v]} for v in order))
     unit = unit_metric(metric)
     which = "val" if split == SPLIT_VALIDATION else "eval"
-    if unit is None:
-        why = (
-            f"{metric} is not a sum over clips or videos (as the reference protocol's "
-            "batch-weighted P/R/F1 and the macro-F1 are), so it cannot be resampled or tested per "
-            "unit; accuracy and the micro P/R/F1 can"
-        )
-    elif not all(_has_parts(r, "eval", metric) and _has_parts(r, which, metric) for r in records):
-        why = (
-            "these results carry no per-clip (per-video) outcomes (an older toc eval or another "
-            "tool wrote them)"
-        )
-    elif len({r.unit for r in records}) != 1:
-        why = "the results disagree on what a unit is (clip or video)"
-    elif not shared:
-        why = (
-            "no training run (pretraining run, split seed, seed) is shared by every variant, so "
-            "they cannot be paired"
-        )
-    else:
-        why = ""
+    why = _why_not_resampled(records, metric, which, shared)
     resample = not why
     runs = sorted(shared, key=_run_key)
     boot = eval_blocks = None
     if resample:
-        dropped = sorted({r.run for r in records} - shared, key=_run_key)
-        if dropped:
-            notes.append(
-                f"{len(dropped)} training run(s) not shared by every variant are left out of the "
-                f"intervals and the test: {', '.join(_run_text(x) for x in dropped)}."
-            )
-        for which_side in {"eval", which}:
-            if any(getattr(r, f"{which_side}_units_sha256") is None for r in records):
-                notes.append(
-                    f"Some results do not name their {'evaluated' if which_side == 'eval' else 'validation'} "
-                    f"{first.unit}s (no {which_side}_units_sha256): they are paired by position."
-                )
+        notes += _pairing_notes(records, shared, which)
         eval_blocks = _blocks(variants, order, runs, "eval", unit)  # type: ignore[arg-type]
         boot = paired_bootstrap(
             eval_blocks, n_resamples=n_resamples, seed=BOOTSTRAP_SEED, confidence=confidence
@@ -471,16 +441,7 @@ def _analyse_group(
             seed=BOOTSTRAP_SEED, tie_order=VARIANT_NAMES,
             same_modality_validation=split == SPLIT_VALIDATION, epoch_selected=first.head == "linear",
         )
-        facts, group_warnings = list(verdict.facts), list(verdict.warnings)
-        if missing:
-            group_warnings.insert(0, _missing_text(missing))
-        recommendation = Recommendation(
-            verdict=verdict.verdict, variant=verdict.winner, split=split, ranked_on=ranked_on,
-            best=verdict.best, best_mean=verdict.means[verdict.best], ranking=verdict.ranking,
-            means=verdict.means, contenders=verdict.tied, comparisons=verdict.comparisons,
-            missing_validation=missing, method=METHOD_TEST, facts=tuple(facts),
-            warnings=tuple(group_warnings + warnings),
-        )
+        recommendation = _tested_recommendation(verdict, split, ranked_on, missing, warnings)
     else:
         recommendation = _seed_recommendation(
             variants, order, metric, split, ranked_on, missing, first, why, warnings
@@ -492,6 +453,63 @@ def _analyse_group(
         chance=chances[0] if len(chances) == 1 else None,
         unit=first.unit if resample else None, n_units=boot.n_units if boot is not None else None,
         notes=tuple(notes),
+    )
+
+
+def _why_not_resampled(records: Sequence[ResultRecord], metric: str, which: str,
+                       shared: set[tuple]) -> str:
+    """Why the group's results cannot be resampled per unit and tested ("" when they can)."""
+    if unit_metric(metric) is None:
+        return (
+            f"{metric} is not a sum over clips or videos (as the reference protocol's "
+            "batch-weighted P/R/F1 and the macro-F1 are), so it cannot be resampled or tested per "
+            "unit; accuracy and the micro P/R/F1 can"
+        )
+    if not all(_has_parts(r, "eval", metric) and _has_parts(r, which, metric) for r in records):
+        return (
+            "these results carry no per-clip (per-video) outcomes (an older toc eval or another "
+            "tool wrote them)"
+        )
+    if len({r.unit for r in records}) != 1:
+        return "the results disagree on what a unit is (clip or video)"
+    if not shared:
+        return (
+            "no training run (pretraining run, split seed, seed) is shared by every variant, so "
+            "they cannot be paired"
+        )
+    return ""
+
+
+def _pairing_notes(records: Sequence[ResultRecord], shared: set[tuple], which: str) -> list[str]:
+    """What the resampled comparison leaves out or pairs by position only."""
+    notes = []
+    dropped = sorted({r.run for r in records} - shared, key=_run_key)
+    if dropped:
+        notes.append(
+            f"{len(dropped)} training run(s) not shared by every variant are left out of the "
+            f"intervals and the test: {', '.join(_run_text(x) for x in dropped)}."
+        )
+    for which_side in {"eval", which}:
+        if any(getattr(r, f"{which_side}_units_sha256") is None for r in records):
+            notes.append(
+                f"Some results do not name their {'evaluated' if which_side == 'eval' else 'validation'} "
+                f"{records[0].unit}s (no {which_side}_units_sha256): they are paired by position."
+            )
+    return notes
+
+
+def _tested_recommendation(verdict: Verdict, split: str, ranked_on: str,
+                           missing: int, warnings: Sequence[str]) -> Recommendation:
+    """The group's recommendation from the paired tests' verdict."""
+    group_warnings = list(verdict.warnings)
+    if missing:
+        group_warnings.insert(0, _missing_text(missing))
+    return Recommendation(
+        verdict=verdict.verdict, variant=verdict.winner, split=split, ranked_on=ranked_on,
+        best=verdict.best, best_mean=verdict.means[verdict.best], ranking=verdict.ranking,
+        means=verdict.means, contenders=verdict.tied, comparisons=verdict.comparisons,
+        missing_validation=missing, method=METHOD_TEST, facts=tuple(verdict.facts),
+        warnings=tuple(group_warnings + list(warnings)),
     )
 
 
@@ -688,7 +706,7 @@ def _selection_plots(
     first: dict[tuple[str, str], tuple[tuple, Path]] = {}
     for r in records:
         if r.selection:
-            key = (r.task, VARIANTS[r.variant].family if r.variant in VARIANTS else r.variant)
+            key = (r.task, VARIANTS[r.variant].method if r.variant in VARIANTS else r.variant)
             candidate = (_run_key(r.run), Path(r.selection))
             if key not in first or candidate < first[key]:
                 first[key] = candidate

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from cmg_base.errors import printable
-from toc.eval.heads import HEADS
-from toc.eval.protocols import DIRECTION_TEXT, DIRECTIONS, PROTOCOLS
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import TASKS
 from toc.eval.variants import VARIANT_NAMES
@@ -29,6 +27,7 @@ from toc.report.resampling import (
 )
 from toc.report.results import order_key
 from toc.report.stats import PairedDifference, SampleSummary
+from toc.vocabulary import DIRECTION_TEXT, DIRECTIONS, HEADS, PROTOCOLS
 
 REPORT_FORMAT = "toc-report/2"
 SUMMARY_DECIMALS = 6  # summary.json floats are rounded so reruns and library versions agree
@@ -171,7 +170,21 @@ def render_markdown(report: Report) -> str:
         out.append(f"- `{item.name}` (sha256 `{item.sha256[:16]}`): {item.n_results} results, {item.n_health} health records")
     out.append("")
     out += _how_to_read(report)
-    out += [
+    out += _summary_section(report, pct)
+    out += _task_sections(report, pct)
+    out += _toc_settings_section(report)
+    out += _health_section(report)
+    if report.selections:
+        out += ["", "## Channel selections", ""]
+        for s in report.selections:
+            out += [f"![{_cell(s.path.name)}]({s.name})", ""]
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def _summary_section(report: Report, pct: str) -> list[str]:
+    """One line per group: the recommendation and the best variant's evaluation score."""
+    out = [
         "## Summary",
         "",
         f"| task | direction | head | protocol | metric | recommendation | ranked on | evaluation score of best | {pct} interval | chance |",
@@ -185,6 +198,12 @@ def render_markdown(report: Report) -> str:
             f"{rec.ranked_on} | {_f(best_row.score)} | {_interval_of(best_row)} | {_pct(g.chance)} |"
         )
     out.append("")
+    return out
+
+
+def _task_sections(report: Report, pct: str) -> list[str]:
+    """A section per task (its chance level and chart once), a subsection per group in it."""
+    out: list[str] = []
     current_task = None
     for g in report.groups:
         if g.task != current_task:
@@ -208,45 +227,46 @@ def render_markdown(report: Report) -> str:
             out.append("")
         out += _llp_table(g, pct)
         out += _recommendation_lines(g)
-    out += ["## TOC settings", ""]
-    if report.toc_settings:
-        out += [
-            "| task | direction | variant | checkpoint | channels per level | C | max_num | min_num | sim_weight | var_weight | other | selection |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        known = ("channels", "max_num", "min_num", "sim_weight", "var_weight")
-        for t in report.toc_settings:
-            toc = t.toc or {}
-            other = {k: v for k, v in toc.items() if k not in known}
-            out.append(
-                f"| {t.task} | {t.direction} | {t.variant} | {_sha(t.checkpoint_sha256)} | {t.channels_per_level} | "
-                + " | ".join(_value(toc.get(k)) for k in known)
-                + f" | {_value(other) if other else '—'} | {_cell(t.selection) if t.selection else '—'} |"
-            )
-    else:
-        out.append("No result carries TOC settings or a channel selection.")
-    out += ["", "## Codebook health", ""]
-    if report.health:
-        out += [
-            "| family | checkpoint | sha256 | level | codes used | codes | perplexity | cross-modal agreement (%) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for h in report.health:
-            f = h.fields
-            checkpoint = Path(str(f["checkpoint"])).name if f.get("checkpoint") else "—"
-            out.append(
-                f"| {_value(f.get('family'))} | {_cell(checkpoint)} | {_sha(f.get('checkpoint_sha256'))} | "
-                f"{_value(f.get('level'))} | {_value(f.get('codes_used'))} | {_value(f.get('n_codes'))} | "
-                f"{_value(f.get('perplexity'))} | {_value(f.get('agreement'))} |"
-            )
-    else:
-        out.append("No codebook-health records in the input.")
-    if report.selections:
-        out += ["", "## Channel selections", ""]
-        for s in report.selections:
-            out += [f"![{_cell(s.path.name)}]({s.name})", ""]
-        out.pop()
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _toc_settings_section(report: Report) -> list[str]:
+    out = ["## TOC settings", ""]
+    if not report.toc_settings:
+        return out + ["No result carries TOC settings or a channel selection."]
+    out += [
+        "| task | direction | variant | checkpoint | channels per level | C | max_num | min_num | sim_weight | var_weight | other | selection |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    known = ("channels", "max_num", "min_num", "sim_weight", "var_weight")
+    for t in report.toc_settings:
+        toc = t.toc or {}
+        other = {k: v for k, v in toc.items() if k not in known}
+        out.append(
+            f"| {t.task} | {t.direction} | {t.variant} | {_sha(t.checkpoint_sha256)} | {t.channels_per_level} | "
+            + " | ".join(_value(toc.get(k)) for k in known)
+            + f" | {_value(other) if other else '—'} | {_cell(t.selection) if t.selection else '—'} |"
+        )
+    return out
+
+
+def _health_section(report: Report) -> list[str]:
+    out = ["", "## Codebook health", ""]
+    if not report.health:
+        return out + ["No codebook-health records in the input."]
+    out += [
+        "| family | checkpoint | sha256 | level | codes used | codes | perplexity | cross-modal agreement (%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for h in report.health:
+        f = h.fields
+        checkpoint = Path(str(f["checkpoint"])).name if f.get("checkpoint") else "—"
+        out.append(
+            f"| {_value(f.get('family'))} | {_cell(checkpoint)} | {_sha(f.get('checkpoint_sha256'))} | "
+            f"{_value(f.get('level'))} | {_value(f.get('codes_used'))} | {_value(f.get('n_codes'))} | "
+            f"{_value(f.get('perplexity'))} | {_value(f.get('agreement'))} |"
+        )
+    return out
 
 
 def _ranking_column(g: Group) -> str:

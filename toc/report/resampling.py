@@ -25,10 +25,10 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 from toc.errors import ConfigError, DataError
+from toc.vocabulary import DEFAULT_RESAMPLES
 
 CONFIDENCE = 0.95
 LEVEL = 0.05  # two-sided level of the paired tests behind a "clear" verdict
-DEFAULT_RESAMPLES = 5000
 # Resamples per block: the [block, units] count matrix stays small (a few MB for 4000 units).
 # The draws depend on this constant (the run and cluster draws interleave per block), so it is
 # fixed: the same parts and seed give the same replicates; another value gives other draws from
@@ -820,31 +820,9 @@ def recommend_variant(
     names the ranking split; the reference protocol ranks on the evaluation split and may not
     be called validation.
     """
-    if split not in (SPLIT_VALIDATION, SPLIT_EVALUATION):
-        raise ConfigError(
-            f"split must be {SPLIT_VALIDATION!r} or {SPLIT_EVALUATION!r}, got {split!r}"
-        )
-    if protocol == "reference" and split == SPLIT_VALIDATION:
-        raise ConfigError(
-            "the reference protocol selects on the evaluation split; it has no validation split"
-        )
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    if test not in ("auto", TEST_MCNEMAR, TEST_BOOTSTRAP):
-        raise ConfigError(
-            f"test must be 'auto', {TEST_MCNEMAR!r} or {TEST_BOOTSTRAP!r}, got {test!r}"
-        )
-    if not 0.0 < level < 1.0:
-        raise ConfigError(f"level must lie in (0, 1), got {level}")
-
+    _check_rule_settings(split, protocol, correction, test, level)
     blocks = as_blocks(ranking)
-    first = blocks[0]
-    observed = np.mean([block.observed() for block in blocks], axis=0)
-    if not np.isfinite(observed).all():
-        raise DataError("a variant's ranking metric is undefined (no counted unit)")
-    means = {name: float(observed[i]) for i, name in enumerate(first.variants)}
-    order = {name: i for i, name in enumerate(tie_order)}
-    ranked = tuple(sorted(first.variants, key=lambda n: (-means[n], order.get(n, len(order)), n)))
+    means, ranked = _rank(blocks, tie_order)
     best = ranked[0]
     facts, warnings = _ranking_facts(
         blocks, split, protocol, same_modality_validation, epoch_selected
@@ -865,30 +843,7 @@ def recommend_variant(
             warnings=tuple(warnings),
         )
     boot = paired_bootstrap(blocks, n_resamples=n_resamples, seed=seed, confidence=1.0 - level)
-    raw = []
-    for other in ranked[1:]:
-        paired = boot.difference(best, other)
-        if _use_mcnemar(blocks, best, other, test):
-            i, j = first.index(best), first.index(other)
-            exact = mcnemar_exact(first.parts[i, 0, :, 0], first.parts[j, 0, :, 0])
-            raw.append((other, paired, TEST_MCNEMAR, exact.p_value, exact))
-        else:
-            raw.append((other, paired, TEST_BOOTSTRAP, paired.p_value, None))
-    p_values = [p for _, _, _, p, _ in raw]
-    adjusted = holm_adjust(p_values) if correction == "holm" else list(p_values)
-    comparisons = tuple(
-        Comparison(
-            other=other,
-            difference=paired.difference,
-            interval=paired.interval,
-            test=kind,
-            p_value=p,
-            adjusted_p=adj,
-            separated=adj <= level and paired.difference > 0.0,
-            mcnemar=exact,
-        )
-        for (other, paired, kind, p, exact), adj in zip(raw, adjusted, strict=True)
-    )
+    comparisons = _compare_best(blocks, boot, ranked, test=test, correction=correction, level=level)
     tied = (best,) + tuple(c.other for c in comparisons if not c.separated)
     clear = len(tied) == 1
     facts += _test_facts(blocks, boot, comparisons, level, correction)
@@ -908,6 +863,72 @@ def recommend_variant(
         facts=tuple(facts),
         warnings=tuple(warnings),
         bootstrap=boot,
+    )
+
+
+def _check_rule_settings(split: str, protocol: str, correction: str, test: str,
+                         level: float) -> None:
+    if split not in (SPLIT_VALIDATION, SPLIT_EVALUATION):
+        raise ConfigError(
+            f"split must be {SPLIT_VALIDATION!r} or {SPLIT_EVALUATION!r}, got {split!r}"
+        )
+    if protocol == "reference" and split == SPLIT_VALIDATION:
+        raise ConfigError(
+            "the reference protocol selects on the evaluation split; it has no validation split"
+        )
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    if test not in ("auto", TEST_MCNEMAR, TEST_BOOTSTRAP):
+        raise ConfigError(
+            f"test must be 'auto', {TEST_MCNEMAR!r} or {TEST_BOOTSTRAP!r}, got {test!r}"
+        )
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must lie in (0, 1), got {level}")
+
+
+def _rank(blocks: Sequence[UnitParts],
+          tie_order: Sequence[str]) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Each variant's ranking-split metric (mean over the splits) and the variants best first;
+    equal means follow `tie_order`, then the name."""
+    first = blocks[0]
+    observed = np.mean([block.observed() for block in blocks], axis=0)
+    if not np.isfinite(observed).all():
+        raise DataError("a variant's ranking metric is undefined (no counted unit)")
+    means = {name: float(observed[i]) for i, name in enumerate(first.variants)}
+    order = {name: i for i, name in enumerate(tie_order)}
+    ranked = tuple(sorted(first.variants, key=lambda n: (-means[n], order.get(n, len(order)), n)))
+    return means, ranked
+
+
+def _compare_best(blocks: Sequence[UnitParts], boot: BootstrapResult, ranked: Sequence[str], *,
+                  test: str, correction: str, level: float) -> tuple[Comparison, ...]:
+    """The best (ranked[0]) against every other variant: a paired test each, the p-values
+    adjusted together, so that "separated" holds jointly at `level`."""
+    first = blocks[0]
+    best = ranked[0]
+    raw = []
+    for other in ranked[1:]:
+        paired = boot.difference(best, other)
+        if _use_mcnemar(blocks, best, other, test):
+            i, j = first.index(best), first.index(other)
+            exact = mcnemar_exact(first.parts[i, 0, :, 0], first.parts[j, 0, :, 0])
+            raw.append((other, paired, TEST_MCNEMAR, exact.p_value, exact))
+        else:
+            raw.append((other, paired, TEST_BOOTSTRAP, paired.p_value, None))
+    p_values = [p for _, _, _, p, _ in raw]
+    adjusted = holm_adjust(p_values) if correction == "holm" else list(p_values)
+    return tuple(
+        Comparison(
+            other=other,
+            difference=paired.difference,
+            interval=paired.interval,
+            test=kind,
+            p_value=p,
+            adjusted_p=adj,
+            separated=adj <= level and paired.difference > 0.0,
+            mcnemar=exact,
+        )
+        for (other, paired, kind, p, exact), adj in zip(raw, adjusted, strict=True)
     )
 
 

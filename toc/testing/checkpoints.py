@@ -1,4 +1,4 @@
-"""Small, fast checkpoints in the reference layouts, made by the tests themselves."""
+"""Small, fast checkpoints in the reference layouts, made in code (for tests and benchmarks)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """What defines a pretraining run: the small-corpus remedies, the named recipes, TrainConfig, and
 the rules for settings — the defaults of a new run and what may change when a run is resumed.
 
+It imports no torch (the command line reads the recipes for its help text before any work).
+
 Settings have one flat namespace: every TrainConfig field except `remedies`, plus every Remedies
 field (the names do not overlap). Errors name them with `settings=(...)` so each front end can
 spell them its own way (the command line as flags).
@@ -13,11 +15,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-import torch
-
 from hdcid.errors import ModelError, SettingsError, literal
-from hdcid.families import DTYPES, FCID_FAMILY, family_for, torch_dtype
-from hdcid.quantizer import RESET_SOURCES
+from hdcid.vocabulary import (
+    ALIGN_DISTANCES,
+    CODEBOOK_INITS,
+    DEFAULT_DEVICE,
+    DEFAULT_DTYPE,
+    DTYPES,
+    FCID_FAMILY,
+    METHOD_LEVELS,
+    PUBLISHED_BATCH_SIZE,
+    PUBLISHED_SIZES,
+    RESET_PATIENCE_WORDS,
+    RESET_SOURCES,
+    family_for,
+    torch_dtype,
+)
 
 SMALL_CORPUS_STEP_BUDGET = 400  # optimizer steps the small-corpus recipe aims for by default
 # Far above the published sizes (400 codes x 256, widths up to 2048, batch 80) and far below
@@ -30,11 +43,6 @@ MAX_CODEBOOK_ENTRIES = 1 << 24
 
 # Dead-code reset patience: the published 300 / 100 batches, one epoch, never, or a number of batches.
 ResetPatience = int | Literal["reference", "auto", "off"]
-RESET_PATIENCE_WORDS = ("reference", "auto", "off")
-CODEBOOK_INITS = ("uniform", "sample", "kmeans")
-ALIGN_DISTANCES = ("cosine", "euclidean")
-# What `family` may be, with the codebook levels of each: DCID, H-DCID (three modalities) and FCID.
-TRAIN_FAMILIES = {"dcid": 1, "hdcid": 2, "fcid": 1}
 
 
 def parse_reset_patience(value: Any) -> ResetPatience:
@@ -109,9 +117,9 @@ class Recipe:
     # The recipe a corpus without text trains with instead, if not this one (its name is recorded).
     no_text: Recipe | None = None
 
-    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None, family: str | None = None) -> int:
+    def default_epochs(self, levels: int, n_clips: int, batch_size: int | None = None, method: str | None = None) -> int:
         """Epochs when none are given: the published counts, or a step budget on a small corpus."""
-        published = self.epochs.get(family, self.epochs[levels]) if family else self.epochs[levels]
+        published = self.epochs.get(method, self.epochs[levels]) if method else self.epochs[levels]
         if self.step_budget is None:
             return published
         steps_per_epoch = max(1, math.ceil(n_clips / (batch_size or self.batch_size)))
@@ -146,8 +154,9 @@ RECIPES: dict[str, Recipe] = {
     # The published DCID / H-DCID / FCID pretraining: sizes of the released checkpoints, batch 80,
     # 6 DCID / 5 H-DCID / 4 FCID epochs, no remedies.
     "reference": Recipe(
-        "reference", Remedies(), batch_size=80, audio_output_dim=256, video_output_dim=2048,
-        text_output_dim=256, epochs={1: 6, 2: 5, "fcid": 4},
+        "reference", Remedies(), batch_size=PUBLISHED_BATCH_SIZE, audio_output_dim=PUBLISHED_SIZES["audio_output_dim"],
+        video_output_dim=PUBLISHED_SIZES["video_output_dim"], text_output_dim=PUBLISHED_SIZES["text_output_dim"],
+        epochs={1: 6, 2: 5, "fcid": 4},
     ),
     "small-corpus": SMALL_CORPUS,
     # small-corpus plus the code-sharing settings (docs/training.md, "Code sharing"), so that
@@ -198,19 +207,19 @@ class TrainConfig:
     levels: int = 1
     epochs: int = 6
     max_steps: int | None = None  # stop after this many optimizer steps in total
-    batch_size: int = 80
+    batch_size: int = PUBLISHED_BATCH_SIZE
     seed: int = 43
-    device: str = "cpu"
-    dtype: str = "float32"
+    device: str = DEFAULT_DEVICE
+    dtype: str = DEFAULT_DTYPE
     reference_forwards: bool = False  # H-DCID: run the encoder 6x per batch as the published code
     save_every: int = 0  # also write last.pt every N steps (0: only at epoch ends and run end)
     level2_start: int = 3
     level2_weight: float = 0.3
-    n_embeddings: int = 400
-    embedding_dim: int = 256
-    audio_output_dim: int = 256
-    video_output_dim: int = 2048
-    text_output_dim: int = 256
+    n_embeddings: int = PUBLISHED_SIZES["n_embeddings"]
+    embedding_dim: int = PUBLISHED_SIZES["embedding_dim"]
+    audio_output_dim: int = PUBLISHED_SIZES["audio_output_dim"]
+    video_output_dim: int = PUBLISHED_SIZES["video_output_dim"]
+    text_output_dim: int = PUBLISHED_SIZES["text_output_dim"]
     lr: float = 4e-4
     mi_lr: float = 1e-3
     clip: float = 0.5
@@ -218,24 +227,21 @@ class TrainConfig:
     diagnostics_clips: int = 1024  # clips used for the per-epoch diagnostics (0: none)
     remedies: Remedies = field(default_factory=Remedies)
     recipe: str = ""  # the preset the run started from (informational; the fields above decide)
-    family: str | None = None  # dcid / hdcid / fcid (TRAIN_FAMILIES); None: by `levels` (DCID or H-DCID)
-
-    # Kept for code written against the old name.
-    RESUMABLE_CHANGES = RESUMABLE_SETTINGS
+    method: str | None = None  # dcid / hdcid / fcid (hdcid.vocabulary.METHODS); None: by `levels`
 
     def validate(self) -> None:
         if self.levels not in (1, 2):
             raise ModelError(f"{{}} must be 1 (DCID) or 2 (H-DCID), got {literal(self.levels)}", settings=("levels",))
-        if self.family is not None and self.family not in TRAIN_FAMILIES:
+        if self.method is not None and self.method not in METHOD_LEVELS:
             raise ModelError(
-                f"{{}} must be one of {', '.join(TRAIN_FAMILIES)}, got {literal(repr(self.family))}", settings=("family",),
+                f"{{}} must be one of {', '.join(METHOD_LEVELS)}, got {literal(repr(self.method))}", settings=("method",),
             )
-        if self.family is not None and TRAIN_FAMILIES[self.family] != self.levels:
+        if self.method is not None and METHOD_LEVELS[self.method] != self.levels:
             raise SettingsError(
-                f"{{}} {self.family} has {TRAIN_FAMILIES[self.family]} codebook level(s); got {{}} {literal(self.levels)}",
-                settings=("family", "levels"),
+                f"{{}} {self.method} has {METHOD_LEVELS[self.method]} codebook level(s); got {{}} {literal(self.levels)}",
+                settings=("method", "levels"),
             )
-        if self.family == "fcid" and self.embedding_dim != 256:
+        if self.method == "fcid" and self.embedding_dim != 256:
             raise ModelError(
                 f"FCID fixes the code width (and every internal width) at 256 as the reference; got {{}} "
                 f"{literal(self.embedding_dim)}",
@@ -299,7 +305,7 @@ class TrainConfig:
                 "{} is part of the code-matching term; give {} > 0 too",
                 settings=("code_usage_weight", "code_match_weight"),
             )
-        if r.code_match_weight > 0 and self.family == "fcid":
+        if r.code_match_weight > 0 and self.method == "fcid":
             raise SettingsError(
                 "{} matches per-second audio and video codes; FCID quantizes one vector per clip",
                 settings=("code_match_weight",),
@@ -331,13 +337,13 @@ class TrainConfig:
             )
 
     @property
-    def torch_dtype(self) -> torch.dtype:
+    def torch_dtype(self):  # -> torch.dtype
         return torch_dtype(self.dtype)
 
     @property
     def model_family(self) -> str:
-        """The encoder family the run builds (hdcid.families): FCID, or DCID / H-DCID by levels."""
-        return FCID_FAMILY if self.family == "fcid" else family_for(self.levels)
+        """The encoder family the run builds (hdcid.vocabulary): FCID, or DCID / H-DCID by levels."""
+        return FCID_FAMILY if self.method == "fcid" else family_for(self.levels)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -381,17 +387,17 @@ class TrainConfig:
         if not has_text and preset.no_text is not None:
             preset = preset.no_text
             recipe = preset.name
-        family = given.get("family")
-        levels = given.pop("levels", TRAIN_FAMILIES.get(family, NEW_RUN_LEVELS))
+        method = given.get("method")
+        levels = given.pop("levels", METHOD_LEVELS.get(method, NEW_RUN_LEVELS))
         epochs = given.pop("epochs", None)
         remedy_values = {k: given.pop(k) for k in REMEDY_SETTINGS if k in given}
         values = {**preset.config_values(), **given}
         base = remedies if remedies is not None else preset.remedies
-        if remedies is None and family == "fcid" and preset.fcid_remedies is not None:
+        if remedies is None and method == "fcid" and preset.fcid_remedies is not None:
             base = preset.fcid_remedies
         values["remedies"] = replace(base, **remedy_values)
         if epochs is None:
-            epochs = preset.default_epochs(levels, n_clips, values["batch_size"], family)
+            epochs = preset.default_epochs(levels, n_clips, values["batch_size"], method)
         return TrainConfig(levels=levels, epochs=epochs, recipe=recipe, **values)
 
     @staticmethod

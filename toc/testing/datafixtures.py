@@ -1,6 +1,6 @@
 """Tiny format-faithful data fixtures (reference-tasks §12) written under a test's data root.
 
-Plain module, imported by loader, evaluation and synth tests. Every writer takes the data root
+Imported by loader, evaluation and synth tests and by benchmarks/fuzz.py. Every writer takes the data root
 (the directory `--data-root` points at), writes the reference layout (§9) below it and returns
 that root. Feature values are low-entropy (sample n, segment t -> n + 0.01*t) and h5 datasets are
 gzip-compressed, so files stay at a few KB despite the real shapes.
