@@ -92,19 +92,27 @@ def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = No
         subprocess.run([*prefix, *command], stdout=out, stderr=err, env=env, cwd=REPO, check=True)
 
 
+# Corpus kinds of --corpus KIND:SEED[:CLIPS]: spoken (`toc synth-spoken-digits`), synth
+# (`toc synth`), and the real-signal corpora of `toc synth-real --kind` by a short name.
+REAL_KINDS = {"digits": "spoken-digits", "words": "spoken-words", "instruments": "instruments"}
+CORPUS_KINDS = ("spoken", "synth", *REAL_KINDS)
+
+
 def corpus(work: Path, spec: str) -> Path:
     """Build (once) the corpus `spec` names and return its data root."""
     kind, seed, *rest = spec.split(":")
     root = work / spec.replace(":", "-")
     if not (root / ".built").exists():
         work.mkdir(parents=True, exist_ok=True)
+        clips = ["--clips", rest[0]] if rest else []
         if kind == "spoken":
-            clips = ["--clips", rest[0]] if rest else []
             command = [*TOC, "synth-spoken-digits", str(root), "--seed", seed, *clips, "--force"]
         elif kind == "synth":
             command = [*TOC, "synth", str(root), "--seed", seed]
+        elif kind in REAL_KINDS:
+            command = [*TOC, "synth-real", str(root), "--kind", REAL_KINDS[kind], "--seed", seed, *clips, "--force"]
         else:
-            raise SystemExit(f"--corpus {spec}: expected spoken:SEED[:CLIPS] or synth:SEED")
+            raise SystemExit(f"--corpus {spec}: expected KIND:SEED[:CLIPS] with KIND one of {', '.join(CORPUS_KINDS)}")
         run(command, Path(f"{root}.json"), Path(f"{root}.err"))
         (root / ".built").write_text("ok\n")
     return root
@@ -351,7 +359,7 @@ def clip_tables(results: list[dict], compare: list[tuple[str, str]], resamples: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", nargs="+", default=["spoken:12"], help="spoken:SEED[:CLIPS] or synth:SEED")
+    parser.add_argument("--corpus", nargs="+", default=["spoken:12"], help=f"KIND:SEED[:CLIPS], KIND one of {', '.join(CORPUS_KINDS)}")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["default", "small-corpus"])
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[43])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each one torch thread)")

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from toc.corpora import extractors as ex
+from toc.corpora import real_signals as rs
 from toc.corpora import spoken_digits as sd
 from toc.errors import OutputExistsError
 
@@ -28,7 +30,7 @@ needs_tools = pytest.mark.skipif(
     not HAVE_TOOLS, reason="spoken-digits corpus needs espeak-ng and scikit-learn (optional extras)"
 )
 
-TINY = sd.SpokenDigitsConfig(pretrain_clips=20, ave_clips=12, seed=3, text_width=16)
+TINY = sd.RealCorpusConfig(pretrain_clips=20, ave_clips=12, seed=3, text_width=16)
 
 
 def _read_zip(path: Path) -> np.ndarray:
@@ -59,35 +61,35 @@ def _clip_table(root: Path) -> list[dict[str, str]]:
 
 @needs_tools
 def test_pretraining_layout_has_reference_files_shapes_and_dtypes(corpus):
-    rows = list(csv.reader((corpus / sd.PRETRAIN_CSV).open(encoding="utf-8")))
+    rows = list(csv.reader((corpus / rs.PRETRAIN_CSV).open(encoding="utf-8")))
     assert rows[0] == ["category", "video_id", "split"]
     assert len(rows) == 1 + TINY.pretrain_clips
     assert {r[2] for r in rows[1:]} == {"train", "val", "test"}
     assert {r[0] for r in rows[1:]} == set(sd.DIGIT_NAMES)  # balanced: every digit present
     for _category, video_id, _ in rows[1:]:
         assert len(video_id) == 11
-        audio = _read_zip(corpus / sd.PRETRAIN_AUDIO_DIR / f"{video_id}.zip")
-        video = _read_zip(corpus / sd.PRETRAIN_VIDEO_DIR / f"{video_id}.zip")
-        flags = _read_zip(corpus / sd.PRETRAIN_LABEL_DIR / f"{video_id}.zip")
+        audio = _read_zip(corpus / rs.PRETRAIN_AUDIO_DIR / f"{video_id}.zip")
+        video = _read_zip(corpus / rs.PRETRAIN_VIDEO_DIR / f"{video_id}.zip")
+        flags = _read_zip(corpus / rs.PRETRAIN_LABEL_DIR / f"{video_id}.zip")
         assert audio.shape == (10, 128) and audio.dtype == np.float32 and np.isfinite(audio).all()
         assert video.shape == (10, 7, 7, 512) and video.dtype == np.float32
         assert video.min() >= 0.0 and (video == 0).mean() > 0.3  # non-negative and sparse, like pool5
         assert flags.shape == (10,) and set(np.unique(flags)) <= {0, 1} and flags.sum() >= 3
-    categories = (corpus / sd.CATEGORIES_TXT).read_text(encoding="utf-8").split()
+    categories = (corpus / rs.CATEGORIES_TXT).read_text(encoding="utf-8").split()
     assert categories == list(sd.DIGIT_NAMES)
-    prompts = list(csv.DictReader((corpus / sd.PROMPTS_CSV).open(encoding="utf-8")))
+    prompts = list(csv.DictReader((corpus / rs.PROMPTS_CSV).open(encoding="utf-8")))
     assert [p["label"] for p in prompts] == list(sd.DIGIT_NAMES)
 
 
 @needs_tools
 def test_text_features_h5_has_digit_labels_and_word_features(corpus):
-    with h5py.File(corpus / sd.TEXT_FEATURES_FILE, "r") as handle:
+    with h5py.File(corpus / rs.TEXT_FEATURES_FILE, "r") as handle:
         labels = [x.decode("utf-8") if isinstance(x, bytes) else x for x in handle["labels"][...]]
         features = handle["features"][...]
     assert labels == list(sd.DIGIT_NAMES)
     assert features.shape == (10, 10, TINY.text_width) and features.dtype == np.float32
     # Only the digit-name slot differs between classes; slots past the prompt are zero padding.
-    n_words = len(sd.prompt_for("zero").split())
+    n_words = len(sd.CORPUS.prompt("zero").split())
     assert np.array_equal(features[0, : n_words - 1], features[7, : n_words - 1])
     assert not np.allclose(features[0, n_words - 1], features[7, n_words - 1])
     assert not features[:, n_words:].any()
@@ -95,7 +97,7 @@ def test_text_features_h5_has_digit_labels_and_word_features(corpus):
 
 @needs_tools
 def test_ave_layout_keys_shapes_dtypes_and_labels(corpus):
-    folder = corpus / sd.AVE_DIR
+    folder = corpus / rs.AVE_DIR
     n = TINY.ave_clips
     audio = _h5(folder / "audio_feature.h5", "avadataset")
     video = _h5(folder / "visual_feature.h5", "avadataset")
@@ -121,8 +123,8 @@ def test_ave_layout_keys_shapes_dtypes_and_labels(corpus):
 @needs_tools
 def test_event_segments_carry_the_signal_and_background_does_not(corpus):
     table = [r for r in _clip_table(corpus) if r["set"] == "ave"]
-    audio = _h5(corpus / sd.AVE_DIR / "audio_feature.h5", "avadataset")
-    video = _h5(corpus / sd.AVE_DIR / "visual_feature.h5", "avadataset")
+    audio = _h5(corpus / rs.AVE_DIR / "audio_feature.h5", "avadataset")
+    video = _h5(corpus / rs.AVE_DIR / "visual_feature.h5", "avadataset")
     for row, record in enumerate(table):
         event = np.zeros(10, dtype=bool)
         event[int(record["onset"]) : int(record["offset"])] = True
@@ -149,7 +151,7 @@ def test_evaluation_speakers_and_images_are_disjoint_from_pretraining(corpus):
     from sklearn.datasets import load_digits
 
     image_labels = load_digits().target
-    csv_rows = list(csv.DictReader((corpus / sd.PRETRAIN_CSV).open(encoding="utf-8")))
+    csv_rows = list(csv.DictReader((corpus / rs.PRETRAIN_CSV).open(encoding="utf-8")))
     assert [r["category"] for r in csv_rows] == [r["digit"] for r in pre]
     assert all(sd.DIGIT_NAMES[image_labels[int(r["image_index"])]] == r["digit"] for r in table)
 
@@ -160,17 +162,17 @@ def test_same_seed_gives_identical_arrays_and_another_seed_differs(corpus, tmp_p
     sd.build_spoken_digits(again, TINY)
     for name in ("audio_feature.h5", "visual_feature.h5", "labels.h5", "train_order.h5", "test_order.h5"):
         key = "order" if "order" in name else "avadataset"
-        assert np.array_equal(_h5(corpus / sd.AVE_DIR / name, key), _h5(again / sd.AVE_DIR / name, key))
-    assert (corpus / sd.PRETRAIN_CSV).read_bytes() == (again / sd.PRETRAIN_CSV).read_bytes()
-    for zip_path in sorted((corpus / sd.PRETRAIN_VIDEO_DIR).glob("*.zip"))[:5]:
-        assert np.array_equal(_read_zip(zip_path), _read_zip(again / sd.PRETRAIN_VIDEO_DIR / zip_path.name))
-    for zip_path in sorted((corpus / sd.PRETRAIN_AUDIO_DIR).glob("*.zip")):
-        assert np.array_equal(_read_zip(zip_path), _read_zip(again / sd.PRETRAIN_AUDIO_DIR / zip_path.name))
+        assert np.array_equal(_h5(corpus / rs.AVE_DIR / name, key), _h5(again / rs.AVE_DIR / name, key))
+    assert (corpus / rs.PRETRAIN_CSV).read_bytes() == (again / rs.PRETRAIN_CSV).read_bytes()
+    for zip_path in sorted((corpus / rs.PRETRAIN_VIDEO_DIR).glob("*.zip"))[:5]:
+        assert np.array_equal(_read_zip(zip_path), _read_zip(again / rs.PRETRAIN_VIDEO_DIR / zip_path.name))
+    for zip_path in sorted((corpus / rs.PRETRAIN_AUDIO_DIR).glob("*.zip")):
+        assert np.array_equal(_read_zip(zip_path), _read_zip(again / rs.PRETRAIN_AUDIO_DIR / zip_path.name))
     other = tmp_path / "other"
-    sd.build_spoken_digits(other, sd.SpokenDigitsConfig(pretrain_clips=20, ave_clips=12, seed=4, text_width=16))
+    sd.build_spoken_digits(other, sd.RealCorpusConfig(pretrain_clips=20, ave_clips=12, seed=4, text_width=16))
     assert not np.array_equal(
-        _h5(corpus / sd.AVE_DIR / "audio_feature.h5", "avadataset"),
-        _h5(other / sd.AVE_DIR / "audio_feature.h5", "avadataset"),
+        _h5(corpus / rs.AVE_DIR / "audio_feature.h5", "avadataset"),
+        _h5(other / rs.AVE_DIR / "audio_feature.h5", "avadataset"),
     )
 
 
@@ -197,7 +199,7 @@ def test_cli_builds_and_prints_a_json_summary(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["pretrain_clips"] == 10 and summary["ave_clips"] == 10
-    assert (target / sd.AVE_DIR / "labels.h5").is_file()
+    assert (target / rs.AVE_DIR / "labels.h5").is_file()
     again = CliRunner().invoke(cli, ["synth-spoken-digits", str(target), "--clips", "10"])
     assert again.exit_code == 1 and "--force" in again.stderr
 
@@ -205,7 +207,7 @@ def test_cli_builds_and_prints_a_json_summary(tmp_path):
 def test_missing_espeak_ng_gives_a_one_line_message(monkeypatch, tmp_path):
     from cli.main import cli
 
-    monkeypatch.setattr(sd.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
     with pytest.raises(sd.MissingToolError, match="espeak-ng") as info:
         sd.build_spoken_digits(tmp_path / "x", TINY)
     assert "\n" not in str(info.value) and "apt-get install espeak-ng" in str(info.value)
@@ -216,7 +218,7 @@ def test_missing_espeak_ng_gives_a_one_line_message(monkeypatch, tmp_path):
 
 
 def test_missing_scikit_learn_gives_a_one_line_message(monkeypatch, tmp_path):
-    monkeypatch.setattr(sd.shutil, "which", lambda name, *a, **k: "/nonexistent/espeak-ng")
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/nonexistent/espeak-ng")
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
     with pytest.raises(sd.MissingToolError, match="scikit-learn") as info:
         sd.build_spoken_digits(tmp_path / "x", TINY)
@@ -225,20 +227,20 @@ def test_missing_scikit_learn_gives_a_one_line_message(monkeypatch, tmp_path):
 
 def test_video_lifter_is_fixed_non_negative_and_exact_in_float16():
     images = np.random.default_rng(0).uniform(0, 1, size=(3, 8, 8))
-    first, second = sd.VideoLifter()(images), sd.VideoLifter()(images)
+    first, second = ex.VideoLifter()(images), ex.VideoLifter()(images)
     assert first.shape == (3, 7, 7, 512) and np.array_equal(first, second)
     assert first.min() >= 0 and np.array_equal(first.astype(np.float16).astype(np.float32), first)
     assert not np.array_equal(first[0], first[1])
 
 
 def test_audio_features_tell_a_tone_from_noise():
-    t = np.arange(sd.SAMPLE_RATE) / sd.SAMPLE_RATE
+    t = np.arange(ex.SAMPLE_RATE) / ex.SAMPLE_RATE
     rng = np.random.default_rng(0)
     tone = 0.5 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 0.003, t.size)
     noise = rng.normal(0, 0.003, t.size)
-    features = sd.audio_segment_features(np.stack([tone, noise]))
+    features = ex.audio_segment_features(np.stack([tone, noise]))
     assert features.shape == (2, 128) and np.isfinite(features).all()
-    peak_band = int(np.argmax(sd._MEL_BANK[int(440 / (sd.SAMPLE_RATE / 2) * 256)]))
+    peak_band = int(np.argmax(ex.MEL_BANK[int(440 / (ex.SAMPLE_RATE / 2) * 256)]))
     assert features[0, peak_band] - features[1, peak_band] > 5  # log-mel: far louder at 440 Hz
     assert features[0, :64].argmax() == peak_band
 
@@ -263,5 +265,5 @@ def test_real_loaders_read_the_corpus_from_data_root(corpus):
     digits = [sd.DIGIT_NAMES.index(r["digit"]) for r in _clip_table(corpus) if r["set"] == "ave"]
     assert audio_set.labels.tolist() == [digits[int(i)] for i in audio_set.ids]
     assert sorted(len(v) for v in ave.predefined_splits["ave/audio"].values()) == sorted(
-        len(_h5(corpus / sd.AVE_DIR / f"{s}_order.h5", "order")) for s in ("train", "val", "test")
+        len(_h5(corpus / rs.AVE_DIR / f"{s}_order.h5", "order")) for s in ("train", "val", "test")
     )

@@ -16,6 +16,7 @@ COMMAND_MODULES = {
     "plot": "codebook",
     "health": "health",
     "eval": "eval",
+    "synth-real": "corpus",
     "synth-spoken-digits": "corpus",
     "demo": "demo",
 }
