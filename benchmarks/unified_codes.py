@@ -81,6 +81,10 @@ ROWS: dict[str, tuple[str, ...]] = {
     "small-corpus-av-only": SMALL,
     "av-only+code-match": CODE_SHARING,
     "av-only+code-match-usage-1.5": (*CODE_SHARING, "--code-usage-weight", "1.5"),
+    # Swapped code prediction (hdcid/swapped_codes.py): small-corpus + the term, no resets; it
+    # needs no text, so the av-only row trains the same recipe without the prompts.
+    "swapped": ("--recipe", "swapped-codes"),
+    "av-only+swapped": ("--recipe", "swapped-codes"),
 }
 NO_TEXT_ROWS = tuple(row for row in ROWS if row.startswith(("av-only", "small-corpus-av-only")))
 

@@ -23,6 +23,7 @@ TOTAL_STEP_KEY = "total_step"
 SCHEDULER_KEY = "scheduler"
 CONFIG_KEY = "Train_config"
 TRAINER_KEY = "Trainer_state"
+SWAP_STATE_KEY = "Swapped_codes_state"  # the swapped code prediction's queue and centres, only when it is on
 # The order in which the reference trains (and stores) the CLUB estimators of a level.
 MI_MODALITIES = ("video", "text", "audio")
 # FCID's four estimators, in the order its pretraining steps them (audiovisual: the coarse

@@ -107,19 +107,26 @@ def cross_modal_code_matching(features: dict[str, torch.Tensor], codebook: torch
     return 0.5 * torch.stack(terms).sum()
 
 
-def code_log_probs(features: torch.Tensor, codebook: torch.Tensor, temperature: float, cosine: bool) -> torch.Tensor:
-    """log p(k | x): a soft nearest-code assignment of rows [N, D] over a (detached) codebook [K, D].
+def code_logits(
+    features: torch.Tensor, codebook: torch.Tensor, temperature: float, cosine: bool, scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft nearest-code logits [N, K] of rows [N, D] over a (detached) codebook [K, D].
 
-    Cosine codes: logits = cos(x, e_k) / τ. Euclidean codes: logits = −‖x − e_k‖² / (τ·s) with s the
-    (detached) mean squared norm of the rows, so τ means the same at any feature scale.
+    Cosine codes: cos(x, e_k) / τ. Euclidean codes: −‖x − e_k‖² / (τ·s) with s the (detached) mean
+    squared norm of the rows, so τ means the same at any feature scale; `scale` gives s instead
+    (e.g. rows scored as another batch's).
     """
     codebook = codebook.detach()
     if cosine:
-        logits = F.normalize(features, dim=-1) @ F.normalize(codebook, dim=-1).t() / temperature
-    else:
+        return F.normalize(features, dim=-1) @ F.normalize(codebook, dim=-1).t() / temperature
+    if scale is None:
         scale = features.detach().pow(2).sum(-1).mean().clamp_min(1e-12)
-        logits = -squared_distances(features, codebook).clamp_min(0.0) / (temperature * scale)
-    return F.log_softmax(logits, dim=-1)
+    return -squared_distances(features, codebook).clamp_min(0.0) / (temperature * scale)
+
+
+def code_log_probs(features: torch.Tensor, codebook: torch.Tensor, temperature: float, cosine: bool) -> torch.Tensor:
+    """log p(k | x): a soft nearest-code assignment of rows [N, D] (`code_logits`, softmax over codes)."""
+    return F.log_softmax(code_logits(features, codebook, temperature, cosine), dim=-1)
 
 
 def segment_code_matching(

@@ -28,6 +28,7 @@ from hdcid.vocabulary import (
     PUBLISHED_SIZES,
     RESET_PATIENCE_WORDS,
     RESET_SOURCES,
+    SWAP_TARGETS,
     family_for,
     torch_dtype,
 )
@@ -40,6 +41,8 @@ MAX_SIZES = {
     "text_output_dim": 1 << 14, "batch_size": 1 << 16, "mi_iters": 1000,
 }
 MAX_CODEBOOK_ENTRIES = 1 << 24
+
+MAX_SWAP_ITERATIONS = 1000
 
 # Dead-code reset patience: the published 300 / 100 batches, one epoch, never, or a number of batches.
 ResetPatience = int | Literal["reference", "auto", "off"]
@@ -83,6 +86,22 @@ class Remedies:
     # H-DCID: level 2 rebuilds level 1's specific features; detached, they cannot be shrunk to a
     # constant that level 2 rebuilds for free (the level-2 collapse, docs/training.md).
     detach_level2_targets: bool = False
+    # Swapped code prediction (hdcid/swapped_codes.py): each modality's soft code assignment
+    # predicts the other's balanced one; needs neither text nor a usage floor (docs/training.md).
+    swap_weight: float = 0.0  # weight of the term (0: off)
+    # H-DCID: also on level 2. Off: level 2 holds the modality-specific rest, and on the planted
+    # corpora the term there collapsed level 2 to one code (docs/training.md).
+    swap_level2: bool = False
+    swap_temperature: float = 0.1  # τ of the predicted assignments
+    swap_target_temperature: float = 0.05  # ε of the balanced targets
+    swap_iterations: int = 3  # Sinkhorn–Knopp iterations
+    swap_queue: int = 0  # recent paired positions (earlier batches) that join the targets (0: none)
+    # The targets' code prior: (1 − λ)·usage^α / Σ usage^α + λ/K with the codebook's running usage
+    # (its EMA counts); α = 0 is equipartition. α 1, λ 0.1: the best of the priors measured on
+    # the planted corpora (docs/training.md).
+    swap_prior_power: float = 1.0  # α
+    swap_prior_uniform: float = 0.1  # λ
+    swap_targets: str = "sinkhorn"  # sinkhorn (balanced) | centring (DINO-style centred, sharpened)
 
     def __post_init__(self) -> None:
         # Parsed once here; "12" (from a command line or an older checkpoint) becomes 12.
@@ -190,6 +209,15 @@ RECIPES: dict[str, Recipe] = {
         no_text=SMALL_CORPUS,
     ),
 }
+# small-corpus plus the swapped code prediction (docs/training.md, "Swapped code prediction"):
+# paired audio and video share code ids without text prompts and without a usage floor, so a
+# corpus without text trains with it too. No dead-code resets: a reset revives a dead code as a
+# copy of an active one, which splits a shared code in two (on the planted corpora the term with
+# one-epoch resets kept κ at 0.05-0.10). Off in every other recipe until measured on real corpora.
+RECIPES["swapped-codes"] = replace(
+    SMALL_CORPUS, name="swapped-codes",
+    remedies=replace(SMALL_CORPUS.remedies, swap_weight=1.0, reset_patience="off"),
+)
 DEFAULT_RECIPE = "shared-codes"
 NEW_RUN_LEVELS = 2  # a new run trains H-DCID unless told otherwise
 
@@ -305,6 +333,19 @@ class TrainConfig:
                 "{} is part of the code-matching term; give {} > 0 too",
                 settings=("code_usage_weight", "code_match_weight"),
             )
+        if r.swap_targets not in SWAP_TARGETS:
+            raise ModelError(
+                f"{{}} must be one of {', '.join(SWAP_TARGETS)}, got {literal(repr(r.swap_targets))}",
+                settings=("swap_targets",),
+            )
+        for name, value in (("swap_iterations", r.swap_iterations), ("swap_queue", r.swap_queue)):
+            least = 1 if name == "swap_iterations" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ModelError(f"{{}} must be a whole number >= {least}, got {literal(value)}", settings=(name,))
+        if r.swap_iterations > MAX_SWAP_ITERATIONS:
+            raise ModelError(
+                f"{{}} must be at most {MAX_SWAP_ITERATIONS}, got {literal(r.swap_iterations)}", settings=("swap_iterations",),
+            )
         if r.code_match_weight > 0 and self.method == "fcid":
             raise SettingsError(
                 "{} matches per-second audio and video codes; FCID quantizes one vector per clip",
@@ -314,9 +355,10 @@ class TrainConfig:
     def _validate_ranges(self) -> None:
         """Numbers that would train nothing (NaN rates, a negative clip) or could not be built
         (a codebook of 1e8 codes needs tens of GB) are refused before any data is read."""
-        positive = ("lr", "mi_lr", "clip", "code_match_temperature")
+        positive = ("lr", "mi_lr", "clip", "code_match_temperature", "swap_temperature", "swap_target_temperature")
         non_negative = ("level2_weight", "align_weight", "gap_weight", "align_temperature", "code_match_weight",
-                        "code_usage_weight", "code_usage_per_prompt")
+                        "code_usage_weight", "code_usage_per_prompt", "swap_weight", "swap_prior_power",
+                        "swap_prior_uniform")
         for name in (*positive, *non_negative):
             value = self.setting(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -328,6 +370,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value > limit:
                 raise ModelError(f"{{}} must be at most {limit:,}, got {literal(value)}", settings=(name,))
+        if self.remedies.swap_prior_uniform > 1.0:
+            raise ModelError(
+                f"{{}} must be at most 1 (a share), got {literal(self.remedies.swap_prior_uniform)}",
+                settings=("swap_prior_uniform",),
+            )
+        queued = self.levels * 2 * self.remedies.swap_queue * self.embedding_dim
+        if queued > MAX_CODEBOOK_ENTRIES:
+            raise ModelError(
+                f"the swapped-codes queue would hold {queued:,} values ({{}} {self.remedies.swap_queue} x 2 modalities x "
+                f"{{}} {self.embedding_dim} x {self.levels} level(s)); at most {MAX_CODEBOOK_ENTRIES:,} are supported",
+                settings=("swap_queue", "embedding_dim"),
+            )
         entries = self.levels * self.n_embeddings * self.embedding_dim
         if entries > MAX_CODEBOOK_ENTRIES:
             raise ModelError(

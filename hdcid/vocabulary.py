@@ -61,6 +61,8 @@ CODEBOOK_INITS = ("uniform", "sample", "kmeans")
 ALIGN_DISTANCES = ("cosine", "euclidean")
 RESET_SOURCES = ("active", "paired")  # a dead code restarts as a copy of an active code, or a pair's mean
 RESET_PATIENCE_WORDS = ("reference", "auto", "off")
+# Targets of the swapped code prediction: balanced by Sinkhorn–Knopp, or centred and sharpened.
+SWAP_TARGETS = ("sinkhorn", "centring")
 
 
 def levels_of(family: str) -> int:

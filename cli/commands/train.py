@@ -23,6 +23,7 @@ from hdcid.vocabulary import (
     DTYPES,
     METHODS,
     RESET_SOURCES,
+    SWAP_TARGETS,
 )
 
 
@@ -31,9 +32,15 @@ def _setting(name: str) -> dict:
     return {"cls": SettingOption, "shown_default": new_run_default(name)}
 
 
-def _recipe_setting() -> dict:
-    """Keyword arguments of a click option for a setting whose default comes from --recipe."""
-    return {"cls": SettingOption}
+def _recipe_setting(name: str | None = None) -> dict:
+    """Keyword arguments of a click option for a setting whose default comes from --recipe;
+    with the remedy's `name`, --help shows its value in each recipe (one value if they agree)."""
+    if name is None:
+        return {"cls": SettingOption}
+    values = {recipe: getattr(RECIPES[recipe].remedies, name) for recipe in sorted(RECIPES)}
+    if len(set(values.values())) == 1:
+        return {"cls": SettingOption, "shown_default": next(iter(values.values()))}
+    return {"cls": SettingOption, "shown_default": "from --recipe: " + ", ".join(f"{k} {v}" for k, v in values.items())}
 
 
 class ResetPatienceType(click.ParamType):
@@ -98,7 +105,7 @@ def _epochs_help() -> str:
 @click.option("--lr", type=float, **_setting("lr"), help="Adam learning rate of the main model.")
 @click.option("--mi-lr", type=float, **_setting("mi_lr"), help="Adam learning rate of the CLUB estimators.")
 @click.option("--clip", type=float, **_setting("clip"), help="Gradient-norm clip, per module.")
-@click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe; shared-codes trains a corpus without text as small-corpus (its usage floor counts text prompts). Single options override it.")
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), **_setting("recipe"), help="Training preset: remedies, batch size, specific widths, epochs (docs/training.md); reference = the published recipe; shared-codes trains a corpus without text as small-corpus (its usage floor counts text prompts); swapped-codes = small-corpus + the swapped code prediction, no dead-code resets (needs no text; on trial). Single options override it.")
 @click.option("--standardize-inputs/--no-standardize-inputs", **_recipe_setting(), help="Z-score audio/video channels; statistics stored in the checkpoint (Input_normalization).")
 @click.option("--codebook-init", type=click.Choice(CODEBOOK_INITS), **_recipe_setting(), help="Codebook initialisation (uniform = reference).")
 @click.option("--reset-patience", type=ResetPatienceType(), **_recipe_setting(), help="Dead-code reset patience: reference (300 batches), auto (one epoch), off (never reset) or an integer.")
@@ -116,6 +123,15 @@ def _epochs_help() -> str:
 @click.option("--reset-shared-only/--no-reset-shared-only", **_recipe_setting(), help="Count a code as dead unless audio and video both used it (in one batch) within the reset patience.")
 @click.option("--reset-limit", type=click.IntRange(min=0), **_recipe_setting(), help="Revive at most N dead codes per batch, longest-unused first (0 = all at once, as the reference).")
 @click.option("--detach-level2-targets/--no-detach-level2-targets", **_recipe_setting(), help="H-DCID: no gradient into the level-1 specific features that level 2 rebuilds (the reference trains them, and level 2 can then collapse them to a constant).")
+@click.option("--swap-weight", type=click.FloatRange(min=0), **_recipe_setting("swap_weight"), help="Weight of the swapped code prediction (level 1; H-DCID level 2 with --swap-level2): each modality's soft code assignment predicts the other's balanced assignment (paired audio and video seconds; FCID: clips); needs no text (0 = off).")
+@click.option("--swap-level2/--no-swap-level2", **_recipe_setting("swap_level2"), help="H-DCID: also apply the swapped code prediction to level 2 (the modality-specific rest).")
+@click.option("--swap-temperature", type=click.FloatRange(min=0, min_open=True), **_recipe_setting("swap_temperature"), help="Temperature of the predicted assignments (cosine / T, or -distance^2 / (T x mean squared norm)).")
+@click.option("--swap-target-temperature", type=click.FloatRange(min=0, min_open=True), **_recipe_setting("swap_target_temperature"), help="Temperature of the targets (sharper than the predictions).")
+@click.option("--swap-iterations", type=click.IntRange(min=1, max=1000), **_recipe_setting("swap_iterations"), help="Sinkhorn-Knopp iterations of the balanced targets.")
+@click.option("--swap-queue", type=click.IntRange(min=0), **_recipe_setting("swap_queue"), help="Paired positions of earlier batches (detached) kept to join the balanced targets, for batches smaller than the codebook (0 = the batch alone).")
+@click.option("--swap-prior-power", type=click.FloatRange(min=0), **_recipe_setting("swap_prior_power"), help="Code prior of the balanced targets: 0 = every code equally used; A > 0 = the codebook's running usage^A mixed with uniform (--swap-prior-uniform).")
+@click.option("--swap-prior-uniform", type=click.FloatRange(min=0, max=1), **_recipe_setting("swap_prior_uniform"), help="The uniform share of the usage prior (with --swap-prior-power > 0).")
+@click.option("--swap-targets", type=click.Choice(SWAP_TARGETS), **_recipe_setting("swap_targets"), help="Targets: sinkhorn (balanced over the codes by Sinkhorn-Knopp) or centring (the other modality's scores minus their running mean, sharpened).")
 @click.option("--diagnostics-clips", type=click.IntRange(min=0), **_setting("diagnostics_clips"), help="Clips used for the per-epoch diagnostics (0 = none).")
 @click.option("--force", is_flag=True, default=False, help="Train into a RUN_DIR that already holds a run.")
 @click.option(

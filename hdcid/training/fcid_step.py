@@ -11,7 +11,8 @@ one step of the main Adam (encoder, CPC, decoder).
 Remedies that apply here: input standardisation, a data-dependent codebook (from clip-level
 coarse general vectors, what pretraining quantizes), the reset patience, consistent EMA counts,
 the warm-up, and the alignment / modality-gap terms — on the per-second coarse general vectors of
-audio and video, the vectors downstream heads read, with the clip-level coarse text vector.
+audio and video, the vectors downstream heads read, with the clip-level coarse text vector — and
+the swapped code prediction, on the clip-level coarse general vectors the codebook quantizes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hdcid.checkpoint_keys import (
     ENCODER_KEY,
     EPOCH_KEY,
     FCID_MI_NETS,
+    SWAP_STATE_KEY,
     TOTAL_STEP_KEY,
     cpc_key,
     mi_net_key,
@@ -34,7 +36,13 @@ from hdcid.fcid import FcidEncoder, FcidForward, fcid_sizes
 from hdcid.fcid_objective import FINE_PLACEHOLDERS, FcidObjective
 from hdcid.losses import alignment_loss, identical_rows, modality_gap_loss
 from hdcid.recipes import TrainConfig
+from hdcid.swapped_codes import (
+    SwapSettings,
+    swap_state_for,
+    swapped_code_prediction,
+)
 from hdcid.training.step import (
+    SWAP_TERM,
     LossSum,
     Optimizers,
     StepResult,
@@ -69,6 +77,8 @@ class FcidPretrainModel(nn.Module):
         # Built in this order because parameter initialisation draws from the global RNG.
         self.encoder = FcidEncoder(self.sizes)
         self.objective = FcidObjective(self.sizes)
+        # The swapped code prediction's queue of clip rows (None while the term is off).
+        self.swap_state = swap_state_for(c.remedies, 1, c.embedding_dim, c.n_embeddings)
 
     @property
     def quantizer(self) -> nn.Module:
@@ -103,6 +113,8 @@ class FcidPretrainModel(nn.Module):
         }
         nets = self.club_nets()
         modules.update({mi_net_key(m, 0): nets[m] for m in FCID_MI_NETS})
+        if self.swap_state is not None:
+            modules[SWAP_STATE_KEY] = self.swap_state
         return modules
 
     def checkpoint_states(self) -> dict[str, dict]:
@@ -179,6 +191,14 @@ def fcid_training_step(
             loss.add("align", align, weights["align"])
         if c.remedies.gap_weight > 0:
             loss.add("gap", modality_gap_loss(features), weights["gap"])
+    if c.remedies.swap_weight > 0:
+        # On what the coarse codebook quantizes in pretraining: one vector per clip and modality.
+        clips = {"audio": out.coarse_a_gen_result, "video": out.coarse_v_gen_result}
+        swap = swapped_code_prediction(
+            clips, model.encoder.codebook(), SwapSettings.from_remedies(c.remedies), model.swap_state, 0,
+            model.quantizer.level_state(0).ema_count,
+        )
+        loss.add(SWAP_TERM, swap, weights[SWAP_TERM])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     q = out.quantizer
     metrics["equal_num"] = float(out.c_equal_num)

@@ -4,8 +4,9 @@ A step's loss is a sum of named terms, each times its weight (the scheme descrip
 trainer uses): per level the CPC InfoNCE `nce` (for clips shorter than Cross-CPC needs, e.g.
 T = 1, its clip-level stand-in `clip_nce`), the cross-modal code matching `cmcm`, and per
 modality the reconstruction `recon`, the commitment `commit` and the CLUB MI bound `mi`, plus
-the optional remedies `align` and `gap`. The total is level 1 + level2_weight · level 2. Every
-name written to metrics.jsonl comes from `metric_name`: `{term}[_2][_{modality}]`.
+the optional remedies `align`, `gap`, `code_match` and the swapped code prediction `swap`. The
+total is level 1 + level2_weight · level 2. Every name written to metrics.jsonl comes from
+`metric_name`: `{term}[_2][_{modality}]`.
 
 A corpus without text trains the same networks (the published layout, text branch included);
 the text terms are left out and the text branch keeps its initial weights.
@@ -26,6 +27,7 @@ from hdcid.checkpoint_keys import (
     DECODER_KEY,
     ENCODER_KEY,
     MI_MODALITIES,
+    SWAP_STATE_KEY,
     TEXT_LSTM_KEY,
     cpc_key,
     mi_net_key,
@@ -43,6 +45,12 @@ from hdcid.models import CmgEncoder, EncoderOutput, EncoderSizes
 from hdcid.modules import run_text_lstm, text_lstm
 from hdcid.quantizer import segment_code_matching
 from hdcid.recipes import Remedies, TrainConfig
+from hdcid.swapped_codes import (
+    SwapSettings,
+    swap_levels,
+    swap_state_for,
+    swapped_code_prediction,
+)
 from hdcid.training.distributed import Collective
 from hdcid.vocabulary import MODALITIES, family_for
 
@@ -58,7 +66,8 @@ MODALITY_TERMS = ("recon", "commit", "mi")
 # Means over a batch's rows, computed on each rank's shard in a distributed run (the other terms
 # compare clips and see the whole batch).
 ROW_MEAN_TERMS = ("recon", "commit")
-REMEDY_TERMS = ("align", "gap", "code_match", "code_usage")  # code_usage: level 2 (see _level_loss)
+SWAP_TERM = "swap"  # swapped code prediction (hdcid/swapped_codes.py): level 1, level 2 if asked
+REMEDY_TERMS = ("align", "gap", "code_match", "code_usage", SWAP_TERM)  # code_usage: level 2 (see _level_loss)
 
 
 def metric_name(base: str, level: int, part: str | None = None) -> str:
@@ -82,6 +91,7 @@ def loss_weights(remedies: Remedies, warmup: float) -> dict[str, float | None]:
         "nce": None, "cmcm": None, "recon": None,
         "commit": warmup, "mi": warmup,  # ramped up by the warm-up remedy (1 without it)
         "align": remedies.align_weight, "gap": remedies.gap_weight, "code_match": remedies.code_match_weight,
+        SWAP_TERM: remedies.swap_weight,
     }
 
 
@@ -149,6 +159,8 @@ class PretrainModel(nn.Module):
             nn.ModuleDict({m: CLUBSampleGroup(c.embedding_dim, y_dims[m], CLUB_HIDDEN) for m in MI_MODALITIES})
             for _ in range(c.levels)
         )
+        # The swapped code prediction's queue and centres (None while the term is off).
+        self.swap_state = swap_state_for(c.remedies, c.levels, c.embedding_dim, c.n_embeddings)
 
     # What the trainer asks of any family's bundle (FCID's: hdcid/training/fcid_step.py).
     @property
@@ -185,6 +197,8 @@ class PretrainModel(nn.Module):
         for level, nets in enumerate(self.mi_nets):
             for m in MI_MODALITIES:
                 modules[mi_net_key(m, level)] = nets[m]
+        if self.swap_state is not None:
+            modules[SWAP_STATE_KEY] = self.swap_state
         return modules
 
     def checkpoint_states(self) -> dict[str, dict]:
@@ -373,6 +387,13 @@ def _level_loss(
             match=level == 0, usage_floor=usage_floor(remedies, same_text, codebook.shape[0], batch) if level == 0 else None,
         )
         loss.add(metric_name("code_match" if level == 0 else "code_usage", level), match, weights["code_match"])
+    if level < swap_levels(remedies, model.levels):
+        # Targets are batch statistics: the whole batch (every rank the same), as for align.
+        swap = swapped_code_prediction(
+            batch, model.encoder.codebook(level), SwapSettings.from_remedies(remedies), model.swap_state, level,
+            model.quantizer.level_state(level).ema_count,
+        )
+        loss.add(metric_name(SWAP_TERM, level), swap, weights[SWAP_TERM])
     metrics.update({name: float(term.value) for name, term in loss.terms.items()})
     # Batch statistics (not losses).
     metrics[metric_name("equal_num", level)] = float(q.equal_num)
