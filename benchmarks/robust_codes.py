@@ -96,7 +96,10 @@ def main() -> None:
         "",
         *header,
         "",
-        f"{len(jobs)} runs ({', '.join(args.rows)}) × training seeds {args.train_seeds}, {minutes:.0f} minutes wall in all. "
+        f"{len(jobs)} runs ({', '.join(args.rows)}) × training seeds {args.train_seeds}; this invocation took "
+        f"{minutes:.0f} minutes wall (runs already finished under --work are reused: each row's training time is "
+        "its own). The training runs used the code of the header's commit or, for runs reused from before it, "
+        "code that trains identically with the term off. "
         "Cells: mean ± standard deviation over training seeds (one value: one seed). κ, NMI and codes on the AVE "
         "test split's event seconds (level 1); transfer = clip accuracy % on the AVE test split, heads fitted on "
         "the other modality's train split (v2a: fit on video, test on audio); chance 10%.",
