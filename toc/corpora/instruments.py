@@ -231,15 +231,10 @@ class Instruments(RealSignalCorpus):
             shape, style, placement = drawings[row]
             return shapes.draw_shape(shape, style, placement, IMAGE_SIDE)
 
-        rows = np.arange(len(drawings), dtype=np.int64)
-        held_out = np.array(evaluation)
-        return ImagePool(np.array(labels, dtype=np.int64), rows[~held_out], rows[held_out], IMAGE_SIDE, draw, names)
+        return ImagePool.of_drawings(labels, evaluation, names, IMAGE_SIDE, draw)
 
     def image_details(self, pool: ImagePool) -> dict[str, list[str]]:
-        def styles_of(rows: np.ndarray) -> list[str]:
-            return sorted({pool.name(row).split("#")[0] for row in rows})
-
-        return {"pretrain_styles": styles_of(pool.pretrain), "eval_styles": styles_of(pool.evaluation)}
+        return {"pretrain_styles": pool.groups(pool.pretrain), "eval_styles": pool.groups(pool.evaluation)}
 
     def prepare_sounds(self, jobs: Sequence[tuple[Maker, int]], workdir: Path) -> dict[tuple[str, int], tuple[Maker, int]]:
         return {(maker.name, label): (maker, label) for maker, label in jobs}

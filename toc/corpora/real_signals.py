@@ -116,6 +116,19 @@ class ImagePool:
     def name(self, row: int) -> str:
         return str(row) if self.names is None else self.names[int(row)]
 
+    @staticmethod
+    def of_drawings(labels: Sequence[int], held_out: Sequence[bool], names: Sequence[str], side: int,
+                    draw: Callable[[int], np.ndarray]) -> ImagePool:
+        """A pool of drawings described row by row: class, whether evaluation clips alone may show
+        it, and a name "GROUP#ROW" (GROUP: the font or style it was drawn in)."""
+        rows = np.arange(len(labels), dtype=np.int64)
+        evaluation = np.asarray(held_out, dtype=bool)
+        return ImagePool(np.asarray(labels, dtype=np.int64), rows[~evaluation], rows[evaluation], side, draw, names)
+
+    def groups(self, rows: np.ndarray) -> list[str]:
+        """The sorted groups ("GROUP#ROW" names) of these rows: which fonts or styles they show."""
+        return sorted({self.name(row).split("#")[0] for row in rows})
+
 
 class RealSignalCorpus(ABC):
     """One real-signal corpus: its classes, its sound source and its image source.

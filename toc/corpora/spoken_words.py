@@ -69,15 +69,10 @@ class SpokenWords(RealSignalCorpus):
             word, font, style = drawings[row]
             return font_tools.draw_text(word, font, style, IMAGE_SIDE)
 
-        rows = np.arange(len(drawings), dtype=np.int64)
-        held_out = np.array(evaluation)
-        return ImagePool(np.array(labels, dtype=np.int64), rows[~held_out], rows[held_out], IMAGE_SIDE, draw, names)
+        return ImagePool.of_drawings(labels, evaluation, names, IMAGE_SIDE, draw)
 
     def image_details(self, pool: ImagePool) -> dict[str, list[str]]:
-        def fonts_of(rows: np.ndarray) -> list[str]:
-            return sorted({pool.name(row).split("#")[0] for row in rows})
-
-        return {"pretrain_fonts": fonts_of(pool.pretrain), "eval_fonts": fonts_of(pool.evaluation)}
+        return {"pretrain_fonts": pool.groups(pool.pretrain), "eval_fonts": pool.groups(pool.evaluation)}
 
     def prepare_sounds(self, jobs: Sequence[tuple[speech.Speaker, int]], workdir: Path) -> dict[tuple[str, int], np.ndarray]:
         return speech.synthesise_words(jobs, WORDS, workdir, self.kind)
