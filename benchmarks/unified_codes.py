@@ -85,6 +85,19 @@ ROWS: dict[str, tuple[str, ...]] = {
     # needs no text, so the av-only row trains the same recipe without the prompts.
     "swapped": ("--recipe", "swapped-codes"),
     "av-only+swapped": ("--recipe", "swapped-codes"),
+    # ... with one of its settings changed (issue 27's alternatives), and beside the prompt terms.
+    "swapped-uniform-0.3": ("--recipe", "swapped-codes", "--swap-prior-uniform", "0.3"),
+    "swapped-centring": ("--recipe", "swapped-codes", "--swap-targets", "centring"),
+    "default+swapped": ("--swap-weight", "1"),
+    "av-only+swapped-uniform-0.3": ("--recipe", "swapped-codes", "--swap-prior-uniform", "0.3"),
+    "av-only+swapped-centring": ("--recipe", "swapped-codes", "--swap-targets", "centring"),
+    # SwAV's equipartition; with 400 codes and 160 positions a batch it needs the queue.
+    "av-only+swapped-equipartition": ("--recipe", "swapped-codes", "--swap-prior-power", "0", "--swap-queue", "1024"),
+    "default+swapped-centring": ("--swap-weight", "1", "--swap-targets", "centring"),
+    # The same settings training DCID (one level) instead of H-DCID, the default method.
+    "dcid": ("--method", "dcid"),
+    "dcid+swapped": ("--method", "dcid", "--recipe", "swapped-codes"),
+    "av-only+dcid+swapped": ("--method", "dcid", "--recipe", "swapped-codes"),
 }
 NO_TEXT_ROWS = tuple(row for row in ROWS if row.startswith(("av-only", "small-corpus-av-only")))
 
@@ -98,7 +111,7 @@ def run(command: list[str], stdout: Path, stderr: Path, timing: Path | None = No
 
 # Corpus kinds of --corpus KIND:SEED[:CLIPS]: spoken (`toc synth-spoken-digits`), synth
 # (`toc synth`), and the real-signal corpora of `toc synth-real --kind` by a short name.
-REAL_KINDS = {"digits": "spoken-digits", "words": "spoken-words", "instruments": "instruments"}
+REAL_KINDS = {"digits": "spoken-digits", "words": "spoken-words", "instruments": "instruments", "vowels": "vowels"}
 CORPUS_KINDS = ("spoken", "synth", *REAL_KINDS)
 
 

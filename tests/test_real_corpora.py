@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toc.corpora import fonts, instruments, shapes
+from toc.corpora import fonts, instruments, shapes, vowels
 from toc.corpora import real_signals as rs
 from toc.corpora.extractors import VideoLifter
 from toc.corpora.kinds import KINDS, corpus_for
@@ -245,6 +245,31 @@ def test_instrument_notes_fill_part_of_the_second_at_the_gain_and_in_the_registe
     for _ in range(5):  # a flute's loudest partial is its fundamental, in the flute's register
         spectrum = np.abs(np.fft.rfft(instruments.CORPUS.event_second((makers[1], flute), rng)))
         assert 0.97 * low <= np.argmax(spectrum) <= 1.03 * high  # 1 Hz bins
+
+
+def test_sung_vowels_have_their_singers_formants_and_fonts_without_a_symbol_are_left_out():
+    rng = np.random.default_rng(0)
+    singers, _ = vowels.CORPUS.choose_sources(rng)
+    for label in range(len(vowels.VOWELS)):
+        second = vowels.CORPUS.event_second((singers[0], label), rng)
+        assert second.shape == (16_000,) and np.isfinite(second).all()
+        assert 0.3 - 1e-9 <= np.abs(second).max() <= 0.8 + 1e-9
+        assert 0.2 < (np.abs(second) > 1e-6).mean() < 0.96  # a note, then silence around it
+    # The spectral envelope's first peak is the singer's F1: "heed" low, "hod" high.
+    heed, hod = vowels.CORPUS.class_names.index("heed"), vowels.CORPUS.class_names.index("hod")
+    singer = singers[2]
+    for label in (heed, hod):
+        spectrum = np.abs(np.fft.rfft(vowels.sing(singer, label, 0.8, rng))) ** 2
+        freqs = np.fft.rfftfreq(int(0.8 * 16_000), 1 / 16_000)
+        smooth = np.convolve(spectrum, np.ones(81) / 81, mode="same")  # 100 Hz: over the harmonics
+        band = (freqs > 150) & (freqs < 1200)
+        peak = freqs[band][np.argmax(smooth[band])]
+        assert abs(peak - singer.formants[label, 0]) < 0.2 * singer.formants[label, 0]
+    found = {font.name: font for font in fonts.find_fonts("test", 6)}
+    assert fonts.has_glyphs(found["DejaVuSans"], "iɪɛæɑɔʊuʌɝ")
+    if "DejaVuMathTeXGyre" in found:
+        assert not fonts.has_glyphs(found["DejaVuMathTeXGyre"], "ɝ")
+        assert "DejaVuMathTeXGyre" not in {f.name for f in vowels._fonts_with_symbols("test")}
 
 
 def test_video_lifter_of_32_pixel_images_is_fixed_sparse_and_exact_in_float16():

@@ -112,3 +112,22 @@ def draw_text(text: str, font: Font, style: TextStyle, side: int) -> np.ndarray:
     image = image.rotate(style.angle, resample=Image.Resampling.BICUBIC, center=centre)
     small = image.resize((side, side), resample=Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float64) / 255.0 * style.ink
+
+
+def has_glyphs(font: Font, text: str) -> bool:
+    """Whether `font` draws every character of `text` (not its missing-glyph box).
+
+    A character the font lacks is drawn as the font's .notdef glyph, the same drawing a private-use
+    character gets, so each character's drawing is compared with that one.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(str(font.path), 64)
+
+    def drawing(character: str) -> bytes:
+        image = Image.new("L", (128, 128), 0)
+        ImageDraw.Draw(image).text((16, 16), character, font=face, fill=255)
+        return image.tobytes()
+
+    missing = drawing("\ue000")
+    return all(drawing(character) != missing for character in text)

@@ -31,6 +31,11 @@ KINDS = {
         "notes of ten synthesised instrument timbres + ten drawn shapes (held out: instrument "
         "makers' timbre parameters and rooms, drawing styles)",
     ),
+    "vowels": CorpusKind(
+        "toc.corpora.vowels",
+        "ten vowels sung by a source-filter synthesiser + their IPA symbols in the machine's "
+        "DejaVu fonts (held out: singers' vocal tracts, voices and rooms, fonts)",
+    ),
 }
 DEFAULT_KIND = "spoken-digits"
 
