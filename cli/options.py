@@ -17,7 +17,12 @@ from cmg_base.errors import CmgError, SettingsError, printable
 from cmg_base.files import prepare_output, write_text_atomic
 from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DEVICES, DTYPES
 from toc.codebook.settings import (
+    AUTO_CHANNELS,
+    AUTO_SETTINGS,
+    AUTO_SPLITS,
+    AUTO_STEP,
     PRESET_NAMES,
+    PUBLISHED_PATTERNS,
     SCORE_VARIANTS,
     SETTING_DEFAULTS,
     TOC_SOURCES,
@@ -71,6 +76,17 @@ def emit_output(text: str, output: str | None, force: bool) -> None:
         click.echo(text, nl=False)
         return
     write_text_atomic(prepare_output(output, force=force), text)
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """Comma-separated seeds (`--seeds 0,1,2`), in order, without repeats."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed", param_hint=option)
+    return list(dict.fromkeys(seeds))
 
 
 force_option = click.option("--force", is_flag=True, default=False, help="Overwrite existing output files.")
@@ -129,6 +145,30 @@ def _default(name: str) -> dict:
 
 
 CHANNELS_HELP = "TOC: channel budget C per level."
+AUTO_CHANNELS_HELP = (
+    f"TOC: channel budget C per level, or '{AUTO_CHANNELS}': chosen per direction on the task's validation split "
+    "(the fewest channels within one standard error of the best grid point; docs/toc.md)."
+)
+
+
+class ChannelsType(click.ParamType):
+    """`--channels`: an integer >= 1, or "auto" (refused by TocRequest.check where not offered)."""
+
+    name = "C|auto"
+
+    def get_metavar(self, param, ctx=None):
+        return "C|auto"
+
+    def convert(self, value, param, ctx):
+        if value == AUTO_CHANNELS or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither an integer nor {AUTO_CHANNELS}", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is smaller than the minimum 1", param, ctx)
+        return number
 # Every TOC flag, declared once. Each stays None (or off) unless given, so a command knows what
 # the user gave; --help shows TocSettings' default, which toc.codebook.settings fills in.
 _TOC_FLAGS: dict[str, Callable] = {
@@ -136,7 +176,7 @@ _TOC_FLAGS: dict[str, Callable] = {
         "--selection", "selection", type=click.Path(dir_okay=False), default=None,
         help="`toc select` JSON: the channels kept per level (made for this checkpoint).",
     ),
-    "channels": click.option("--channels", type=click.IntRange(min=1), default=None, help=CHANNELS_HELP),
+    "channels": click.option("--channels", type=ChannelsType(), default=None, help=CHANNELS_HELP),
     "max_num": click.option(
         "--max-num", type=click.IntRange(min=0), **_default("max_num"),
         help="TOC: top-block share a: the k*a highest-scoring channels, k = C // (a+b).",
@@ -174,19 +214,43 @@ _TOC_FLAGS: dict[str, Callable] = {
         help="TOC settings as published for this task: FCID checkpoints only (AVE 256/1/0 sim_var, AVVP 196/1/0, "
         "AVE-AVVP 128/1/0, UCF-VGGSound 168/1/0 sim_only).",
     ),
+    "auto_grid": click.option(
+        "--auto-grid", "auto_grid", default=None, metavar="C1,C2,...|step:N",
+        help=f"With --channels {AUTO_CHANNELS}: the budgets compared (each <= the codebook width) "
+        f"[default: step:{AUTO_STEP}, every {AUTO_STEP} channels up to the width, and the width].",
+    ),
+    "auto_patterns": click.option(
+        "--auto-patterns", "auto_patterns", default=None, metavar="A/B,...",
+        help=f"With --channels {AUTO_CHANNELS}: the max_num/min_num block patterns compared at every budget "
+        f"[default: {','.join(f'{a}/{b}' for a, b in PUBLISHED_PATTERNS)}, the published scripts'].",
+    ),
+    "auto_split": click.option(
+        "--auto-split", "auto_split", type=click.Choice(AUTO_SPLITS), default=None,
+        help=f"With --channels {AUTO_CHANNELS}: which validation clips score a budget: cross-modal = the evaluated "
+        "modality's clips of the validation videos (same-modality where the sets share no video), same-modality = "
+        f"the training modality's held-out clips [default: {AUTO_SPLITS[0]}].",
+    ),
 }
 _INLINE = ("channels", "max_num", "min_num", "exact_budget", "sim_weight", "var_weight", "score", "allow_nonfinite", "reference_topk")
+_AUTO = AUTO_SETTINGS
 WEIGHTS = ("sim_weight", "var_weight", "score", "allow_nonfinite")
 
 
-def toc_options(sources: Sequence[str] = TOC_SOURCES, *, channels_required: bool = False, names: Sequence[str] | None = None):
+def toc_options(
+    sources: Sequence[str] = TOC_SOURCES, *, channels_required: bool = False, names: Sequence[str] | None = None,
+    auto: bool = False,
+):
     """The TOC flags as one bundle: the command receives one `toc` argument, a TocRequest, in
     place of the flags, checked by TocRequest.check (the rules between settings live there).
 
     `sources`: how TOC may be asked for (selection, channels, toc_preset); `channels_required`:
     --channels must be given (toc select / plot); `names`: only these flags and no check (toc
-    score's weights)."""
-    offered = tuple(names) if names is not None else (*[s for s in TOC_SOURCES if s in sources and s != "channels"], *_INLINE)
+    score's weights); `auto`: the command can choose the budget on a validation split
+    (`--channels auto`, with --auto-grid / --auto-patterns)."""
+    if names is not None:
+        offered = tuple(names)
+    else:
+        offered = (*[s for s in TOC_SOURCES if s in sources and s != "channels"], *_INLINE, *(_AUTO if auto else ()))
 
     def bundle(func):
         @functools.wraps(func)
@@ -195,15 +259,18 @@ def toc_options(sources: Sequence[str] = TOC_SOURCES, *, channels_required: bool
             preset = given.pop("toc_preset", None)
             request = TocRequest(preset=preset, **{k: (None if v is False else v) for k, v in given.items()})
             if names is None:
-                request.check(sources)
+                request.check(sources, auto=auto)
             return func(*args, toc=request, **kwargs)
 
         # Click reads the wrapped function's parameters from the options, not the signature.
         command.__signature__ = inspect.signature(func)
         for name in reversed(offered):
             option = _TOC_FLAGS[name]
-            if name == "channels" and channels_required:
-                option = click.option("--channels", type=click.IntRange(min=1), required=True, help=CHANNELS_HELP)
+            if name == "channels":
+                option = click.option(
+                    "--channels", type=ChannelsType(), required=channels_required, default=None,
+                    help=AUTO_CHANNELS_HELP if auto else CHANNELS_HELP,
+                )
             command = option(command)
         return command
 

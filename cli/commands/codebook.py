@@ -11,14 +11,19 @@ from cli.options import (
     codebook_key_option,
     command,
     emit_output,
+    encoder_options,
     flag,
     force_option,
     level_option,
     output_option,
+    parse_seeds,
     toc_options,
     trust_option,
 )
 from cmg_base.files import prepare_output, write_bytes_atomic
+from toc import vocabulary as words
+from toc.eval.tasks import TASKS
+from toc.eval.variants import VARIANT_NAMES
 
 
 def _warn(notes: list[str]) -> None:
@@ -110,31 +115,89 @@ def _warn_short(selections) -> None:
             click.echo(f"Warning: {note}", err=True)
 
 
+# Options of `toc select --channels auto` only: the task whose validation split chooses the budget.
+_AUTO_ONLY = ("task", "data_root", "config_path", "direction", "head", "variant", "seeds", "epochs", "split_seed", "cache_dir")
+_AUTO_FLAGS = {"config_path": "--config", "seeds": "--seeds", "split_seed": "--split-seed"}
+
+
 @command("select")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@toc_options(("channels",), channels_required=True)
+@toc_options(("channels",), channels_required=True, auto=True)
 @level_option
+@click.option("--task", type=click.Choice(TASKS), default=None, help="With --channels auto: the task whose validation split chooses the budget.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="With --channels auto: root of the task's data layout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="With --channels auto: TOML file with data paths.")
+@click.option("--direction", type=click.Choice(words.DIRECTIONS), default=None, help="With --channels auto: the direction the budget is chosen for (one per file).")
+@click.option("--head", type=click.Choice([h for h in words.HEADS if h != words.CODE_HEAD]), default=None, help="With --channels auto: the head scored on validation [default: linear].")
+@click.option("--variant", type=click.Choice([v for v in VARIANT_NAMES if v.endswith("+toc")]), default=None, help="With --channels auto: the +toc variant [default: the checkpoint's own].")
+@click.option("--seeds", default=None, help="With --channels auto: comma-separated head seeds averaged per grid point [default: 0].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="With --channels auto: linear-head n_epoch [default: the task's].")
+@click.option("--split-seed", type=int, default=None, help="With --channels auto: seed of the strict video-level split [default: 0].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="With --channels auto: keep encoded codes here (shared with toc eval).")
+@encoder_options
 @codebook_key_option
 @output_option("Write the selection JSON to FILE instead of stdout.")
 @force_option
 @trust_option
-def select_command(checkpoint, toc, level, codebook_key, output, force, trust_checkpoint):
+def select_command(checkpoint, toc, level, task, data_root, config_path, direction, head, variant, seeds, epochs,
+                   split_seed, cache_dir, dtype, device, codebook_key, output, force, trust_checkpoint):
     """Pick TOC channels per codebook level and print the selection JSON.
 
     Order per level: the k*a highest scores descending, then the k*b lowest ascending, with
     k = C // (a + b); ties go to the lower channel index. H-DCID levels are listed 0 then 1, the
     order in which downstream features are concatenated.
+
+    With --channels auto (and --task, --data-root or --config, --direction) the budget is chosen on
+    the task's validation split: every grid point is scored with the head, and the file records
+    the choice, the rule and the whole validation curve (`choice`); `toc eval --selection FILE`
+    reuses it. No evaluated clip is scored and no evaluated label is read.
     """
     from toc.codebook.selection import selection_for
     from toc.codebook.summary import with_level_names
     from toc.documents import dumps_document
 
+    given = {name: value for name, value in (
+        ("task", task), ("data_root", data_root), ("config_path", config_path), ("direction", direction), ("head", head),
+        ("variant", variant), ("seeds", seeds), ("epochs", epochs), ("split_seed", split_seed), ("cache_dir", cache_dir),
+    ) if value is not None}
+    if toc.auto:
+        _select_auto(checkpoint, toc, level, given, dtype, device, codebook_key, output, force, trust_checkpoint)
+        return
+    if given:
+        name = next(iter(given))
+        raise click.UsageError(f"{_AUTO_FLAGS.get(name, flag(name))} applies only with --channels auto")
     if output is not None:
         prepare_output(output, force=force)
     loaded, levels = _open_levels(checkpoint, level, toc, codebook_key, trust_checkpoint)
     document = selection_for(loaded, toc.settings(), levels, level=level)
     _warn_short(document.selections)
     emit_output(dumps_document(with_level_names(document.to_json(), loaded)), output, force)
+
+
+def _select_auto(checkpoint, toc, level, given, dtype, device, codebook_key, output, force, trust_checkpoint) -> None:
+    """`toc select --channels auto`: choose on the task's validation split, write the selection."""
+    for name in ("task", "direction"):
+        if name not in given:
+            raise click.UsageError(f"--channels auto needs --{name}: a budget is chosen for one task and direction")
+    if level != "all":
+        raise click.UsageError("--level applies to a fixed budget; with --channels auto the variant's levels are used")
+    if codebook_key:
+        raise click.UsageError("--codebook-key applies to a fixed budget; --channels auto needs a CMG checkpoint to encode the task")
+    from cli.progress import bars, log
+    from toc.pipeline.budget import BudgetSelectOptions, select_budget
+
+    options = BudgetSelectOptions(
+        checkpoint=checkpoint, task=given["task"], direction=given["direction"], search=toc.search(),
+        head=given.get("head", "linear"), variant=given.get("variant"), data_root=given.get("data_root"),
+        config=given.get("config_path"), seeds=parse_seeds(given.get("seeds", "0")), epochs=given.get("epochs"),
+        split_seed=given.get("split_seed", 0), cache_dir=given.get("cache_dir"), dtype=dtype, device=device,
+        trust_checkpoint=trust_checkpoint,
+    )
+    options.check()
+    if output is not None:
+        prepare_output(output, force=force)
+    selection = select_budget(options, progress=bars(unit="clip", min_total=64), log=log)
+    emit_output(selection.dumps(), output, force)
 
 
 @command("plot")

@@ -14,6 +14,7 @@ from cli.options import (
     encoder_options,
     force_option,
     output_option,
+    parse_seeds,
     toc_options,
     trust_option,
 )
@@ -41,16 +42,6 @@ def _split_names(values: tuple[str, ...], allowed: tuple[str, ...], option: str)
     return names
 
 
-def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
-    if not seeds:
-        raise click.BadParameter("give at least one seed", param_hint=option)
-    return list(dict.fromkeys(seeds))
-
-
 @command("eval")
 @click.argument("task", type=click.Choice(TASKS))
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="DCID / H-DCID / FCID checkpoint.")
@@ -62,7 +53,7 @@ def _parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     "[default: the checkpoint's own: dcid for one codebook level, hdcid for two, fcid for FCID; "
     "+toc with --selection / --channels / --toc-preset].",
 )
-@toc_options(TOC_SOURCES)
+@toc_options(TOC_SOURCES, auto=True)
 @click.option("--direction", type=click.Choice([*words.DIRECTIONS, "both"]), default="both", help="v2a: train on video, test on audio.")
 @click.option("--head", "heads", multiple=True, default=words.DEFAULT_HEADS, help=f"{' and/or '.join(words.HEADS)} (repeat or comma-separate).")
 @click.option("--protocol", type=click.Choice(words.PROTOCOLS), default=words.DEFAULT_PROTOCOL, help="strict: held-out evaluation; reference: the published quirks.")
@@ -100,6 +91,10 @@ def eval_command(
     scores for AVVP / AVE-AVVP, in %), `same_modality`, `val_metrics`, the per-clip (per-video)
     outcomes `toc report` bootstraps, sizes, channels and the checkpoint's sha256. Each feature
     set is encoded once and reused by every variant, head and seed. See docs/evaluation.md.
+
+    With --channels auto the budget of each direction (and head) is chosen first on the validation
+    split, from a grid of budgets (--auto-grid, --auto-patterns); the lines of the +toc variants
+    carry the choice and its whole validation curve (`budget_choice`). See docs/toc.md.
     """
     from toc.pipeline.session import EvalOptions, evaluate_task
 
@@ -107,10 +102,10 @@ def eval_command(
         task=task, checkpoint=checkpoint, data_root=data_root, config=config_path,
         variants=_split_names(variants, VARIANT_NAMES, "--variant"), toc=toc,
         directions=words.DIRECTIONS if direction == "both" else (direction,),
-        heads=_split_names(heads, words.HEADS, "--head"), protocol=protocol, seeds=_parse_seeds(seeds),
+        heads=_split_names(heads, words.HEADS, "--head"), protocol=protocol, seeds=parse_seeds(seeds),
         epochs=epochs, batch_size=batch_size, head_threads=head_threads, head_engine=head_engine,
         head_workers=head_workers, split_seed=split_seed,
-        split_seeds=None if split_seeds is None else _parse_seeds(split_seeds, "--split-seeds"),
+        split_seeds=None if split_seeds is None else parse_seeds(split_seeds, "--split-seeds"),
         pretrain_csv=pretrain_csv, pretrain_overlap=pretrain_overlap, cache_dir=cache_dir,
         cache_fingerprint=cache_fingerprint, dtype=dtype, encode_batch_size=encode_batch_size,
         device=device, trust_checkpoint=trust_checkpoint,

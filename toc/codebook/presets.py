@@ -4,7 +4,9 @@ Each launcher of the FCID release runs one direction per task with one score var
 (channels, max_num, min_num) triple; all four keep only a top block (min_num 0). The sweep the
 launchers mention in a comment is `SWEPT_CHANNELS`. These are data for `toc eval --toc-preset
 published` and `toc compare`'s `toc_preset` key; nothing here computes a selection (that is
-toc.codebook.selection's job). The DCID / H-DCID release publishes no per-task setting.
+toc.codebook.selection's job). The DCID / H-DCID release publishes no preset of its own; the
+TOC / H-DCID scripts' per-task budgets (`PUBLISHED_BUDGETS`) are listed so that `--channels auto`
+sweeps and benchmarks can mark and compare them, not applied by `--toc-preset`.
 """
 
 from __future__ import annotations
@@ -67,3 +69,59 @@ def preset_settings(preset: str, task: str, method: str, *, reference_topk: bool
             "publishes no per-task TOC setting); give the channels instead"
         )
     return fcid_preset(task).settings(reference_topk=reference_topk)
+
+
+@dataclass(frozen=True)
+class PublishedBudget:
+    """The channel budget a published downstream script uses for one task, direction and method."""
+
+    task: str
+    direction: str  # ours: v2a trains on video (the scripts' `va`), a2v on audio (`av`)
+    method: str  # dcid, hdcid or fcid
+    channels: int
+    max_num: int
+    min_num: int
+    script: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "channels": self.channels, "max_num": self.max_num, "min_num": self.min_num,
+            "script": self.script, **({"note": self.note} if self.note else {}),
+        }
+
+
+# The TOC / H-DCID release's `.sh` files (the first uncommented block of each), and FCID's table.
+# The same C applies to each H-DCID level (head input 2C).
+PUBLISHED_BUDGETS: dict[tuple[str, str, str], PublishedBudget] = {
+    (b.task, b.direction, b.method): b
+    for b in (
+        PublishedBudget("ave", "v2a", "dcid", 224, 1, 1, "ave.py ave_va"),
+        PublishedBudget("ave", "a2v", "dcid", 224, 1, 1, "ave.py ave_av"),
+        PublishedBudget("ave", "v2a", "hdcid", 128, 1, 0, "ave_mlvq.py ave_va"),
+        PublishedBudget("ave", "a2v", "hdcid", 196, 1, 0, "ave_mlvq.py ave_av"),
+        PublishedBudget("avvp", "v2a", "dcid", 128, 3, 1, "avvp.py avvp_va"),
+        PublishedBudget("avvp", "a2v", "dcid", 128, 3, 1, "avvp.py avvp_av"),
+        PublishedBudget("avvp", "v2a", "hdcid", 224, 1, 0, "avvp_mlvq.py avvp_va"),
+        PublishedBudget("avvp", "a2v", "hdcid", 128, 1, 0, "avvp_mlvq.py",
+                        "the block labelled av passes avvp_va (a copy-paste error of the release)"),
+        PublishedBudget("ave-avvp", "v2a", "dcid", 224, 1, 0, "ave_avvp.py ave_avvp_va"),
+        PublishedBudget("ave-avvp", "a2v", "dcid", 196, 1, 0, "ave_avvp.py ave_avvp_av"),
+        PublishedBudget("ave-avvp", "v2a", "hdcid", 196, 1, 1, "ave_avvp_mlvq.py ave_avvp_va"),
+        PublishedBudget("ave-avvp", "a2v", "hdcid", 224, 3, 1, "ave_avvp_mlvq.py ave_avvp_av"),
+        PublishedBudget("ucf-vggsound", "v2a", "dcid", 128, 1, 0, "ucf_vggsound.py ucfv_vgga"),
+        PublishedBudget("ucf-vggsound", "a2v", "dcid", 224, 1, 0, "ucf_vggsound.py vgga_ucfv"),
+        PublishedBudget("ucf-vggsound", "v2a", "hdcid", 196, 1, 0, "ucf_vggsound_mlvq.py ucfv_vgga"),
+        PublishedBudget("ucf-vggsound", "a2v", "hdcid", 224, 1, 1, "ucf_vggsound_mlvq.py vgga_ucfv"),
+        *(
+            PublishedBudget(p.task, p.direction, "fcid", p.channels, p.max_num, p.min_num,
+                            f"{p.script} {p.dataset_name}", f"score {p.score}")
+            for p in FCID_TOC_PRESETS.values()
+        ),
+    )
+}
+
+
+def published_budget(task: str, direction: str, method: str) -> PublishedBudget | None:
+    """The published budget of a task, direction and method (None: the release has none)."""
+    return PUBLISHED_BUDGETS.get((task, direction, method))

@@ -1,5 +1,6 @@
 """TOC channel selection: the settings, the reference order, the exact-budget option, and the
-selection file — one artifact with save / load and a version check."""
+selection file — one artifact with save / load and a version check (and, for a budget chosen
+on validation, the choice and its provenance: toc.codebook.budget)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from cmg_base.files import atomic_path
 from cmg_base.inputs import read_input_text
+from toc.codebook.budget import BudgetChoice
 from toc.codebook.scoring import ChannelScores, reference_score, score_channels
 from toc.codebook.settings import TocSettings
 from toc.documents import TOOL_NAME, dumps_document, parse_json, tool_version, version_tuple
@@ -293,7 +295,8 @@ class SelectionFile:
 
     The same object is what `toc select` writes, what `toc eval --selection` reads, and what
     inline TOC settings produce in memory. `save` writes byte-stable JSON; `load` validates every
-    field and refuses files written by a newer cmg-toc.
+    field and refuses files written by a newer cmg-toc. `choice` is set when the budget was
+    chosen on a validation split (`--channels auto`); files without it read as before.
     """
 
     checkpoint_path: str
@@ -304,6 +307,7 @@ class SelectionFile:
     version: str = field(default_factory=tool_version)
     path: Path | None = None  # where it was read from or written to (for messages)
     selections: tuple[Selection, ...] = field(default=(), repr=False, compare=False)  # in-memory results, with scores
+    choice: BudgetChoice | None = None  # the budget chosen on validation, with its provenance
 
     @staticmethod
     def from_selections(
@@ -344,13 +348,16 @@ class SelectionFile:
         settings = {k: v for k, v in self.parameters.items() if k != "level"}
         for entry in self.levels:
             levels.append({**entry.as_dict(), "parameters": dict(settings)})
-        return {
+        document = {
             "tool": TOOL_NAME,
             "version": self.version,
             "checkpoint": {"path": self.checkpoint_path, "sha256": self.checkpoint_sha256, "family": self.family},
             "parameters": dict(self.parameters),
             "levels": levels,
         }
+        if self.choice is not None:
+            document["choice"] = self.choice.to_json()
+        return document
 
     def dumps(self) -> str:
         return dumps_document(self.to_json())
@@ -362,7 +369,7 @@ class SelectionFile:
             tmp.write_text(self.dumps(), encoding="utf-8")
         return SelectionFile(
             self.checkpoint_path, self.checkpoint_sha256, self.family, self.parameters, self.levels,
-            self.version, target, self.selections,
+            self.version, target, self.selections, self.choice,
         )
 
     @staticmethod
@@ -499,7 +506,16 @@ def _read_selection(path: Path) -> SelectionFile:
     seen = [e.level for e in levels]
     if len(set(seen)) != len(seen) or seen != sorted(seen):
         raise DataError("levels must be distinct and in increasing order", file=path, key="levels", expected="increasing levels", actual=seen)
+    choice = None
+    if raw.get("choice") is not None:
+        choice = BudgetChoice.from_json(raw["choice"], str(path))
+        kept = tuple(len(e.indices) for e in levels)
+        if choice.point.n_channels != kept:
+            raise DataError(
+                "the chosen budget does not match the levels' indices", file=path, key="choice.curve",
+                expected=f"{list(choice.point.n_channels)} channels per level", actual=list(kept),
+            )
     return SelectionFile(
         checkpoint_path=checkpoint_path, checkpoint_sha256=sha256, family=family,
-        parameters=dict(parameters), levels=tuple(levels), version=version, path=path,
+        parameters=dict(parameters), levels=tuple(levels), version=version, path=path, choice=choice,
     )

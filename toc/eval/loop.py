@@ -3,14 +3,16 @@ and score.
 
 It reads codes from an encode-once cache, views them through a variant, trains (or builds)
 a head on one modality and scores the other; each result is a `ResultRecord` with the per-unit
-outcomes a bootstrap over the evaluated clips or videos needs.
+outcomes a bootstrap over the evaluated clips or videos needs. `validation_fits` is the same
+fitting scored on the validation rows alone, for the budget sweep of `--channels auto`
+(toc.eval.budget).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -78,6 +80,9 @@ class EvalRequest:
     # How the linear heads train (toc.eval.head_groups): grouped and single give identical records.
     head_engine: str = "grouped"
     head_workers: int | None = None  # grouped: worker processes (None: the usable CPU cores)
+    # Selections that differ per run (budgets chosen on validation, `--channels auto`), keyed by
+    # (split seed as the records give it, direction, variant, head); `selection` elsewhere.
+    selections: Mapping[tuple[int | None, str, str, str], SelectionFile] | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -104,6 +109,14 @@ class EvalRequest:
     def all_split_seeds(self) -> tuple[int, ...]:
         return tuple(self.split_seeds) if self.split_seeds is not None else (self.split_seed,)
 
+    def selection_for(self, split_seed: int | None, direction: str, variant: str, head: str) -> SelectionFile | None:
+        """The selection a (split seed, direction, variant, head) reads: its own, else `selection`."""
+        if self.selections is not None:
+            own = self.selections.get((split_seed, direction, variant, head))
+            if own is not None:
+                return own
+        return self.selection
+
 
 def score(kind: str, predicted: np.ndarray, labels: np.ndarray, n_classes: int, protocol: str, batch_size: int) -> dict[str, float]:
     """The metrics dict: `accuracy` for clip tasks; P/R/F1/macro-F1 for segment tasks (all %)."""
@@ -119,10 +132,48 @@ class _Features:
         self._store: dict[tuple, np.ndarray] = {}
 
     def get(self, view: ChannelView, encoded: EncodedSet, rows: Rows) -> np.ndarray:
-        key = (view.variant, id(encoded), rows.set_name, rows.rows.tobytes())
+        # The channels are part of the key: heads of one variant may read different selections.
+        channels = tuple(c.tobytes() for c in view.channels)
+        key = (view.variant, channels, id(encoded), rows.set_name, rows.rows.tobytes())
         if key not in self._store:
             self._store[key] = view.features(encoded, rows.rows)
         return self._store[key]
+
+
+def linear_epochs(data: TaskData, cache: CodeCache, request: EvalRequest, method: str) -> int | None:
+    """Epochs each linear head trains (None without a linear head): `request.epochs` or the
+    protocol's n_epoch, less the checkpoint's epoch under the reference protocol (Q1)."""
+    if "linear" not in request.heads:
+        return None
+    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, method)
+    checkpoint_epoch = cache.source.epoch if reads_checkpoint_epoch(request.protocol, request.heads) else None
+    return epochs_to_train(request.protocol, n_epoch, checkpoint_epoch)
+
+
+@dataclass(frozen=True)
+class DirectionRun:
+    """One direction of one split seed, as the loop runs it: the protocol's rows (after the
+    pretraining-overlap policy) and the split seed its records carry (None: the split does not
+    vary with the seed)."""
+
+    split_seed: int | None
+    direction: str
+    plan: DirectionPlan
+    overlap: dict | None
+
+
+def direction_runs(data: TaskData, request: EvalRequest, method: str, *, log: LogFn = no_log) -> Iterator[DirectionRun]:
+    """The (split seed, direction) runs of a request in the loop's order: a split that does not
+    vary with its seed (predefined, reference) is run once."""
+    split_seeds = request.all_split_seeds
+    for split_seed, direction in itertools.product(split_seeds, request.directions):
+        plan = plan_direction(data, direction, request.protocol, split_seed=split_seed, method=method)
+        varies = plan.split.startswith("video-level")
+        if not varies and split_seed != split_seeds[0]:
+            log(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
+            continue
+        plan, overlap = apply_pretraining_overlap(data, plan, request.pretraining)
+        yield DirectionRun(split_seed if varies else None, direction, plan, overlap)
 
 
 def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, log: LogFn = no_log) -> Iterator[ResultRecord]:
@@ -133,9 +184,8 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
     model_family = getattr(cache.source, "family", None)
     check_applicable(request.variants, cache.source.levels, model_family)
     method = method_of_checkpoint(model_family, cache.source.levels)
-    n_epoch = request.epochs if request.epochs is not None else default_n_epoch(data.task, request.protocol, method)
     checkpoint_epoch = cache.source.epoch if reads_checkpoint_epoch(request.protocol, request.heads) else None
-    epochs = epochs_to_train(request.protocol, n_epoch, checkpoint_epoch) if "linear" in request.heads else None
+    epochs = linear_epochs(data, cache, request, method)
     notes = _protocol_notes(request.protocol, method, checkpoint_epoch, epochs)
     selection = request.selection
     if selection is not None and selection.checkpoint_sha256 not in ("", cache.source.sha256):
@@ -144,28 +194,19 @@ def run_evaluation(data: TaskData, cache: CodeCache, request: EvalRequest, *, lo
             f"{selection.checkpoint_sha256[:16]}..., not from this checkpoint"
         )
         say(f"warning: {notes[-1]}")
-    split_seeds = request.all_split_seeds
     # Segment tasks with both directions: the records wait for the LLP scores of both heads.
     combine = data.kind == "segment" and set(DIRECTIONS) <= set(request.directions)
     pending: list[ResultRecord] = []
     parses: dict[tuple, dict[str, _Parse]] = {}
-    for split_seed, direction in itertools.product(split_seeds, request.directions):
-        plan = plan_direction(
-            data, direction, request.protocol, split_seed=split_seed, method=method,
-        )
-        varies = plan.split.startswith("video-level")
-        if not varies and split_seed != split_seeds[0]:
-            say(f"{data.task} {direction}: {plan.split} split, so split seed {split_seed} is not run again")
-            continue
-        plan, overlap = apply_pretraining_overlap(data, plan, request.pretraining)
+    for run in direction_runs(data, request, method, log=say):
+        direction, overlap = run.direction, run.overlap
         record_notes = list(notes)
         if (note := overlap_note(overlap)) is not None:
             record_notes.append(note)
             say(f"warning: {data.task} {direction}: {note}")
-        for record, parse in _direction_records(data, plan, request, epochs, cache, log=say):
+        for record, parse in _direction_records(data, run.plan, request, epochs, cache, log=say, split_seed=run.split_seed):
             record = replace(
-                record, notes=list(record_notes), split_seed=split_seed if varies else None,
-                pretrain_overlap=overlap,
+                record, notes=[*record_notes, *record.notes], split_seed=run.split_seed, pretrain_overlap=overlap,
             )
             if combine:
                 pending.append(record)
@@ -198,7 +239,7 @@ def _protocol_notes(protocol: str, method: str | None, checkpoint_epoch: int | N
 
 def _direction_records(
     data: TaskData, plan: DirectionPlan, request: EvalRequest, epochs: int | None, cache: CodeCache,
-    *, log: LogFn,
+    *, log: LogFn, split_seed: int | None = None,
 ) -> Iterator[tuple[ResultRecord, _Parse | None]]:
     """One direction's (record, segment parse) per variant × head × seed, each set encoded once
     and each view's features built once for all its heads."""
@@ -207,18 +248,27 @@ def _direction_records(
     train_codes = cache.get(data.task, train_set, request.dtype)
     eval_codes = cache.get(data.task, eval_set, request.dtype)
     features = _Features()
-    views = [resolve_view(name, train_codes.codebooks, request.selection) for name in request.variants]
-    trained: dict[tuple[str, int], _TrainedHead] = {}
+    views = {
+        (name, head): resolve_view(
+            name, train_codes.codebooks, request.selection_for(split_seed, plan.direction, name, head),
+        )
+        for name in request.variants for head in request.heads
+    }
+    trained: dict[tuple[int, int], _TrainedHead] = {}
     if epochs is not None and request.head_engine != "autograd":
-        trained = _train_linear_heads(data, plan, views, request, epochs, cache, train_codes, eval_codes)
-    for view in views:
+        linear_views = [views[(name, "linear")] for name in request.variants]
+        trained = _train_linear_heads(
+            data, plan, linear_views, request, epochs, cache, train_codes, _select_codes(plan, train_codes, eval_codes),
+        )
+    for position, name in enumerate(request.variants):
         for head in request.heads:
+            view = views[(name, head)]
             for seed in request.seeds:
                 start = time.perf_counter()
                 trained_codes = train_codes
                 if plan.dropout_during_training:
                     trained_codes = cache.get(data.task, train_set, request.dtype, dropout_seed=seed)
-                head_trained = trained.get((view.variant, seed)) if head == "linear" else None
+                head_trained = trained.get((position, seed)) if head == "linear" else None
                 record, parse = _evaluate_one(
                     data, plan, view, head, seed, request, epochs, features,
                     trained_codes, train_codes, eval_codes, head_trained,
@@ -289,7 +339,7 @@ def _evaluate_one(
     if head == "linear" and plan.same_modality_own_best and fitted.own_best:
         same = dict(fitted.own_best)  # the FCID AVE script's independent same-modality maximum
     # The head is at its selected epoch now, so these are the outcomes behind val_metrics.
-    val_parts = None if xy.x_select is None else _parts(data, predictor.predict(xy.x_select), xy.y_select)
+    val_parts = None if xy.x_select is None else unit_parts(data, predictor.predict(xy.x_select), xy.y_select)
     eval_ids = _ids(data, plan.evaluate)
     parse = None
     llp_per_video = None
@@ -307,7 +357,7 @@ def _evaluate_one(
         selection_metric=fitted.selection_metric, seconds=0.0,
         unit="clip" if data.kind == "clip" else "video",
         parts_metrics=parts_metrics("clip" if data.kind == "clip" else "video", request.protocol),
-        eval_parts=_parts(data, eval_predicted, xy.y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
+        eval_parts=unit_parts(data, eval_predicted, xy.y_eval), eval_units_sha256=unit_ids_digest(eval_ids),
         val_parts=val_parts,
         val_units_sha256=None if xy.x_select is None else unit_ids_digest(_ids(data, plan.select)),
         val_split="evaluation" if plan.select.set_name == plan.evaluate.set_name else "validation",
@@ -320,23 +370,30 @@ def _evaluate_one(
 class _HeadData:
     """One view's inputs and labels for a head, on the rows the plan gives each role: training,
     selection (validation), evaluated and same-modality. An input is None where the role has no
-    rows, and the training input where a group trained the head already."""
+    rows, and the training input where a group trained the head already (the evaluated input
+    too when only the validation rows are scored: `validation_fits`)."""
 
     x_train: np.ndarray | None
     y_train: np.ndarray
     x_select: np.ndarray | None
     y_select: np.ndarray
-    x_eval: np.ndarray
-    y_eval: np.ndarray
+    x_eval: np.ndarray | None
+    y_eval: np.ndarray | None
     x_same: np.ndarray | None
     y_same: np.ndarray
+
+
+def _select_codes(plan: DirectionPlan, train_codes: EncodedSet, eval_codes: EncodedSet) -> EncodedSet:
+    """The codes of the selection rows: the training set's (strict), or the evaluated set's when
+    the protocol selects on the evaluated rows (reference)."""
+    return eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
 
 
 def _head_data(
     data: TaskData, plan: DirectionPlan, view: ChannelView, features: _Features | CodeIdInputs,
     trained_codes: EncodedSet, train_codes: EncodedSet, eval_codes: EncodedSet, *, dense_train: bool,
 ) -> _HeadData:
-    select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
+    select_codes = _select_codes(plan, train_codes, eval_codes)
     return _HeadData(
         x_train=features.get(view, trained_codes, plan.train) if dense_train else None,
         y_train=_labels(data, plan.train),
@@ -436,7 +493,7 @@ def _ids(data: TaskData, rows: Rows) -> list[str]:
     return [str(ids[i]) for i in rows.rows]
 
 
-def _parts(data: TaskData, predicted: np.ndarray, labels: np.ndarray) -> list:
+def unit_parts(data: TaskData, predicted: np.ndarray, labels: np.ndarray) -> list:
     """JSON per-unit outcomes: 0/1 per clip, or [tp, n_pred, n_label] per video."""
     if data.kind == "clip":
         return [int(x) for x in correctness_parts(predicted, labels)[:, 0]]
@@ -470,9 +527,10 @@ class _TrainedHead:
 
 def _train_linear_heads(
     data: TaskData, plan: DirectionPlan, views: list[ChannelView], request: EvalRequest, epochs: int,
-    cache: CodeCache, train_codes: EncodedSet, eval_codes: EncodedSet,
-) -> dict[tuple[str, int], _TrainedHead]:
-    """Every linear head of one direction (variants × seeds), trained by toc.eval.head_groups.
+    cache: CodeCache, train_codes: EncodedSet, select_codes: EncodedSet,
+) -> dict[tuple[int, int], _TrainedHead]:
+    """Every linear head of one direction (views × seeds), trained by toc.eval.head_groups; keyed
+    by (the view's position in `views`, seed).
 
     The same recipe, seeds, judge and epoch rules as `_fit_linear_head`; the features go in as
     codes (never as dense arrays). The same-modality scores of every epoch (FCID's own-best
@@ -484,10 +542,9 @@ def _train_linear_heads(
     config = _linear_config(data, request, epochs)
     metric = plan.selection_metric
     y_train, y_select, y_same = _labels(data, plan.train), _labels(data, plan.select), _labels(data, plan.same_modality)
-    select_codes = eval_codes if plan.select.set_name == plan.evaluate.set_name else train_codes
 
     jobs = []
-    for view in views:
+    for position, view in enumerate(views):
         x_select = factor_view(view, select_codes, plan.select.rows) if len(plan.select) else None
         x_same = None
         if plan.same_modality_own_best and len(plan.same_modality):
@@ -510,7 +567,7 @@ def _train_linear_heads(
             if trained_codes.key not in factored:
                 factored[trained_codes.key] = factor_view(view, trained_codes, plan.train.rows)
             jobs.append(LinearHeadJob(
-                data.kind, factored[trained_codes.key], y_train, n_outputs, seed, judge, key=(view.variant, seed),
+                data.kind, factored[trained_codes.key], y_train, n_outputs, seed, judge, key=(position, seed),
                 observe=observe if plan.same_modality_own_best else None,
             ))
     if request.head_engine == "single":
@@ -526,3 +583,77 @@ def _train_linear_heads(
             _keep_own_best(own_best, same_now, metric)
         trained[job.key] = _TrainedHead(result, own_best, share)
     return trained
+
+
+# ---------------------------------------------------------------------- validation only
+
+
+@dataclass(frozen=True)
+class ValidationFit:
+    """A head fitted on the training rows and scored on validation rows only."""
+
+    predictor: HeadPredictor
+    val_metrics: dict[str, float]
+    val_parts: list  # per scored validation unit, as `ResultRecord.val_parts`
+    seconds: float  # its share of the fitting time
+
+
+def validation_fits(
+    data: TaskData, plan: DirectionPlan, views: Sequence[ChannelView], head: str, request: EvalRequest,
+    epochs: int | None, cache: CodeCache, score_rows: Rows | None = None,
+) -> list[dict[int, ValidationFit]]:
+    """Per view, per seed of `request`: the head fitted exactly as the loop fits it (same recipe,
+    seeds, epoch rule on the plan's validation rows; linear heads grouped by
+    `request.head_engine`) and scored on `score_rows` (default: the plan's validation rows; the
+    budget sweep may pass the evaluated modality's clips of the validation videos). No
+    evaluated row is scored and no evaluated label is read here (a set is encoded whole, so the
+    evaluated set's codes may be computed), so nothing decided from these fits depends on them."""
+    if plan.select.set_name == plan.evaluate.set_name or not len(plan.select):
+        raise ConfigError(
+            f"task {data.task} {plan.direction}: {plan.split} has no validation rows apart from the evaluated ones"
+        )
+    score_rows = plan.select if score_rows is None else score_rows
+    if np.intersect1d(score_rows.rows, plan.evaluate.rows).size and score_rows.set_name == plan.evaluate.set_name:
+        raise ConfigError(f"task {data.task} {plan.direction}: the rows to score on include evaluated rows")
+    train_set = data.sets[plan.train.set_name]
+    train_codes = cache.get(data.task, train_set, request.dtype)
+    select_codes = cache.get(data.task, data.sets[plan.select.set_name], request.dtype)
+    score_codes = cache.get(data.task, data.sets[score_rows.set_name], request.dtype)
+    trained: dict[tuple[int, int], _TrainedHead] = {}
+    if head == "linear" and epochs is not None and request.head_engine != "autograd":
+        trained = _train_linear_heads(data, plan, list(views), request, epochs, cache, train_codes, select_codes)
+    y_train, y_select, y_score = _labels(data, plan.train), _labels(data, plan.select), _labels(data, score_rows)
+    fits: list[dict[int, ValidationFit]] = []
+    for position, view in enumerate(views):
+        per_seed: dict[int, ValidationFit] = {}
+        # A store per view: a sweep has many views, and one store would keep every one's inputs.
+        inputs: _Features | CodeIdInputs = CodeIdInputs() if head == CODE_HEAD else _Features()
+        for seed in request.seeds:
+            start = time.perf_counter()
+            head_trained = trained.get((position, seed))
+            xy = _HeadData(
+                x_train=inputs.get(view, train_codes, plan.train) if head_trained is None else None, y_train=y_train,
+                x_select=inputs.get(view, select_codes, plan.select), y_select=y_select,
+                x_eval=None, y_eval=None, x_same=None, y_same=_labels(data, plan.same_modality),
+            )
+            fitted = _fit_head(data, plan, view, head, seed, request, epochs, xy, train_codes, head_trained)
+            scored = xy.x_select if score_rows is plan.select else inputs.get(view, score_codes, score_rows)
+            predicted = fitted.predictor.predict(scored)
+            metrics = score(data.kind, predicted, y_score, data.n_classes, request.protocol, request.batch_size)
+            shared = head_trained.seconds if head_trained is not None else 0.0
+            per_seed[seed] = ValidationFit(
+                fitted.predictor, metrics, unit_parts(data, predicted, y_score),
+                round(time.perf_counter() - start + shared, 4),
+            )
+        fits.append(per_seed)
+    return fits
+
+
+def evaluated_parts(
+    data: TaskData, plan: DirectionPlan, view: ChannelView, predictor: HeadPredictor, head: str,
+    request: EvalRequest, cache: CodeCache,
+) -> list:
+    """A fitted head's per-unit outcomes on the plan's evaluated rows (as `eval_parts`)."""
+    encoded = cache.get(data.task, data.sets[plan.evaluate.set_name], request.dtype)
+    inputs = CodeIdInputs() if head == CODE_HEAD else _Features()
+    return unit_parts(data, predictor.predict(inputs.get(view, encoded, plan.evaluate)), _labels(data, plan.evaluate))

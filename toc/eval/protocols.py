@@ -129,6 +129,21 @@ def _reference_plan(data: TaskData, direction: str, train_name: str, eval_name: 
     )
 
 
+def cross_modal_validation(data: TaskData, plan: DirectionPlan) -> Rows:
+    """The evaluated modality's clips of the validation videos: rows of the evaluated set whose
+    ids are among the validation rows' ids (empty when the two sets share none). They are never
+    evaluated rows: the split keeps validation and evaluated videos apart (checked here too)."""
+    if plan.select.set_name == plan.evaluate.set_name:
+        return Rows(plan.evaluate.set_name, np.zeros(0, dtype=np.int64))
+    select_ids = data.sets[plan.select.set_name].ids
+    wanted = {str(select_ids[i]) for i in plan.select.rows}
+    eval_ids = data.sets[plan.evaluate.set_name].ids
+    rows = np.asarray([row for row, vid in enumerate(eval_ids) if str(vid) in wanted], dtype=np.int64)
+    if np.intersect1d(rows, plan.evaluate.rows).size:
+        raise DataError(f"task {data.task}: validation videos are among the evaluated rows; the splits overlap")
+    return Rows(plan.evaluate.set_name, rows)
+
+
 def _rows(values) -> np.ndarray:
     return np.sort(np.asarray(values, dtype=np.int64).reshape(-1))
 

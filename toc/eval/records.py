@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from toc.codebook.budget import BudgetChoice, evaluation_curve_from_json
 from toc.errors import DataError
 from toc.vocabulary import DIRECTIONS
 
@@ -23,7 +24,7 @@ from toc.vocabulary import DIRECTIONS
 # and what only some tasks or protocols have.
 OPTIONAL_FIELDS = (
     "checkpoint", "toc", "selection", "chance", "pretrain_run", "split_seed", "llp_per_video",
-    "llp_both_directions", "pretrain_overlap",
+    "llp_both_directions", "pretrain_overlap", "budget_choice", "budget_evaluation",
 )
 UNITS = ("clip", "video")  # what one entry of eval_parts / val_parts is about
 VAL_SPLITS = ("validation", "evaluation")  # which rows `val_metrics` / `val_parts` come from
@@ -98,6 +99,12 @@ class ResultRecord:
     pretrain_run: int | None = None  # which pretraining run (checkpoint) of the family
     split_seed: int | None = None  # seed of the video-level split (None: predefined / reference)
     pretrain_overlap: dict[str, Any] | None = None  # evaluated ids found in the pretraining list
+    # `--channels auto`: the budget chosen on validation and its whole validation curve
+    # (toc.codebook.budget.BudgetChoice as JSON) ...
+    budget_choice: dict[str, Any] | None = None
+    # ... and, computed after the choice from the same heads, every grid point's score on the
+    # evaluated units: for reading only, never used to choose (EvaluationPoint as JSON).
+    budget_evaluation: list[dict[str, Any]] | None = None
     source: str = field(default="", compare=False)
 
     @property
@@ -204,8 +211,26 @@ class ResultRecord:
             pretrain_run=_optional(obj, "pretrain_run", int, where),
             split_seed=_optional(obj, "split_seed", int, where),
             pretrain_overlap=_optional(obj, "pretrain_overlap", dict, where),
+            budget_choice=_budget_choice(obj, where),
+            budget_evaluation=_budget_evaluation(obj, where),
             source=where,
         )
+
+
+def _budget_choice(obj: dict, where: str) -> dict[str, Any] | None:
+    value = obj.get("budget_choice")
+    if value is None:
+        return None
+    BudgetChoice.from_json(value, where, "budget_choice")  # validated; kept as written
+    return value
+
+
+def _budget_evaluation(obj: dict, where: str) -> list[dict[str, Any]] | None:
+    value = obj.get("budget_evaluation")
+    if value is None:
+        return None
+    evaluation_curve_from_json(value, where)
+    return value
 
 
 def _short(value: Any) -> str:

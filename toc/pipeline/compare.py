@@ -1,5 +1,6 @@
 """`toc compare`: run a comparison plan end to end — every job through an evaluation session,
-inline TOC settings selected once and saved beside the results, then the report."""
+inline TOC settings selected once (or, with `channels = "auto"`, a budget chosen per direction
+and head on validation) and saved beside the results, then the report."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from cmg_base.files import check_output_directory
 from toc.codebook.selection import TocSettings
+from toc.codebook.settings import BudgetSearch
 from toc.data.base import TaskData
 from toc.errors import ConfigError
 from toc.eval.loop import EvalRequest
@@ -19,6 +21,7 @@ from toc.eval.protocols import checkpoint_reads
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
 from toc.eval.variants import VARIANTS
+from toc.pipeline.budget import choose_budgets, with_choices, with_file_choice
 from toc.pipeline.plan import ComparisonPlan, load_plan
 from toc.pipeline.session import EvalSession
 from toc.progress import LogFn, no_log
@@ -31,15 +34,22 @@ from toc.report.writer import (
     render_result_set,
     write_output_set,
 )
+from toc.vocabulary import CODE_HEAD
 
 RESULTS_FILE = "results.jsonl"
 
 
-def selection_file_name(task: str, method: str, pretrain_run: int | None = None) -> str:
+def selection_file_name(
+    task: str, method: str, pretrain_run: int | None = None, *, direction: str | None = None,
+    head: str | None = None, split_seed: int | None = None,
+) -> str:
     """Where `toc compare` writes the selection it computes for inline TOC settings (one per
-    checkpoint: with several pretraining runs, one per run)."""
+    checkpoint: with several pretraining runs, one per run); a budget chosen on validation is
+    one per direction and head (and split seed) as well."""
     run = "" if pretrain_run is None else f"-p{pretrain_run}"
-    return f"toc-{task}-{method}{run}.json"
+    chosen = "".join(f"-{part}" for part in (direction, head) if part is not None)
+    split = "" if split_seed is None else f"-s{split_seed}"
+    return f"toc-{task}-{method}{run}{chosen}{split}.json"
 
 
 @dataclass
@@ -57,6 +67,13 @@ def planned_outputs(plan: ComparisonPlan) -> list[str]:
     names += [
         selection_file_name(j.task, j.method, j.pretrain_run)
         for j in plan.jobs if isinstance(j.selection, TocSettings)
+    ]
+    # Budgets chosen on validation: one file per direction and head (and split seed, known only
+    # once the task is loaded: a predefined split has none).
+    names += [
+        selection_file_name(j.task, j.method, j.pretrain_run, direction=d, head=h)
+        for j in plan.jobs if isinstance(j.selection, BudgetSearch)
+        for d in j.directions for h in j.heads if h != CODE_HEAD
     ]
     return names
 
@@ -107,7 +124,8 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             session = sessions[run_key]
             if job.task not in tasks:
                 tasks[job.task] = load_task(job.task, data_root=plan.data_root, config=plan.data_config)
-            selection = session.selection(job.selection, job.task)
+            search = job.selection if isinstance(job.selection, BudgetSearch) else None
+            selection = None if search is not None else session.selection(job.selection, job.task)
             if isinstance(job.selection, TocSettings):
                 selection = replace(selection, path=out / selection_file_name(job.task, job.method, job.pretrain_run))
                 made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
@@ -119,12 +137,37 @@ def run_plan(plan: ComparisonPlan, out_dir: str | os.PathLike, *, log: LogFn = n
             )
             run = "" if job.pretrain_run is None else f", pretraining run {job.pretrain_run}"
             log(f"compare: {job.task} with {job.method}{run} ({', '.join(job.variants)})")
-            for record in session.evaluate(tasks[job.task], request, log=log):
+            data = tasks[job.task]
+            if search is None:
+                evaluated = with_file_choice(session.evaluate(data, request, log=log), selection)
+            else:
+                outcomes = _chosen_budgets(session, data, request, search, job, out, made, log)
+                request = replace(request, selections={key: o.selection for key, o in outcomes.items()})
+                evaluated = with_choices(session.evaluate(data, request, log=log), outcomes, data, session, request, search)
+            for record in evaluated:
                 extra = {"checkpoint": str(job.checkpoint), "pretrain_run": job.pretrain_run}
-                if VARIANTS[record.variant].uses_selection and selection is not None:
-                    extra.update(toc=dict(selection.parameters), selection=str(selection.path))
+                used = request.selection_for(record.split_seed, record.direction, record.variant, record.head)
+                if VARIANTS[record.variant].uses_selection and used is not None:
+                    extra.update(toc=record.toc or dict(used.parameters), selection=str(used.path))
                 records.append(replace(record, **extra))
     return ComparisonRun(records, made, tasks)
+
+
+def _chosen_budgets(session, data, request, search, job, out: Path, made: list, log: LogFn) -> dict:
+    """The budgets of one job chosen on validation, each with the path it is saved to."""
+    outcomes = choose_budgets(session, data, request, search, log=log)
+    named: dict = {}
+    for key, outcome in outcomes.items():
+        split_seed, direction, _variant, head = key
+        chooser = outcome.selection.choice.head if outcome.selection.choice is not None else head
+        name = selection_file_name(
+            job.task, job.method, job.pretrain_run, direction=direction, head=chooser, split_seed=split_seed,
+        )
+        selection = replace(outcome.selection, path=out / name)
+        if chooser == head:  # the code-id head shares another head's file
+            made.append(MadeSelection(selection, tuple(session.checkpoint.codebooks)))
+        named[key] = replace(outcome, selection=selection)
+    return named
 
 
 def _reads(plan: ComparisonPlan, checkpoint) -> tuple[str, ...]:

@@ -16,11 +16,16 @@ from cmg_base.inputs import expand_path
 from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE, DEVICES, DTYPES, METHODS
 from toc.codebook.presets import preset_settings
 from toc.codebook.settings import (
+    AUTO_CHANNELS,
+    AUTO_SETTINGS,
+    AUTO_SPLITS,
     PRESET_NAMES,
     SCORE_VARIANTS,
     TOC_SETTINGS,
+    BudgetSearch,
     TocRequest,
     TocSettings,
+    check_auto,
 )
 from toc.data.files import read_toml
 from toc.errors import ConfigError, SettingsError
@@ -83,7 +88,9 @@ class EvalJob:
     batch_size: int
     dtype: str
     split_seed: int
-    selection: TocSettings | Path | None  # inline settings or a selection file; None without +toc
+    # Inline settings, a budget search (channels = "auto": chosen per direction on validation) or
+    # a selection file; None without +toc.
+    selection: TocSettings | BudgetSearch | Path | None
     # Which pretraining run of the method the checkpoint is (its place in the plan's list of
     # checkpoints); None when the method has one checkpoint. Runs pair across methods by it.
     pretrain_run: int | None = None
@@ -143,10 +150,11 @@ def _plan_path(value: Any, key: str, base: Path, path: Path) -> Path:
     return candidate if candidate.is_absolute() else base / candidate
 
 
-def _inline_toc(table: dict, key: str, path: Path, task: str, method: str) -> TocSettings:
+def _inline_toc(table: dict, key: str, path: Path, task: str, method: str) -> TocSettings | BudgetSearch:
     """A plan's TOC table as settings: `preset` alone (with reference_topk), or `channels` and
-    whichever other settings it gives (TocSettings fills in the defaults)."""
-    known = (*TOC_SETTINGS, _PRESET_KEY)
+    whichever other settings it gives (TocSettings fills in the defaults); `channels = "auto"`
+    (with `auto_grid` / `auto_patterns`) is a budget search instead."""
+    known = (*TOC_SETTINGS, *AUTO_SETTINGS, _PRESET_KEY)
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise _plan_error(path, f"{key}.{unknown[0]}", f"one of {', '.join(known)}", unknown[0])
@@ -168,7 +176,9 @@ def _inline_toc(table: dict, key: str, path: Path, task: str, method: str) -> To
         if not expected[1](value):
             raise _plan_error(path, f"{key}.{name}", expected[0], value)
     try:
-        return TocRequest(**table).settings()
+        request = TocRequest(**table)
+        request.check(("channels",), auto=True)
+        return request.search() if request.auto else request.settings()
     except SettingsError as exc:
         raise _plan_error(path, key, f"valid TOC settings: {exc}", table) from None
 
@@ -178,8 +188,19 @@ def _is_count(v: Any) -> bool:
 
 
 # What each TOC key of a plan must hold: (as said in errors, check).
+def _is_grid(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and bool(v) and all(_is_count(x) for x in v))
+
+
+def _is_patterns(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v))
+
+
 _TOC_KEY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "channels": ("an integer >= 0", _is_count),
+    "channels": (f'an integer >= 0 or "{AUTO_CHANNELS}"', lambda v: _is_count(v) or v == AUTO_CHANNELS),
+    "auto_grid": ('a list of channel budgets or "step:N"', _is_grid),
+    "auto_patterns": ('a list of "A/B" block patterns', _is_patterns),
+    "auto_split": (" or ".join(AUTO_SPLITS), lambda v: v in AUTO_SPLITS),
     "max_num": ("an integer >= 0", _is_count),
     "min_num": ("an integer >= 0", _is_count),
     "exact_budget": ("true or false", lambda v: isinstance(v, bool)),
@@ -193,7 +214,7 @@ _TOC_KEY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 def _selection_for(
     section: Any, task: str, method: str, base: Path, path: Path
-) -> TocSettings | Path | None:
+) -> TocSettings | BudgetSearch | Path | None:
     """TOC settings of one (task, method): [selection] < [selection.TASK] < [selection.TASK.METHOD].
 
     Inline keys (channels, max_num, ...) are merged from the outer to the inner table; a
@@ -205,16 +226,16 @@ def _selection_for(
         raise _plan_error(path, "selection", "a table", section)
     merged: dict[str, Any] = {}
     table, where = section, "selection"
-    toc_keys = (*TOC_SETTINGS, _PRESET_KEY)
+    toc_keys = (*TOC_SETTINGS, *AUTO_SETTINGS, _PRESET_KEY)
     steps: tuple[tuple[str | None, Sequence[str]], ...] = ((task, TASKS), (method, METHODS), (None, ()))
     for depth, (nested, allowed) in enumerate(steps):
         for name in table:
             if name not in toc_keys and name not in allowed:
-                expected = ", ".join([*TOC_SETTINGS, *allowed])
+                expected = ", ".join([*TOC_SETTINGS, *AUTO_SETTINGS, *allowed])
                 raise _plan_error(path, f"{where}.{name}", f"one of {expected}", name)
         if _PRESET_KEY in table:  # a preset replaces the settings of the outer tables
             merged = {k: v for k, v in merged.items() if k == "reference_topk"}
-        elif any(k in table for k in TOC_SETTINGS):  # and explicit settings replace an outer preset
+        elif any(k in table for k in (*TOC_SETTINGS, *AUTO_SETTINGS)):  # and explicit settings replace an outer preset
             merged.pop(_PRESET_KEY, None)
         merged.update({k: table[k] for k in toc_keys if k in table})
         if nested is None or nested not in table:
@@ -347,7 +368,7 @@ def pretraining_runs(source: str, checkpoints: Mapping[str, Path | Sequence[Path
 
 def make_plan(
     *, source: str, checkpoints: Mapping[str, Path | Sequence[Path]], tasks: Sequence[str],
-    toc: Callable[[str, str], TocSettings | Path | None], data_root: Path | None = None,
+    toc: Callable[[str, str], TocSettings | BudgetSearch | Path | None], data_root: Path | None = None,
     data_config: Path | None = None, cache_dir: Path | None = None,
     directions: Sequence[str] = DIRECTIONS, variants: Sequence[str] | None = None,
     heads: Sequence[str] = DEFAULT_HEADS, seeds: Sequence[int] = DEFAULT_SEEDS, protocol: str = DEFAULT_PROTOCOL,
@@ -373,6 +394,11 @@ def make_plan(
                 )
             needs_toc = any(VARIANTS[v].uses_selection for v in method_variants)
             selection = toc(task, method)
+            if needs_toc and isinstance(selection, BudgetSearch):
+                try:
+                    check_auto(protocol, heads)
+                except SettingsError as exc:
+                    raise ConfigError(f"{source}: task {task}, {method}: {exc}") from None
             if needs_toc and selection is None:
                 raise ConfigError(
                     f"{source}: variant {method}+toc on task {task} needs TOC settings "

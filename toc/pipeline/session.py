@@ -1,18 +1,19 @@
 """An evaluation session: one checkpoint, loaded once, whose codes are encoded once per feature
 set and dtype and read by every variant, head and seed — the chain behind `toc eval`,
-`toc compare` and `toc demo`. Also `toc eval`'s rules for which options go together."""
+`toc compare` and `toc demo`. Also `toc eval`'s rules for which options go together, and
+`--channels auto` (the budget chosen on validation, toc.pipeline.budget) on the way."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hdcid.vocabulary import DEFAULT_DEVICE, DEFAULT_DTYPE
 from toc.codebook.checkpoint import ENCODING_READS, Checkpoint, load_checkpoint
 from toc.codebook.presets import preset_settings
 from toc.codebook.selection import SelectionFile, read_selection, selection_for
-from toc.codebook.settings import TOC_SOURCES, TocRequest, TocSettings
+from toc.codebook.settings import TOC_SOURCES, TocRequest, TocSettings, check_auto
 from toc.data.base import TaskData
 from toc.errors import SettingsError
 from toc.eval.cache import CheckpointCodeSource, CodeCache
@@ -22,6 +23,7 @@ from toc.eval.protocols import checkpoint_reads
 from toc.eval.records import ResultRecord
 from toc.eval.tasks import load_task
 from toc.eval.variants import VARIANTS, default_variants, method_of_checkpoint
+from toc.pipeline.budget import choose_budgets, with_choices, with_file_choice
 from toc.progress import LogFn, ProgressFactory, no_log, no_progress
 from toc.vocabulary import (
     DEFAULT_HEAD_ENGINE,
@@ -78,6 +80,11 @@ class EvalSession:
             return self.select(toc.settings())
         if toc.preset is not None:
             return self.select(preset_settings(toc.preset, task, self.method))
+        if toc.auto:
+            raise SettingsError(
+                "{} auto is chosen per direction on a validation split, not once per checkpoint "
+                "(toc.pipeline.budget.choose_budgets)", settings=("channels",),
+            )
         return read_selection(toc.selection, made_for=self.checkpoint)
 
     @property
@@ -130,7 +137,9 @@ class EvalOptions:
         toc = self.toc
         if self.data_root is None and self.config is None:
             raise SettingsError("give {} DIR or {} FILE (or both)", settings=("data_root", "config"))
-        toc.check(TOC_SOURCES)
+        toc.check(TOC_SOURCES, auto=True)
+        if toc.auto:
+            check_auto(self.protocol, self.heads)
         if toc.given and not self.wants_toc:
             raise SettingsError(
                 "{} / {} / {} apply only to the +toc variants; none was requested",
@@ -174,8 +183,9 @@ def evaluate_task(
 
 
 def _evaluate_opened(session: EvalSession, options: EvalOptions, log: LogFn) -> Iterator[ResultRecord]:
-    """evaluate_task's work once the checkpoint is open: selection, task, records."""
-    selection = session.selection(options.toc, options.task)
+    """evaluate_task's work once the checkpoint is open: selection (or the budgets chosen on
+    validation), task, records."""
+    selection = None if options.toc.auto else session.selection(options.toc, options.task)
     variants = list(options.variants) or default_variants(
         session.checkpoint.levels, options.wants_toc, session.checkpoint.family,
     )
@@ -194,4 +204,10 @@ def _evaluate_opened(session: EvalSession, options: EvalOptions, log: LogFn) -> 
         split_seeds=None if options.split_seeds is None else tuple(options.split_seeds),
         pretraining=pretraining, head_engine=options.head_engine, head_workers=options.head_workers,
     )
-    yield from session.evaluate(data, request, log=log)
+    if not options.toc.auto:
+        yield from with_file_choice(session.evaluate(data, request, log=log), selection)
+        return
+    search = options.toc.search()
+    outcomes = choose_budgets(session, data, request, search, log=log)
+    request = replace(request, selections={key: outcome.selection for key, outcome in outcomes.items()})
+    yield from with_choices(session.evaluate(data, request, log=log), outcomes, data, session, request, search)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toc.codebook.budget import BudgetChoice, EvaluationPoint, evaluation_curve_from_json
 from toc.codebook.selection import SelectionFile
 from toc.errors import ConfigError, DataError
 from toc.eval.records import ResultRecord
@@ -196,6 +197,29 @@ class SelectionPlot:
     codebooks: tuple[Any, ...] | None = None
 
 
+@dataclass(frozen=True)
+class BudgetSweepView:
+    """A budget chosen on validation (`--channels auto`), as result lines carry it: the choice
+    with its validation curve and, separately, the same heads' evaluation-split curve."""
+
+    name: str  # the figure's file name in the report
+    task: str
+    direction: str
+    variant: str
+    head: str
+    checkpoint_sha256: str | None
+    pretrain_run: int | None
+    split_seed: int | None
+    choice: BudgetChoice
+    evaluation: tuple[EvaluationPoint, ...] | None  # never used to choose
+
+    @property
+    def title(self) -> str:
+        run = "" if self.pretrain_run is None else f" · pretraining run {self.pretrain_run}"
+        split = "" if self.split_seed is None else f" · split seed {self.split_seed}"
+        return f"{self.task} · {self.direction} · {self.variant} · {self.head}{run}{split}"
+
+
 @dataclass
 class Report:
     inputs: list[InputFile]
@@ -203,9 +227,11 @@ class Report:
     toc_settings: list[TocSettingRow]
     health: list[HealthRecord]
     selections: list[SelectionPlot]
+    budget_sweeps: list[BudgetSweepView]
     metric_option: str
     confidence: float = CONFIDENCE
     charted_tasks: frozenset[str] = frozenset()  # tasks whose bar chart is written beside report.md
+    charted_budgets: frozenset[str] = frozenset()  # budget sweeps whose figure is written beside it
     n_resamples: int = DEFAULT_RESAMPLES
     level: float = LEVEL
     bootstrap_seed: int = BOOTSTRAP_SEED
@@ -687,6 +713,42 @@ def _toc_rows(records: Sequence[ResultRecord]) -> list[TocSettingRow]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _budget_sweeps(records: Sequence[ResultRecord]) -> list[BudgetSweepView]:
+    """One view per chosen budget (the head seeds' lines of one choice carry the same block)."""
+    found: dict[tuple, BudgetSweepView] = {}
+    for r in records:
+        if r.budget_choice is None:
+            continue
+        key = (
+            order_key(r.task, TASKS), order_key(r.direction, DIRECTIONS), order_key(r.variant, VARIANT_NAMES),
+            order_key(r.head, HEADS), r.checkpoint_sha256 or "", -1 if r.pretrain_run is None else r.pretrain_run,
+            -1 if r.split_seed is None else r.split_seed,
+        )
+        if key in found:
+            continue
+        where = r.source or "results"
+        parts = [r.task, r.direction, r.variant.replace("+", "-"), r.head]
+        parts += [f"p{r.pretrain_run}"] if r.pretrain_run is not None else []
+        parts += [f"s{r.split_seed}"] if r.split_seed is not None else []
+        found[key] = BudgetSweepView(
+            name="budget-" + "-".join("".join(c if c.isalnum() or c in "-_" else "_" for c in p) for p in parts) + ".png",
+            task=r.task, direction=r.direction, variant=r.variant, head=r.head, checkpoint_sha256=r.checkpoint_sha256,
+            pretrain_run=r.pretrain_run, split_seed=r.split_seed,
+            choice=BudgetChoice.from_json(r.budget_choice, where, "budget_choice"),
+            evaluation=None if r.budget_evaluation is None else evaluation_curve_from_json(r.budget_evaluation, where),
+        )
+    # Several checkpoints of one case: their figures need distinct names.
+    views, used = [], set()
+    for key in sorted(found):
+        view = found[key]
+        name, k = view.name, 2
+        while name in used:
+            name, k = view.name.replace(".png", f"-{k}.png"), k + 1
+        used.add(name)
+        views.append(replace(view, name=name))
+    return views
+
+
 @dataclass(frozen=True)
 class MadeSelection:
     """A selection made in this run (toc compare / toc demo), with the codebooks it was made from."""
@@ -759,6 +821,7 @@ def build_report(
         inputs=list(results.inputs),
         groups=groups,
         toc_settings=_toc_rows(results.records),
+        budget_sweeps=_budget_sweeps(results.records),
         health=sorted(unique_health.values(), key=lambda h: h.sort_key),
         selections=_selection_plots(results.records, selection_files, made_selections),
         metric_option=metric,

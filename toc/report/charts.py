@@ -1,4 +1,5 @@
-"""The report's charts: one bar chart per task, and one TOC figure per selection (toc.figures)."""
+"""The report's charts: one bar chart per task, one TOC figure per selection (toc.figures), and one
+curve per budget chosen on validation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from toc.codebook.scoring import score_channels
 from toc.codebook.selection import Selection, SelectionFile, TocSettings, read_selection
 from toc.errors import TocError
 from toc.figures import new_figure, png_bytes, toc_figure
-from toc.report.analysis import Report, SelectionPlot
+from toc.report.analysis import BudgetSweepView, Report, SelectionPlot
 
 CHART_COLUMNS = 4  # panels per row in a task's bar chart
 
@@ -76,6 +77,54 @@ def render_selection_chart(plot: SelectionPlot) -> bytes:
         ax.set_ylabel("TOC score", fontsize=8)
         ax.set_xlabel("position in the selection (top block, then bottom block)", fontsize=8)
     figure.suptitle(f"{plot.path.name} ({document.family}, {document.checkpoint_sha256[:12]})", fontsize=10)
+    figure.tight_layout()
+    return png_bytes(figure)
+
+
+PATTERN_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#8172B3", "#937860", "#DA8BC3")
+
+
+def render_budget_chart(view: BudgetSweepView) -> bytes:
+    """Score against channels kept, one line per block pattern: the validation curve the budget
+    was chosen on (error bars = its interval), the chosen and the published budget marked, and —
+    dashed, labelled — the evaluation split, which was not used to choose."""
+    choice = view.choice
+    figure = new_figure(7.5, 4.4)
+    ax = figure.subplots()
+    patterns = list(dict.fromkeys((p.max_num, p.min_num) for p in choice.curve))
+    evaluation = {(e.channels, e.max_num, e.min_num): e for e in (view.evaluation or ())}
+    for k, pattern in enumerate(patterns):
+        colour = PATTERN_COLOURS[k % len(PATTERN_COLOURS)]
+        points = [p for p in choice.curve if (p.max_num, p.min_num) == pattern]
+        # Patterns side by side at each budget, so that their error bars stay apart.
+        shift = (k - (len(patterns) - 1) / 2) * 1.5
+        x = [sum(p.n_channels) / len(p.n_channels) + shift for p in points]
+        y = [p.validation for p in points]
+        errors = [[v - p.interval[0] for v, p in zip(y, points, strict=True)],
+                  [p.interval[1] - v for v, p in zip(y, points, strict=True)]]
+        ax.errorbar(x, y, yerr=errors, color=colour, marker="o", markersize=4, capsize=3, linewidth=1.4,
+                    label=f"validation, max/min {pattern[0]}/{pattern[1]}")
+        scored = [(xi, evaluation[(p.channels, p.max_num, p.min_num)]) for xi, p in zip(x, points, strict=True)
+                  if (p.channels, p.max_num, p.min_num) in evaluation]
+        if scored:
+            ax.plot([xi for xi, _ in scored], [e.evaluation for _, e in scored], color=colour, linestyle="--",
+                    linewidth=1.0, alpha=0.7, label=f"evaluation (not used to choose), {pattern[0]}/{pattern[1]}")
+    chosen = choice.point
+    shift = (patterns.index((chosen.max_num, chosen.min_num)) - (len(patterns) - 1) / 2) * 1.5
+    ax.plot([sum(chosen.n_channels) / len(chosen.n_channels) + shift], [chosen.validation], marker="*", markersize=16,
+            color="#C44E52", linestyle="none", label=f"chosen: {chosen.label}")
+    published = choice.published
+    if published:
+        ax.axvline(published["channels"], color="#555555", linestyle=":", linewidth=1.2,
+                   label=f"published: {published['channels']} ({published['max_num']}/{published['min_num']})")
+    ax.set_xlabel("channels kept per level (patterns drawn side by side)", fontsize=9)
+    ax.set_ylabel(f"{choice.metric} (%)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(
+        f"{view.title}\nchosen on validation ({choice.n_units} {choice.unit}s, seeds "
+        f"{', '.join(map(str, choice.seeds))}); error bars = {choice.confidence * 100:g}% bootstrap interval",
+        fontsize=9,
+    )
     figure.tight_layout()
     return png_bytes(figure)
 

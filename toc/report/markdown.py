@@ -173,6 +173,7 @@ def render_markdown(report: Report) -> str:
     out += _summary_section(report, pct)
     out += _task_sections(report, pct)
     out += _toc_settings_section(report)
+    out += _budget_section(report, pct)
     out += _health_section(report)
     if report.selections:
         out += ["", "## Channel selections", ""]
@@ -247,6 +248,81 @@ def _toc_settings_section(report: Report) -> list[str]:
             + " | ".join(_value(toc.get(k)) for k in known)
             + f" | {_value(other) if other else '—'} | {_cell(t.selection) if t.selection else '—'} |"
         )
+    return out
+
+
+def _point_text(channels: int, max_num: int, min_num: int) -> str:
+    return f"{channels} ({max_num}/{min_num})"
+
+
+def _budget_section(report: Report, pct: str) -> list[str]:
+    """Budgets chosen on validation (`--channels auto`): per task, direction, variant and head the
+    validation curve the choice was made on, and — labelled, never chosen from — the same heads'
+    scores on the evaluation split."""
+    if not report.budget_sweeps:
+        return []
+    out = [
+        "", "## TOC budgets chosen on validation", "",
+        "Each +toc line below was evaluated at a channel budget chosen per direction and head on the "
+        "**validation split** (clips of the validation videos, which are never evaluated; each case says "
+        "which modality's clips) before any evaluated clip was scored. The **evaluation** column scores "
+        "the same heads on the evaluated clips after the choice: "
+        "it shows what another choice would have given and was **not used to choose**; picking the "
+        "budget from it would make the evaluation score optimistic.",
+    ]
+    for view in report.budget_sweeps:
+        choice = view.choice
+        chosen, best = choice.point, choice.curve[choice.best]
+        seeds = ", ".join(str(s) for s in choice.seeds)
+        out += ["", f"### {view.title}", ""]
+        lines = [
+            f"Chosen: **{_point_text(chosen.channels, chosen.max_num, chosen.min_num)}**, "
+            f"{' + '.join(str(n) for n in chosen.n_channels)} channels kept, validation {choice.metric} "
+            f"{_f(chosen.validation)}; best on validation {_point_text(best.channels, best.max_num, best.min_num)} "
+            f"({_f(best.validation)}).",
+            f"- Rule: {_cell(choice.rule_text)} ({choice.rule}; {choice.resamples} resamples, seed "
+            f"{choice.bootstrap_seed}).",
+            f"- Ranked on: the validation split ({_cell(choice.split_detail)}), {choice.n_units} {choice.unit}s, "
+            f"head seeds {seeds}, metric {choice.metric}.",
+        ]
+        published = choice.published
+        if published:
+            lines.append(
+                f"- Published budget for this case: {_point_text(published['channels'], published['max_num'], published['min_num'])}"
+                f" ({_cell(str(published.get('script', '')))})"
+                + (f"; {_cell(str(published['note']))}" if published.get("note") else "") + "."
+            )
+        else:
+            lines.append("- No published budget for this case.")
+        skipped = (choice.search.get("auto_grid") or {}).get("skipped")  # checked when read
+        if skipped:
+            lines.append(f"- Swept once: {_cell('; '.join(str(s) for s in skipped))}.")
+        out += lines + [""]
+        if view.name in report.charted_budgets:
+            out += [f"![{_cell(view.title)}: validation and evaluation score per budget]({view.name})", ""]
+        evaluation = {(e.channels, e.max_num, e.min_num): e for e in (view.evaluation or ())}
+        out += [
+            f"| budget (max/min) | channels kept | validation {choice.metric} | {pct} interval | gap to best | "
+            f"SE of gap | within 1 SE | evaluation {choice.metric} (not used to choose) | {pct} interval |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, point in enumerate(choice.curve):
+            marks = [m for m, on in (("chosen", i == choice.chosen), ("best", i == choice.best)) if on]
+            if published and (point.channels, point.max_num, point.min_num) == (
+                published["channels"], published["max_num"], published["min_num"]
+            ):
+                marks.append("published")
+            label = _point_text(point.channels, point.max_num, point.min_num)
+            label = f"**{label}**" if i == choice.chosen else label
+            if marks:
+                label += " — " + ", ".join(marks)
+            e = evaluation.get((point.channels, point.max_num, point.min_num))
+            out.append(
+                f"| {label} | {' + '.join(str(n) for n in point.n_channels)} | {_f(point.validation)} | "
+                f"[{_f(point.interval[0])}, {_f(point.interval[1])}] | {_f(point.gap)} | {_f(point.se)} | "
+                f"{'yes' if point.within_noise else 'no'} | {'—' if e is None else _f(e.evaluation)} | "
+                f"{'—' if e is None else f'[{_f(e.interval[0])}, {_f(e.interval[1])}]'} |"
+            )
     return out
 
 
@@ -563,7 +639,7 @@ def summary_document(report: Report) -> dict[str, Any]:
                 },
             }
         )
-    return {
+    document = {
         "format": REPORT_FORMAT,
         "confidence": report.confidence,
         "level": report.level,
@@ -583,6 +659,17 @@ def summary_document(report: Report) -> dict[str, Any]:
         ],
         "health": [h.fields for h in report.health],
     }
+    if report.budget_sweeps:  # reports without budgets chosen on validation keep their old form
+        document["budget_choices"] = [
+            {
+                "task": v.task, "direction": v.direction, "variant": v.variant, "head": v.head,
+                "checkpoint_sha256": v.checkpoint_sha256, "pretrain_run": v.pretrain_run, "split_seed": v.split_seed,
+                "choice": v.choice.to_json(),
+                "evaluation_not_used_to_choose": None if v.evaluation is None else [e.to_json() for e in v.evaluation],
+            }
+            for v in report.budget_sweeps
+        ]
+    return document
 
 
 def render_summary(report: Report) -> str:

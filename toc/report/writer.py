@@ -12,7 +12,7 @@ from cmg_base.files import check_output_directory, resolve_output, staged_direct
 from toc.errors import ConfigError
 from toc.figures import have_matplotlib
 from toc.report.analysis import MadeSelection, build_report
-from toc.report.charts import render_selection_chart, render_task_chart
+from toc.report.charts import render_budget_chart, render_selection_chart, render_task_chart
 from toc.report.html import render_html
 from toc.report.markdown import chart_name, render_csv, render_markdown, render_summary
 from toc.report.resampling import DEFAULT_RESAMPLES
@@ -49,7 +49,7 @@ def write_report(
 
 def is_report_output(name: str) -> bool:
     """Whether a folder entry belongs to a report (replaced as a whole by the next one)."""
-    return name in REPORT_FILES or (name.endswith(".png") and name.startswith(("chart-", "selection-")))
+    return name in REPORT_FILES or (name.endswith(".png") and name.startswith(("chart-", "selection-", "budget-")))
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,11 @@ def render_result_set(
                 images[chart_name(task)] = render_task_chart(report, task)
             for plot in report.selections:
                 images[plot.name] = render_selection_chart(plot)
+            for sweep in report.budget_sweeps:
+                images[sweep.name] = render_budget_chart(sweep)
     # report.md links only the charts that are actually written.
     report.charted_tasks = frozenset(g.task for g in report.groups if chart_name(g.task) in images)
+    report.charted_budgets = frozenset(v.name for v in report.budget_sweeps if v.name in images)
     texts = {
         "report.md": render_markdown(report),
         "results.csv": render_csv(results.records),
