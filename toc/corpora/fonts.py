@@ -9,6 +9,7 @@ corpus from the same seed, as another espeak-ng version would.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,3 +132,27 @@ def has_glyphs(font: Font, text: str) -> bool:
 
     missing = drawing("\ue000")
     return all(drawing(character) != missing for character in text)
+
+
+def written_pool(texts: Sequence[str], fonts: Sequence[Font], per_text: int, eval_fraction: float,
+                 style: Callable[[np.random.Generator], TextStyle], side: int, rng: np.random.Generator):
+    """An ImagePool of `per_text` drawings of each text in each font (styles drawn by `style`), a
+    seeded `eval_fraction` of the fonts (at least 2) evaluation-only; names are "FONT#ROW"."""
+    from toc.corpora.real_signals import ImagePool
+
+    n_eval = max(2, int(round(eval_fraction * len(fonts))))
+    eval_fonts = {int(i) for i in rng.permutation(len(fonts))[:n_eval]}
+    drawings, labels, names, evaluation = [], [], [], []
+    for font_row, font in enumerate(fonts):
+        for label, text in enumerate(texts):
+            for _ in range(per_text):
+                evaluation.append(font_row in eval_fonts)
+                names.append(f"{font.name}#{len(drawings)}")
+                drawings.append((text, font, style(rng)))
+                labels.append(label)
+
+    def draw(row: int) -> np.ndarray:
+        text, font, text_style = drawings[row]
+        return draw_text(text, font, text_style, side)
+
+    return ImagePool.of_drawings(labels, evaluation, names, side, draw)

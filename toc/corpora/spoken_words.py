@@ -30,6 +30,13 @@ OFFSET_RANGE = (-1.5, 1.5)  # pixels, each axis
 INK_RANGE = (0.7, 1.0)
 
 
+def _text_style(rng: np.random.Generator) -> font_tools.TextStyle:
+    return font_tools.TextStyle(
+        width=rng.uniform(*WIDTH_RANGE), height=rng.uniform(*HEIGHT_RANGE), angle=rng.uniform(*ANGLE_RANGE),
+        offset=(rng.uniform(*OFFSET_RANGE), rng.uniform(*OFFSET_RANGE)), ink=rng.uniform(*INK_RANGE),
+    )  # fmt: skip
+
+
 class SpokenWords(RealSignalCorpus):
     kind = "spoken-words"
     class_names = WORDS
@@ -50,26 +57,7 @@ class SpokenWords(RealSignalCorpus):
     def image_pool(self, rng: np.random.Generator) -> ImagePool:
         """IMAGES_PER_FONT_AND_WORD drawings of each word in each font; fonts split by the seed."""
         fonts = font_tools.find_fonts(self.kind, MIN_FONTS)
-        n_eval = max(2, int(round(EVAL_FONT_FRACTION * len(fonts))))
-        eval_fonts = {int(i) for i in rng.permutation(len(fonts))[:n_eval]}
-        drawings, labels, names, evaluation = [], [], [], []
-        for font_row, font in enumerate(fonts):
-            for label, word in enumerate(WORDS):
-                for _ in range(IMAGES_PER_FONT_AND_WORD):
-                    style = font_tools.TextStyle(
-                        width=rng.uniform(*WIDTH_RANGE), height=rng.uniform(*HEIGHT_RANGE), angle=rng.uniform(*ANGLE_RANGE),
-                        offset=(rng.uniform(*OFFSET_RANGE), rng.uniform(*OFFSET_RANGE)), ink=rng.uniform(*INK_RANGE),
-                    )  # fmt: skip
-                    evaluation.append(font_row in eval_fonts)
-                    names.append(f"{font.name}#{len(drawings)}")
-                    drawings.append((word, font, style))
-                    labels.append(label)
-
-        def draw(row: int) -> np.ndarray:
-            word, font, style = drawings[row]
-            return font_tools.draw_text(word, font, style, IMAGE_SIDE)
-
-        return ImagePool.of_drawings(labels, evaluation, names, IMAGE_SIDE, draw)
+        return font_tools.written_pool(WORDS, fonts, IMAGES_PER_FONT_AND_WORD, EVAL_FONT_FRACTION, _text_style, IMAGE_SIDE, rng)
 
     def image_details(self, pool: ImagePool) -> dict[str, list[str]]:
         return {"pretrain_fonts": pool.groups(pool.pretrain), "eval_fonts": pool.groups(pool.evaluation)}

@@ -131,6 +131,13 @@ def _fonts_with_symbols(corpus: str) -> list[font_tools.Font]:
     return fonts
 
 
+def _text_style(rng: np.random.Generator) -> font_tools.TextStyle:
+    return font_tools.TextStyle(
+        width=rng.uniform(*WIDTH_RANGE), height=rng.uniform(*HEIGHT_RANGE), angle=rng.uniform(*ANGLE_RANGE),
+        offset=(rng.uniform(*OFFSET_RANGE), rng.uniform(*OFFSET_RANGE)), ink=rng.uniform(*INK_RANGE),
+    )  # fmt: skip
+
+
 class Vowels(RealSignalCorpus):
     kind = "vowels"
     class_names = tuple(name for name, _, _ in VOWELS)
@@ -151,26 +158,7 @@ class Vowels(RealSignalCorpus):
     def image_pool(self, rng: np.random.Generator) -> ImagePool:
         """IMAGES_PER_FONT_AND_VOWEL drawings of each symbol in each font; fonts split by the seed."""
         fonts = _fonts_with_symbols(self.kind)
-        n_eval = max(2, int(round(EVAL_FONT_FRACTION * len(fonts))))
-        eval_fonts = {int(i) for i in rng.permutation(len(fonts))[:n_eval]}
-        drawings, labels, names, evaluation = [], [], [], []
-        for font_row, font in enumerate(fonts):
-            for label, (_, symbol, _) in enumerate(VOWELS):
-                for _ in range(IMAGES_PER_FONT_AND_VOWEL):
-                    style = font_tools.TextStyle(
-                        width=rng.uniform(*WIDTH_RANGE), height=rng.uniform(*HEIGHT_RANGE), angle=rng.uniform(*ANGLE_RANGE),
-                        offset=(rng.uniform(*OFFSET_RANGE), rng.uniform(*OFFSET_RANGE)), ink=rng.uniform(*INK_RANGE),
-                    )  # fmt: skip
-                    evaluation.append(font_row in eval_fonts)
-                    names.append(f"{font.name}#{len(drawings)}")
-                    drawings.append((symbol, font, style))
-                    labels.append(label)
-
-        def draw(row: int) -> np.ndarray:
-            symbol, font, style = drawings[row]
-            return font_tools.draw_text(symbol, font, style, IMAGE_SIDE)
-
-        return ImagePool.of_drawings(labels, evaluation, names, IMAGE_SIDE, draw)
+        return font_tools.written_pool([symbol for _, symbol, _ in VOWELS], fonts, IMAGES_PER_FONT_AND_VOWEL, EVAL_FONT_FRACTION, _text_style, IMAGE_SIDE, rng)
 
     def image_details(self, pool: ImagePool) -> dict[str, list[str]]:
         return {"pretrain_fonts": pool.groups(pool.pretrain), "eval_fonts": pool.groups(pool.evaluation)}
