@@ -244,13 +244,19 @@ class Instruments(RealSignalCorpus):
         maker, label = sound
         frequency = 440.0 * 2.0 ** ((rng.uniform(*REGISTERS[INSTRUMENTS[label]]) - 69.0) / 12.0)
         dry = play_note(maker.timbres[label], frequency, rng.uniform(*NOTE_LENGTH_RANGE), rng)
-        note = maker.wet * fftconvolve(dry, maker.room)
-        note[: len(dry)] += (1.0 - maker.wet) * dry
-        note = note[: int(0.95 * SAMPLE_RATE)]  # the room's tail is cut at the second's end
-        second = np.zeros(SAMPLE_RATE)
-        start = int(rng.integers(0, SAMPLE_RATE - len(note) + 1))
-        second[start : start + len(note)] = note / max(np.abs(note).max(), 1e-12) * rng.uniform(*GAIN_RANGE)
-        return second
+        return place_in_room(dry, maker.room, maker.wet, rng)
+
+
+def place_in_room(dry: np.ndarray, room: np.ndarray, wet: float, rng: np.random.Generator) -> np.ndarray:
+    """One second holding the dry note heard in the room (its tail cut at the second's end), at a
+    random position and a peak gain in GAIN_RANGE."""
+    note = wet * fftconvolve(dry, room)
+    note[: len(dry)] += (1.0 - wet) * dry
+    note = note[: int(0.95 * SAMPLE_RATE)]
+    second = np.zeros(SAMPLE_RATE)
+    start = int(rng.integers(0, SAMPLE_RATE - len(note) + 1))
+    second[start : start + len(note)] = note / max(np.abs(note).max(), 1e-12) * rng.uniform(*GAIN_RANGE)
+    return second
 
 
 CORPUS = Instruments()

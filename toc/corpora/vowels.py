@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve, lfilter
+from scipy.signal import lfilter
 
 from toc.corpora import fonts as font_tools
 from toc.corpora.extractors import SAMPLE_RATE
+from toc.corpora.instruments import place_in_room
 from toc.corpora.real_signals import ImagePool, MissingToolError, RealSignalCorpus
 
 # The ten vowels: a name for the prompts, the IPA symbol the images show, and F1–F3 in Hz
@@ -55,7 +56,6 @@ BANDWIDTH_RANGE = (50.0, 130.0)  # Hz, F1's bandwidth; higher formants get wider
 TILT_RANGE = (0.9, 0.99)  # the glottal source's one-pole low-pass coefficient (spectral tilt)
 BREATH_RANGE = (0.01, 0.15)  # breath noise, relative to the voiced source
 NOTE_LENGTH_RANGE = (0.3, 0.85)  # seconds
-GAIN_RANGE = (0.3, 0.8)  # the note's peak, as a spoken word's
 ATTACK, RELEASE = 0.03, 0.05  # seconds
 ROOM_T60_RANGE = (0.1, 0.6)  # seconds
 ROOM_WET_RANGE = (0.05, 0.3)
@@ -170,13 +170,7 @@ class Vowels(RealSignalCorpus):
         """A fresh note of the singer's vowel, in its room, placed in one second."""
         singer, label = sound
         dry = sing(singer, label, rng.uniform(*NOTE_LENGTH_RANGE), rng)
-        note = singer.wet * fftconvolve(dry, singer.room)
-        note[: len(dry)] += (1.0 - singer.wet) * dry
-        note = note[: int(0.95 * SAMPLE_RATE)]  # the room's tail is cut at the second's end
-        second = np.zeros(SAMPLE_RATE)
-        start = int(rng.integers(0, SAMPLE_RATE - len(note) + 1))
-        second[start : start + len(note)] = note / max(np.abs(note).max(), 1e-12) * rng.uniform(*GAIN_RANGE)
-        return second
+        return place_in_room(dry, singer.room, singer.wet, rng)
 
 
 CORPUS = Vowels()
